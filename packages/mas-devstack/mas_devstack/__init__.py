@@ -1,0 +1,1 @@
+"""Local real-backend stack (mas-devstack)."""

@@ -1,0 +1,76 @@
+"""mas-storage: the core of the mas-memory storage layer.
+
+The abstract :class:`StorageAdapter`, the six storage errors, the validators, the settings, the
+adapter registry and the metrics. Concrete adapters live in their own packages
+(``mas-storage-postgres``, ``-redis``, ``-qdrant``, ``-neo4j``, ``-typesense``) and are obtained
+through :func:`create_adapter`.
+"""
+
+from ._base import AdapterConfig, StorageAdapter
+from ._exceptions import (
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageNotFoundError,
+    StorageQueryError,
+    StorageTimeoutError,
+)
+from ._operations import operation
+from ._redact import mask_url, redact
+from ._registry import (
+    ENTRY_POINT_GROUP,
+    AdapterNotFoundError,
+    available_adapters,
+    create_adapter,
+    get_adapter_class,
+    register_adapter,
+)
+from ._settings import (
+    DEFAULT_STACK_OUTPUTS,
+    STACK_OUTPUT_KEYS,
+    Neo4jSettings,
+    PostgresSettings,
+    QdrantSettings,
+    RedisSettings,
+    StorageSettings,
+    TypesenseSettings,
+    load_stack_outputs,
+    stack_outputs_path,
+)
+from ._validation import validate_field_types, validate_required_fields
+from .metrics import MetricsCollector
+
+__all__ = [
+    "DEFAULT_STACK_OUTPUTS",
+    "ENTRY_POINT_GROUP",
+    "STACK_OUTPUT_KEYS",
+    "AdapterConfig",
+    "AdapterNotFoundError",
+    "MetricsCollector",
+    "Neo4jSettings",
+    "PostgresSettings",
+    "QdrantSettings",
+    "RedisSettings",
+    "StorageAdapter",
+    "StorageConnectionError",
+    "StorageDataError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageQueryError",
+    "StorageSettings",
+    "StorageTimeoutError",
+    "TypesenseSettings",
+    "available_adapters",
+    "create_adapter",
+    "get_adapter_class",
+    "load_stack_outputs",
+    "mask_url",
+    "operation",
+    "redact",
+    "register_adapter",
+    "stack_outputs_path",
+    "validate_field_types",
+    "validate_required_fields",
+]
+
+__version__ = "0.1.0"

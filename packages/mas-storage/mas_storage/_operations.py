@@ -1,0 +1,122 @@
+"""The one mechanism every adapter operation runs through.
+
+:class:`~mas_storage.StorageAdapter` wraps each public coroutine method of a subclass with
+:func:`operation` when the class is created, so no adapter re-implements any of this:
+
+* the "not connected" check, or the lazy first connect when ``auto_connect`` is on;
+* timing and metrics for the operation;
+* translation of driver exceptions into the six storage errors, chained with ``from`` and kept
+  as ``.orig``, with every secret of the adapter's config masked out of the message;
+* logging with the adapter kind and the operation name.
+
+``asyncio.CancelledError`` and ``KeyboardInterrupt`` are ``BaseException``s and pass through
+untouched: cancellation is never wrapped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._exceptions import (
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageNotFoundError,
+    StorageQueryError,
+    StorageTimeoutError,
+)
+from ._redact import redact
+
+if TYPE_CHECKING:
+    from ._base import StorageAdapter
+
+__all__ = ["OPERATION_ATTR", "default_error_class", "operation"]
+
+OPERATION_ATTR = "__mas_operation__"
+#: Set while a task runs ``connect()``, so the calls ``connect()`` makes itself pass the check.
+_CONNECTING: ContextVar[object | None] = ContextVar("mas_storage_connecting", default=None)
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+logger = logging.getLogger("mas_storage")
+
+
+def default_error_class(exc: BaseException) -> type[StorageError]:
+    """Classify an exception no adapter-specific rule claimed."""
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
+        return StorageTimeoutError
+    if isinstance(exc, (ConnectionError, OSError)):
+        return StorageConnectionError
+    if isinstance(exc, (ValueError, TypeError, KeyError, UnicodeError, OverflowError)):
+        return StorageDataError
+    return StorageQueryError
+
+
+def translate_error(adapter: StorageAdapter, exc: Exception, op: str) -> StorageError:
+    """Turn a driver exception into a :class:`StorageError`, secrets masked."""
+    mapped = adapter._map_error(exc, op)
+    if isinstance(mapped, StorageError):
+        cls, detail = type(mapped), mapped.message
+    else:
+        cls = mapped or default_error_class(exc)
+        detail = f"{type(exc).__name__}: {exc}"
+    message = redact(f"{adapter.kind} {op} failed: {detail}", adapter._secret_values)
+    return cls(message, backend=adapter.kind, operation=op, orig=exc)
+
+
+def _log_failure(adapter: StorageAdapter, op: str, err: StorageError) -> None:
+    # Bad input is the caller's business: debug. Backend trouble is the operator's: warning.
+    quiet = isinstance(err, (StorageDataError, StorageNotFoundError))
+    level = logging.DEBUG if quiet else logging.WARNING
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s.%s failed: %s: %s", adapter.kind, op, type(err).__name__, err)
+
+
+def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_F], _F]:
+    """Decorate an adapter coroutine method as a timed, checked, error-translated operation.
+
+    ``connects=True`` marks ``connect``/``disconnect``: they skip the connection check.
+    """
+
+    def decorate(fn: _F) -> _F:
+        op = name or fn.__name__
+
+        @functools.wraps(fn)
+        async def wrapper(self: StorageAdapter, *args: Any, **kwargs: Any) -> Any:
+            if connects:
+                token = _CONNECTING.set(self) if op == "connect" else None
+            else:
+                token = None
+                if not self._connected and _CONNECTING.get() is not self:
+                    await self._require_connection(op)
+            metrics = self.metrics
+            start = perf_counter()
+            try:
+                result = await fn(self, *args, **kwargs)
+            except StorageError as err:
+                if err.backend is None:
+                    err.backend = self.kind
+                if err.operation is None:
+                    err.operation = op
+                metrics.record(op, perf_counter() - start, err, args)
+                _log_failure(self, op, err)
+                raise
+            except Exception as exc:
+                err = translate_error(self, exc, op)
+                metrics.record(op, perf_counter() - start, err, args)
+                _log_failure(self, op, err)
+                raise err from exc
+            finally:
+                if token is not None:
+                    _CONNECTING.reset(token)
+            metrics.record(op, perf_counter() - start, None, args)
+            return result
+
+        setattr(wrapper, OPERATION_ATTR, op)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
