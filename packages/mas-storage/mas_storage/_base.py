@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from ._exceptions import StorageConnectionError, StorageDataError, StorageError
-from ._operations import OPERATION_ATTR, operation
+from ._operations import OPERATION_ATTR, operation, translate_error
 from .metrics import MetricsCollector
 
 __all__ = ["AdapterConfig", "StorageAdapter"]
@@ -185,7 +185,12 @@ class StorageAdapter(ABC):
         data = await self.metrics.get_metrics()
         data["adapter_type"] = self.kind
         if self._connected:
-            backend = await self._get_backend_metrics()
+            try:
+                backend = await self._get_backend_metrics()
+            except StorageError:
+                raise
+            except Exception as exc:
+                raise translate_error(self, exc, "get_metrics") from exc
             if backend:
                 data["backend_specific"] = backend
         return data

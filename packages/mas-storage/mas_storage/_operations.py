@@ -35,7 +35,7 @@ from ._redact import redact
 if TYPE_CHECKING:
     from ._base import StorageAdapter
 
-__all__ = ["OPERATION_ATTR", "default_error_class", "operation"]
+__all__ = ["OPERATION_ATTR", "default_error_class", "operation", "translate_error"]
 
 OPERATION_ATTR = "__mas_operation__"
 #: Set while a task runs ``connect()``, so the calls ``connect()`` makes itself pass the check.

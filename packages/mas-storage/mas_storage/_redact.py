@@ -9,7 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["MASK", "mask_url", "redact"]
 
 MASK = "***"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@"
+)
 
 
 def mask_url(url: str) -> str:

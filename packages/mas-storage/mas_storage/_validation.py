@@ -35,6 +35,4 @@ def validate_field_types(
         bad_bool = isinstance(value, bool) and bool not in wanted
         if bad_bool or not isinstance(value, wanted):
             names = " or ".join(t.__name__ for t in wanted)
-            raise StorageDataError(
-                f"Field '{field}' must be {names}, got {type(value).__name__}"
-            )
+            raise StorageDataError(f"Field '{field}' must be {names}, got {type(value).__name__}")
