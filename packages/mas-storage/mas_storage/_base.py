@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from ._exceptions import StorageConnectionError, StorageDataError, StorageError
 from ._operations import OPERATION_ATTR, operation, translate_error
-from .metrics import MetricsCollector
+from .metrics import MetricsCollector, check_format
+from .metrics import export as export_report
 
 __all__ = ["AdapterConfig", "StorageAdapter"]
 
@@ -87,7 +88,10 @@ class StorageAdapter(ABC):
         self._auto_connect = bool(self.config.get("auto_connect", False))
         self._connect_lock: asyncio.Lock | None = None
         self._secret_values = _collect_secrets(self.config)
-        self.metrics = MetricsCollector(self.config.get("metrics") or {}, adapter=self.kind)
+        # ``metrics`` may be a mapping of the collector's keys, or a bool (False disables).
+        self.metrics = MetricsCollector(
+            self.config.get("metrics"), adapter=self.kind, secrets=self._secret_values
+        )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -196,8 +200,10 @@ class StorageAdapter(ABC):
         return data
 
     async def export_metrics(self, format: str = "dict") -> dict[str, Any] | str:
-        """Export metrics as ``dict``, ``json``, ``prometheus``, ``csv`` or ``markdown``."""
-        return await self.metrics.export_metrics(format)
+        """Export :meth:`get_metrics` as ``dict``, ``json``, ``prometheus``, ``csv`` or
+        ``markdown`` (backend-specific figures included)."""
+        check_format(format)
+        return export_report(await self.get_metrics(), format)
 
     async def reset_metrics(self) -> None:
         """Forget every recorded figure."""

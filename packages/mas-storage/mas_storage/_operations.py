@@ -92,7 +92,13 @@ def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_
             else:
                 token = None
                 if not self._connected and _CONNECTING.get() is not self:
-                    await self._require_connection(op)
+                    start = perf_counter()
+                    try:
+                        await self._require_connection(op)
+                    except StorageError as refused:
+                        # A call refused for want of a connection is a failed operation too.
+                        self.metrics.record(op, perf_counter() - start, refused, args)
+                        raise
             metrics = self.metrics
             start = perf_counter()
             try:
@@ -106,10 +112,10 @@ def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_
                 _log_failure(self, op, err)
                 raise
             except Exception as exc:
-                err = translate_error(self, exc, op)
-                metrics.record(op, perf_counter() - start, err, args)
-                _log_failure(self, op, err)
-                raise err from exc
+                translated = translate_error(self, exc, op)
+                metrics.record(op, perf_counter() - start, translated, args)
+                _log_failure(self, op, translated)
+                raise translated from exc
             finally:
                 if token is not None:
                     _CONNECTING.reset(token)

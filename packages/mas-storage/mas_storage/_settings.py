@@ -247,11 +247,11 @@ class TypesenseSettings(_BackendSettings):
 class StorageSettings(BaseModel):
     """The five backends' settings together, each loaded from the same sources."""
 
-    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
-    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
-    typesense: TypesenseSettings = Field(default_factory=TypesenseSettings)
+    postgres: PostgresSettings = Field(default_factory=lambda: PostgresSettings())
+    redis: RedisSettings = Field(default_factory=lambda: RedisSettings())
+    qdrant: QdrantSettings = Field(default_factory=lambda: QdrantSettings())
+    neo4j: Neo4jSettings = Field(default_factory=lambda: Neo4jSettings())
+    typesense: TypesenseSettings = Field(default_factory=lambda: TypesenseSettings())
 
     def for_kind(self, kind: str) -> _BackendSettings:
         """The settings of one backend by its registry name."""

@@ -1,40 +1,47 @@
 """Operation metrics for storage adapters (the spec's Priority 4A).
 
-Placeholder collector: the full collector, storage, aggregator and exporters land with the
-metrics issue. The interface the core relies on is ``MetricsCollector.record``.
+Every adapter owns a :class:`MetricsCollector` (``adapter.metrics``) built from
+``config["metrics"]``; the core times every public operation and calls
+:meth:`MetricsCollector.record`. Read the figures with ``await adapter.get_metrics()`` or
+``await adapter.export_metrics("prometheus" | "json" | "csv" | "markdown")``.
+
+* :class:`MetricsCollector`: config, the cheap ``record`` hot path, reports and exports.
+* :class:`OperationTimer`: times a block of your own code into the same collector.
+* :class:`MetricsStorage`: the bounded, thread-safe raw store (deques with ``maxlen``).
+* :class:`MetricsAggregator`: percentiles, latency summaries and rates, computed on read.
 """
 
-from __future__ import annotations
+from ._aggregator import MetricsAggregator, percentile_key
+from ._collector import DEFAULT_CONFIG, MetricsCollector
+from ._exporters import (
+    EXPORT_FORMATS,
+    check_format,
+    export,
+    to_csv,
+    to_json,
+    to_markdown,
+    to_prometheus,
+)
+from ._size import estimate_size
+from ._storage import MAX_ERRORS, MAX_OPERATIONS, ErrorRecord, MetricsStorage
+from ._timer import OperationTimer
 
-import json
-from typing import Any
-
-__all__ = ["MetricsCollector"]
-
-
-class MetricsCollector:
-    """Collects per-operation counts and latencies for one adapter."""
-
-    def __init__(self, config: dict[str, Any] | None = None, *, adapter: str = "storage") -> None:
-        config = config or {}
-        self.adapter = adapter
-        self.enabled = bool(config.get("enabled", True))
-        self._counts: dict[str, list[float]] = {}
-
-    def record(
-        self, operation: str, seconds: float, error: BaseException | None, args: tuple[Any, ...]
-    ) -> None:
-        """Record one finished operation. Called by the core for every adapter call."""
-        if not self.enabled:
-            return
-        self._counts.setdefault(operation, []).append(seconds)
-
-    async def get_metrics(self) -> dict[str, Any]:
-        return {"operations": {op: {"total_count": len(v)} for op, v in self._counts.items()}}
-
-    async def export_metrics(self, format: str = "dict") -> dict[str, Any] | str:
-        data = await self.get_metrics()
-        return json.dumps(data) if format == "json" else data
-
-    async def reset_metrics(self) -> None:
-        self._counts.clear()
+__all__ = [
+    "DEFAULT_CONFIG",
+    "EXPORT_FORMATS",
+    "MAX_ERRORS",
+    "MAX_OPERATIONS",
+    "ErrorRecord",
+    "MetricsAggregator",
+    "MetricsCollector",
+    "MetricsStorage",
+    "OperationTimer",
+    "check_format",
+    "estimate_size",
+    "export",
+    "percentile_key",
+    "to_csv",
+    "to_json",
+    "to_markdown",
+    "to_prometheus",
+]

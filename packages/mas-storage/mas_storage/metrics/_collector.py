@@ -1,0 +1,275 @@
+"""The per-adapter metrics collector the core feeds on every operation.
+
+The core wrapper (:mod:`mas_storage._operations`) calls :meth:`MetricsCollector.record`
+synchronously after each adapter call, success or failure, ``connect`` and ``disconnect``
+included. ``record`` is the hot path: it takes the time of a clock read, one lock and a handful
+of increments (a few microseconds, measured in ``tests/benchmarks/bench_metrics.py``); it never
+awaits and never computes a statistic. Percentiles and rates are computed when metrics are read.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mas_storage._exceptions import StorageDataError
+from mas_storage._redact import redact
+
+from ._aggregator import MetricsAggregator, format_timestamp
+from ._exporters import check_format, export
+from ._size import estimate_size
+from ._storage import ErrorRecord, MetricsStorage
+from ._timer import OperationTimer
+
+__all__ = ["DEFAULT_CONFIG", "MAX_MESSAGE_CHARS", "MetricsCollector"]
+
+#: The ``metrics`` config keys and their defaults.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "enabled": True,
+    "max_history": 1000,
+    "track_errors": True,
+    "track_data_volume": True,
+    "percentiles": (50, 95, 99),
+    "aggregation_window": 60,
+    "sampling_rate": 1.0,
+}
+#: Error messages longer than this are cut in error records.
+MAX_MESSAGE_CHARS = 500
+_LIFECYCLE = frozenset({"connect", "disconnect"})
+#: Rate buckets per window at most: memory per operation stays small for long windows.
+_MAX_BUCKETS = 120
+
+
+def _payload_size(args: tuple[Any, ...]) -> int:
+    """:func:`estimate_size` that never raises: metrics must never break an operation."""
+    try:
+        return estimate_size(args)
+    except Exception:  # e.g. an argument whose __len__ or items() raises
+        return 0
+
+
+def _config_error(message: str) -> StorageDataError:
+    return StorageDataError(f"Invalid metrics config: {message}", operation="metrics")
+
+
+def _parse_config(config: Mapping[str, Any] | bool | None) -> dict[str, Any]:
+    """Validate the ``metrics`` config: known keys, sane values. ``False`` disables."""
+    if config is None or config is True:
+        config = {}
+    elif config is False:
+        config = {"enabled": False}
+    elif not isinstance(config, Mapping):
+        raise _config_error(f"expected a mapping or a bool, not {type(config).__name__}")
+    # The spec's sampling example also names this key; errors are always sampled here.
+    extra = dict(config)
+    if extra.pop("always_sample_errors", True) is not True:
+        raise _config_error("errors are always sampled; always_sample_errors must be true")
+    unknown = sorted(set(extra) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise _config_error(f"unknown key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+    out = {**DEFAULT_CONFIG, **extra}
+    for key in ("enabled", "track_errors", "track_data_volume"):
+        if not isinstance(out[key], bool):
+            raise _config_error(f"{key} must be true or false, not {out[key]!r}")
+    history = out["max_history"]
+    if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+        raise _config_error(f"max_history must be an integer >= 1, not {history!r}")
+    window = out["aggregation_window"]
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
+        raise _config_error(f"aggregation_window must be a number of seconds > 0, not {window!r}")
+    rate = out["sampling_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise _config_error(f"sampling_rate must be a number in [0, 1], not {rate!r}")
+    pcts = out["percentiles"]
+    if isinstance(pcts, (str, bytes)) or not isinstance(pcts, Sequence):
+        raise _config_error(f"percentiles must be a list of numbers, not {pcts!r}")
+    for p in pcts:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 100:
+            raise _config_error(f"percentiles must lie in [0, 100], not {p!r}")
+    out["percentiles"] = tuple(dict.fromkeys(pcts))  # keep order, drop duplicates
+    out["sampling_rate"] = float(rate)
+    out["aggregation_window"] = float(window)
+    return out
+
+
+class MetricsCollector:
+    """Collects counts, latencies, data volume, connection events and errors for one adapter.
+
+    ``config`` takes the keys of :data:`DEFAULT_CONFIG` (``True``/``None`` mean defaults,
+    ``False`` disables). With ``sampling_rate`` below 1, counts, total time and rates stay
+    exact; only the latency samples and the payload measurement are sampled (payload bytes are
+    scaled up accordingly). Errors are always recorded in full.
+
+    ``adapter`` names the backend in reports and labels. ``secrets`` are masked out of every
+    error message recorded. ``clock`` (monotonic seconds) and ``rand`` can be injected in tests.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | bool | None = None,
+        *,
+        adapter: str = "storage",
+        secrets: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        settings = _parse_config(config)
+        self.adapter = adapter
+        self.enabled: bool = settings["enabled"]
+        self.max_history: int = settings["max_history"]
+        self.track_errors: bool = settings["track_errors"]
+        self.track_data_volume: bool = settings["track_data_volume"]
+        self.percentiles: tuple[float, ...] = settings["percentiles"]
+        self.aggregation_window: float = settings["aggregation_window"]
+        self.sampling_rate: float = settings["sampling_rate"]
+        self._secrets = tuple(secrets)
+        self._clock = clock
+        self._rand = rand
+        self._bucket_seconds = max(1.0, self.aggregation_window / _MAX_BUCKETS)
+        self._storage = MetricsStorage(
+            self.max_history,
+            window_seconds=self.aggregation_window,
+            bucket_seconds=self._bucket_seconds,
+            clock=clock,
+        )
+        self._started = clock()
+
+    @property
+    def storage(self) -> MetricsStorage:
+        """The raw, bounded store behind this collector."""
+        return self._storage
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def record(
+        self,
+        operation: str,
+        seconds: float,
+        error: BaseException | None,
+        args: tuple[Any, ...] = (),
+    ) -> None:
+        """Record one finished call of ``operation`` that took ``seconds``.
+
+        ``error`` is the exception it raised, or ``None``. ``args`` are its positional
+        arguments: only their approximate size is taken (``track_data_volume``), never their
+        values. Called by the core for every adapter operation; cheap and synchronous.
+        """
+        if not self.enabled:
+            return
+        now = self._clock()
+        if error is None:
+            rate = self.sampling_rate
+            if rate >= 1.0:
+                nbytes = _payload_size(args) if args and self.track_data_volume else 0
+                self._storage.add_operation(operation, seconds, True, nbytes, True, now)
+            elif self._rand() < rate:
+                nbytes = int(_payload_size(args) / rate) if args and self.track_data_volume else 0
+                self._storage.add_operation(operation, seconds, True, nbytes, True, now)
+            else:
+                self._storage.add_operation(operation, seconds, True, 0, False, now)
+        else:
+            nbytes = _payload_size(args) if args and self.track_data_volume else 0
+            self._storage.add_operation(operation, seconds, False, nbytes, True, now)
+            if self.track_errors:
+                self._storage.add_error(self._error_record(operation, seconds, error))
+        if operation in _LIFECYCLE:
+            at = datetime.now(UTC)
+            self._storage.connection_event(operation, seconds, error is None, now, at)
+
+    def _error_record(self, operation: str, seconds: float, error: BaseException) -> ErrorRecord:
+        message = redact(str(error), self._secrets)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        cause = getattr(error, "orig", None) or error.__cause__
+        return ErrorRecord(
+            timestamp=datetime.now(UTC),
+            type=type(error).__name__,
+            operation=operation,
+            message=message,
+            duration_ms=round(seconds * 1000.0, 6),
+            cause=type(cause).__name__ if cause is not None else None,
+        )
+
+    def timer(self, operation: str, *args: Any) -> OperationTimer:
+        """An :class:`OperationTimer` recording ``operation`` on this collector."""
+        return OperationTimer(self, operation, *args)
+
+    # -- the spec's recording API (thin wrappers over the same storage) ----------------------
+
+    async def record_operation(
+        self, operation: str, duration_ms: float, success: bool, *args: Any
+    ) -> None:
+        """Record an operation by outcome; a failure here carries no error details."""
+        if not self.enabled:
+            return
+        now = self._clock()
+        nbytes = _payload_size(args) if args and self.track_data_volume else 0
+        sampled = not success or self.sampling_rate >= 1.0 or self._rand() < self.sampling_rate
+        self._storage.add_operation(operation, duration_ms / 1000.0, success, nbytes, sampled, now)
+
+    async def record_error(
+        self, error_type: str, operation: str, details: str, duration_ms: float = 0.0
+    ) -> None:
+        """Record an error event (counted by type, kept among the recent errors)."""
+        if not (self.enabled and self.track_errors):
+            return
+        message = redact(details, self._secrets)[:MAX_MESSAGE_CHARS]
+        record = ErrorRecord(datetime.now(UTC), error_type, operation, message, duration_ms)
+        self._storage.add_error(record)
+
+    async def record_connection_event(
+        self, event: str, duration_ms: float | None = None, success: bool = True
+    ) -> None:
+        """Record ``connect`` or ``disconnect`` in the connection figures only."""
+        if event not in _LIFECYCLE:
+            raise StorageDataError(
+                f"Unknown connection event {event!r}: use 'connect' or 'disconnect'",
+                operation="metrics",
+            )
+        if self.enabled:
+            seconds = None if duration_ms is None else duration_ms / 1000.0
+            self._storage.connection_event(
+                event, seconds, success, self._clock(), datetime.now(UTC)
+            )
+
+    async def record_data_volume(self, operation: str, bytes_count: int) -> None:
+        """Add ``bytes_count`` to ``operation``'s data volume."""
+        if self.enabled and self.track_data_volume:
+            self._storage.add_data_volume(operation, bytes_count, self._clock())
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """Every figure with its statistics, as a plain JSON-ready dict (see the docs)."""
+        snap = self._storage.snapshot()
+        body = MetricsAggregator.summarize(
+            snap,
+            percentiles=self.percentiles,
+            window_seconds=self.aggregation_window,
+            bucket_seconds=self._bucket_seconds,
+        )
+        return {
+            "adapter_type": self.adapter,
+            "timestamp": format_timestamp(datetime.now(UTC)),
+            "uptime_seconds": round(snap.now - self._started, 3),
+            "enabled": self.enabled,
+            "sampling_rate": self.sampling_rate,
+            "aggregation_window_seconds": self.aggregation_window,
+            **body,
+        }
+
+    async def get_metrics(self) -> dict[str, Any]:
+        """The report of :meth:`report` (async, for the adapter interface)."""
+        return self.report()
+
+    async def export_metrics(self, format: str = "dict") -> dict[str, Any] | str:
+        """The report as ``dict``, ``json``, ``prometheus``, ``csv`` or ``markdown``."""
+        check_format(format)
+        return export(self.report(), format)
+
+    async def reset_metrics(self) -> None:
+        """Forget every figure (the connection state itself is kept)."""
+        self._storage.reset()

@@ -1,0 +1,227 @@
+"""What metrics cost: ``record()`` in microseconds, and Redis operations with metrics on vs off.
+
+Two parts:
+
+* **micro**: the cost of one ``MetricsCollector.record`` call, per payload shape and config
+  (``timeit``, best and median of the repeats, in microseconds);
+* **redis**: ``store`` and ``retrieve`` through the Redis adapter against the real Redis of the
+  stack outputs, with metrics on and off. One adapter and one connection serve both sides (the
+  collector's ``enabled`` flag is flipped between runs, which is what ``metrics: {enabled:
+  false}`` sets), and the on/off runs alternate, so only the metrics differ. Ratio =
+  ops/s on / ops/s off; the spec's goal is an overhead (1 - ratio) under 5%.
+
+Run from /work/main after ``uv run mas-devstack up``::
+
+    uv run python tests/benchmarks/bench_metrics.py [--quick] [--prometheus]
+
+Medians of the repetitions after a warm-up. Prints figures, asserts none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import json
+import statistics
+import sys
+import timeit
+import uuid
+from time import perf_counter
+from typing import Any
+
+from mas_storage import StorageQueryError, create_adapter, load_stack_outputs
+from mas_storage.metrics import MetricsCollector
+
+_TURN = {
+    "session_id": "test-bench-metrics",
+    "turn_id": 1,
+    "content": "What is the capital of France? Please answer in one short sentence.",
+    "metadata": {"source": "bench", "lang": "en"},
+}
+_VECTOR = {"id": "p-1", "vector": [0.01] * 1536, "content": "x" * 500}
+
+
+def micro(quick: bool = False) -> dict[str, dict[str, float]]:
+    """Microseconds per ``record()`` call, for several payloads and configs."""
+    error = StorageQueryError("redis store failed: ResponseError: WRONGTYPE")
+    cases: dict[str, tuple[MetricsCollector, str, BaseException | None, tuple[Any, ...]]] = {
+        "disabled": (MetricsCollector({"enabled": False}), "store", None, (_TURN,)),
+        "id_string": (MetricsCollector(), "retrieve", None, ("session:s-1:turns:42",)),
+        "turn_dict": (MetricsCollector(), "store", None, (_TURN,)),
+        "turn_dict_no_volume": (
+            MetricsCollector({"track_data_volume": False}),
+            "store",
+            None,
+            (_TURN,),
+        ),
+        "turn_dict_sampled_10pct": (
+            MetricsCollector({"sampling_rate": 0.1}),
+            "store",
+            None,
+            (_TURN,),
+        ),
+        "vector_1536": (MetricsCollector(), "store", None, (_VECTOR,)),
+        "error": (MetricsCollector(), "store", error, (_TURN,)),
+    }
+    number = 20_000 if quick else 100_000
+    repeat = 5 if quick else 9
+    out: dict[str, dict[str, float]] = {}
+    for name, (collector, op, err, args) in cases.items():
+        times = timeit.repeat(
+            functools.partial(collector.record, op, 0.00025, err, args),
+            number=number,
+            repeat=repeat,
+        )
+        per_call = [t / number * 1e6 for t in times]
+        out[name] = {"best_us": min(per_call), "median_us": statistics.median(per_call)}
+    return out
+
+
+async def _timed(adapter: Any, op: str, n: int, session: str, start_turn: int) -> list[float]:
+    """Run ``op`` ``n`` times; the latency of each call in seconds."""
+    latencies: list[float] = []
+    append = latencies.append
+    if op == "store":
+        for i in range(n):
+            turn = {**_TURN, "session_id": session, "turn_id": start_turn + i}
+            t0 = perf_counter()
+            await adapter.store(turn)
+            append(perf_counter() - t0)
+    else:
+        rid = f"session:{session}:turns:{start_turn}"
+        for _ in range(n):
+            t0 = perf_counter()
+            await adapter.retrieve(rid)
+            append(perf_counter() - t0)
+    return latencies
+
+
+def _summary(latencies: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "p50_ms": cuts[49] * 1e3,
+        "p95_ms": cuts[94] * 1e3,
+        "p99_ms": cuts[98] * 1e3,
+        "ops_per_sec": len(latencies) / sum(latencies),
+    }
+
+
+async def redis_overhead(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+    """Store and retrieve with metrics on vs off, on one adapter, arms rotating.
+
+    A third arm, ``control``, is metrics off again: ``control`` vs ``off`` is the noise floor of
+    the machine (an A/A comparison), to read the on/off ratio against.
+    """
+    n = 500 if quick else 2_000
+    reps = 6 if quick else 12
+    arms = ("on", "off", "control")
+    session = f"test-bench-metrics-{uuid.uuid4().hex[:12]}"
+    adapter = create_adapter("redis", {"url": outputs["redis_url"], "window_size": 10})
+    results: dict[str, Any] = {}
+    async with adapter:
+        try:
+            turn = 0
+            for op in ("store", "retrieve"):
+                await adapter.store({**_TURN, "session_id": session, "turn_id": turn})
+                runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
+                adapter.metrics.enabled = True
+                await _timed(adapter, op, n // 2, session, turn)  # warm-up
+                for rep in range(reps):
+                    for arm in arms[rep % 3 :] + arms[: rep % 3]:
+                        adapter.metrics.enabled = arm == "on"
+                        gc.collect()
+                        lat = await _timed(adapter, op, n, session, turn)
+                        runs[arm].append(_summary(lat))
+                        if op == "store":
+                            turn += n
+                adapter.metrics.enabled = True
+                med = {
+                    arm: {k: statistics.median(r[k] for r in runs[arm]) for k in runs[arm][0]}
+                    for arm in arms
+                }
+                on, off = med["on"]["ops_per_sec"], med["off"]["ops_per_sec"]
+                control = med["control"]["ops_per_sec"]
+                results[op] = {
+                    "metrics_on": med["on"],
+                    "metrics_off": med["off"],
+                    "control_off": med["control"],
+                    "ratio_on_off": on / off,
+                    "overhead_pct": (1 - on / off) * 100,
+                    "noise_ratio_control_off": control / off,
+                    # Per-call median latency: robust to the contention spikes that dominate
+                    # ops/s on a busy machine. p50 off / p50 on, so < 1 means slower with metrics.
+                    "ratio_p50_on_off": med["off"]["p50_ms"] / med["on"]["p50_ms"],
+                    "noise_ratio_p50_control_off": med["off"]["p50_ms"] / med["control"]["p50_ms"],
+                    "added_us_p50": (med["on"]["p50_ms"] - med["off"]["p50_ms"]) * 1e3,
+                    "added_us_per_op": (1 / on - 1 / off) * 1e6,
+                    "ops_per_run": n,
+                    "runs": reps,
+                }
+            # A bad input, so the exported sample shows an error too.
+            try:
+                await adapter.search({"session_id": session, "colour": "blue"})
+            except Exception as exc:
+                results["provoked_error"] = type(exc).__name__
+            results["_prometheus"] = await adapter.export_metrics("prometheus")
+        finally:
+            await adapter.delete(f"session:{session}:turns")
+    return results
+
+
+async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+    """Both parts; the Prometheus export of the Redis run is under ``prometheus_sample``."""
+    redis = await redis_overhead(outputs, quick)
+    sample = redis.pop("_prometheus")
+    return {"micro_record": micro(quick), "redis": redis, "prometheus_sample": sample}
+
+
+def _print(result: dict[str, Any], show_prometheus: bool) -> None:
+    print("\nrecord() cost per call (microseconds)")
+    print(f"  {'case':<26}{'best':>8}{'median':>9}")
+    for name, row in result["micro_record"].items():
+        print(f"  {name:<26}{row['best_us']:>8.2f}{row['median_us']:>9.2f}")
+    print("\nRedis through the adapter: metrics on vs off (medians; control = off again)")
+    head = f"  {'op':<9}{'arm':<9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ops/s':>10}"
+    print(head + f"{'ratio':>8}{'p50 ratio':>10}{'+us p50':>9}")
+    for op in ("store", "retrieve"):
+        row = result["redis"][op]
+        for arm in ("on", "off", "control"):
+            s = row["control_off" if arm == "control" else f"metrics_{arm}"]
+            line = f"  {op:<9}{arm:<9}{s['p50_ms']:>9.3f}{s['p95_ms']:>9.3f}{s['p99_ms']:>9.3f}"
+            line += f"{s['ops_per_sec']:>10.0f}"
+            if arm == "on":
+                line += f"{row['ratio_on_off']:>8.3f}{row['ratio_p50_on_off']:>10.3f}"
+                line += f"{row['added_us_p50']:>9.2f}"
+            elif arm == "control":
+                line += f"{row['noise_ratio_control_off']:>8.3f}"
+                line += f"{row['noise_ratio_p50_control_off']:>10.3f}  (A/A noise)"
+            print(line)
+    print("  ratio = ops/s on / ops/s off; p50 ratio = p50 off / p50 on (1.0 = no overhead)")
+    print(f"  ({row['runs']} rotating runs of {row['ops_per_run']} ops per arm)")
+    if show_prometheus:
+        print("\nPrometheus export of this run:\n")
+        print(result["prometheus_sample"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run")
+    parser.add_argument("--prometheus", action="store_true", help="print the export too")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    outputs = load_stack_outputs()
+    if not outputs.get("redis_url"):
+        print("No redis_url in the stack outputs: run 'uv run mas-devstack up' first.")
+        return 1
+    result = asyncio.run(run(outputs, quick=args.quick))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(result, args.prometheus)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

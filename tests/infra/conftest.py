@@ -1,0 +1,35 @@
+"""Fixtures of the infra tests: the committed stacks' configs, built under Pulumi mocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from infra_harness import Built, build_program, stack_file_config
+
+
+@pytest.fixture(scope="session")
+def dev_config() -> dict[str, Any]:
+    """Pulumi.dev.yaml's config plus the SSH user a lab user sets with ``pulumi config set``."""
+    return {**stack_file_config("dev"), "sshUser": "labuser"}
+
+
+@pytest.fixture(scope="session")
+def local_config() -> dict[str, Any]:
+    return stack_file_config("local")
+
+
+@pytest.fixture(scope="session")
+def dev_built(dev_config: dict[str, Any]) -> Built:
+    return build_program(dev_config, stack="dev")
+
+
+@pytest.fixture(scope="session")
+def local_built(local_config: dict[str, Any]) -> Built:
+    return build_program(local_config, stack="local")
+
+
+@pytest.fixture(params=["dev", "local"])
+def built(request: pytest.FixtureRequest) -> Built:
+    """Each committed stack, built."""
+    return request.getfixturevalue(f"{request.param}_built")
