@@ -1,0 +1,141 @@
+"""Typesense's answers and httpx's exceptions, mapped to the storage errors in one place.
+
+HTTP 401/403            -> StorageConnectionError (authentication failed; never the key)
+HTTP 400/422            -> StorageQueryError (the server's message)
+HTTP 404                -> StorageNotFoundError (where a 404 is not an answer)
+HTTP 409                -> StorageDataError (the id or collection already exists)
+HTTP 408/504            -> StorageTimeoutError
+HTTP 503                -> StorageConnectionError (not ready or lagging)
+other HTTP errors       -> StorageQueryError
+httpx.TimeoutException  -> StorageTimeoutError
+httpx.TransportError    -> StorageConnectionError (refused, reset, protocol)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import httpx
+
+from mas_storage import (
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageNotFoundError,
+    StorageQueryError,
+    StorageTimeoutError,
+)
+
+__all__ = ["TypesenseImportError", "error_for_response", "map_httpx_error", "server_message"]
+
+_UNKNOWN_FIELD = re.compile(r"^Could not find a (\w+ )?field named")
+#: How many failed lines an import error's message lists (all are in ``.failures``).
+_MAX_LISTED = 20
+
+
+class TypesenseImportError(StorageDataError):
+    """Some documents of a ``store_many`` batch were rejected; the others were stored.
+
+    ``failures`` holds ``(index, id, error)`` for each rejected document, by its position in
+    the input; ``stored_ids`` the ids of the documents that landed, in input order.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        backend: str | None = None,
+        operation: str | None = None,
+        orig: BaseException | None = None,
+        failures: Sequence[tuple[int, str | None, str]] = (),
+        stored_ids: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, backend=backend, operation=operation, orig=orig)
+        self.failures = list(failures)
+        self.stored_ids = list(stored_ids)
+
+    @classmethod
+    def from_failures(
+        cls, failures: Sequence[tuple[int, str | None, str]], total: int, stored_ids: list[str]
+    ) -> TypesenseImportError:
+        """An error whose message names each failed line's index (the first few) and error."""
+        listed = "; ".join(
+            f"line {index}" + (f" (id {doc_id!r})" if doc_id else "") + f": {error}"
+            for index, doc_id, error in failures[:_MAX_LISTED]
+        )
+        more = len(failures) - _MAX_LISTED
+        if more > 0:
+            listed += f"; ... and {more} more"
+        return cls(
+            f"{len(failures)} of {total} documents were rejected ({len(stored_ids)} stored): "
+            f"{listed}",
+            failures=failures,
+            stored_ids=stored_ids,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_import_error,
+            (self.message, self.backend, self.operation, self.failures, self.stored_ids),
+        )
+
+
+def _rebuild_import_error(
+    message: str,
+    backend: str | None,
+    operation: str | None,
+    failures: list[tuple[int, str | None, str]],
+    stored_ids: list[str],
+) -> TypesenseImportError:
+    return TypesenseImportError(
+        message, backend=backend, operation=operation, failures=failures, stored_ids=stored_ids
+    )
+
+
+def server_message(response: httpx.Response) -> str:
+    """The ``message`` of a Typesense error body, or a short excerpt of the body."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    text = response.text.strip()
+    return text[:200] if text else response.reason_phrase
+
+
+def error_for_response(response: httpx.Response, what: str) -> StorageError:
+    """The storage error for an unexpected HTTP status; ``what`` names the request."""
+    status = response.status_code
+    if status in (401, 403):
+        return StorageConnectionError(
+            f"Typesense authentication failed during {what} (HTTP {status}): the API key was "
+            "rejected or lacks permission"
+        )
+    detail = server_message(response)
+    message = f"{what}: HTTP {status}: {detail}"
+    if status == 404:
+        # Typesense 0.24 answers 404 for a query naming an unknown field: the query is wrong.
+        if _UNKNOWN_FIELD.match(detail):
+            return StorageQueryError(message)
+        return StorageNotFoundError(message)
+    if status == 409:
+        return StorageDataError(message)
+    if status in (408, 504):
+        return StorageTimeoutError(message)
+    if status == 503:
+        return StorageConnectionError(message)
+    return StorageQueryError(message)
+
+
+def map_httpx_error(exc: Exception, url: str) -> StorageError | None:
+    """The storage error for an httpx transport exception; ``None`` for anything else."""
+    if isinstance(exc, httpx.TimeoutException):
+        return StorageTimeoutError(f"Typesense at {url} timed out: {type(exc).__name__}: {exc}")
+    if isinstance(exc, httpx.TransportError):
+        return StorageConnectionError(
+            f"Cannot reach Typesense at {url}: {type(exc).__name__}: {exc}"
+        )
+    return None

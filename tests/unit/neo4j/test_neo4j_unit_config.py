@@ -1,0 +1,164 @@
+"""Config parsing: the spec's keys, ``url``, Neo4jSettings, URL credentials, bad values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mas_storage import Neo4jSettings, StorageDataError, create_adapter
+from mas_storage_neo4j import Neo4jAdapter
+from mas_storage_neo4j._config import parse_config
+
+SECRET = "s3cret-pa55word"
+
+
+def test_spec_keys() -> None:
+    adapter = Neo4jAdapter(
+        {"uri": "bolt://127.0.0.1:7687", "user": "alice", "password": SECRET, "database": "g"}
+    )
+    assert (adapter.uri, adapter.user, adapter.database) == ("bolt://127.0.0.1:7687", "alice", "g")
+    assert adapter.entity_label == "Entity"
+    assert adapter.batch_size == 500
+
+
+def test_url_key_and_defaults() -> None:
+    adapter = Neo4jAdapter({"url": "neo4j://127.0.0.1:57687", "password": SECRET})
+    assert adapter.uri == "neo4j://127.0.0.1:57687"
+    assert adapter.user == "neo4j"
+    assert adapter.database == "neo4j"
+
+
+def test_settings_object(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in ("MAS_STACK_OUTPUTS", "NEO4J_URL", "NEO4J_PASSWORD", "NEO4J_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env, no default outputs file
+    settings = Neo4jSettings(url="bolt://127.0.0.1:57687", password=SECRET, timeout=3.5)
+    adapter = Neo4jAdapter(settings)
+    assert adapter.uri == "bolt://127.0.0.1:57687"
+    assert adapter.timeout == 3.5
+    assert SECRET not in repr(adapter)
+
+
+def test_registry_creates_the_adapter() -> None:
+    adapter = create_adapter("neo4j", {"uri": "bolt://127.0.0.1:7687", "password": SECRET})
+    assert isinstance(adapter, Neo4jAdapter)
+
+
+def test_credentials_in_url_are_used_and_stripped() -> None:
+    cfg = parse_config({"url": f"bolt://bob:{SECRET}@127.0.0.1:7687"})
+    assert cfg.uri == "bolt://127.0.0.1:7687"
+    assert (cfg.user, cfg.password) == ("bob", SECRET)
+    assert SECRET not in repr(cfg)
+
+
+def test_ipv6_host_keeps_brackets_when_userinfo_is_stripped() -> None:
+    cfg = parse_config({"url": f"bolt://bob:{SECRET}@[::1]:7687"})
+    assert cfg.uri == "bolt://[::1]:7687"
+
+
+def test_explicit_password_wins_over_url_password() -> None:
+    cfg = parse_config({"url": "bolt://bob:inurl@127.0.0.1:7687", "password": SECRET})
+    assert cfg.password == SECRET
+
+
+def test_secret_str_password_is_revealed_for_the_driver() -> None:
+    from pydantic import SecretStr
+
+    cfg = parse_config({"uri": "bolt://127.0.0.1:7687", "password": SecretStr(SECRET)})
+    assert cfg.password == SECRET
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"password": SECRET},
+        {"uri": "bolt://127.0.0.1:7687"},
+        {"uri": "bolt://127.0.0.1:7687", "password": ""},
+        None,
+    ],
+)
+def test_missing_uri_or_password_is_a_data_error(config: Any) -> None:
+    with pytest.raises(StorageDataError, match=r"uri.*password"):
+        Neo4jAdapter(config)
+
+
+def test_injected_driver_needs_no_credentials(fake_driver: Any) -> None:
+    adapter = Neo4jAdapter(None, driver=fake_driver)
+    assert adapter.uri is None
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"uri": "http://127.0.0.1:7474"}, "bolt://"),
+        ({"uri": "bolt+routing://127.0.0.1"}, "bolt://"),
+        ({"uri": "bolt://"}, "host"),
+        ({"uri": "bolt://[::1"}, "valid URL"),
+        ({"uri": 7687}, "string"),
+        ({"uri": "bolt://h", "user": 5}, "user"),
+        ({"uri": "bolt://h", "password": 5}, "password"),
+        ({"uri": "bolt://h", "database": 3}, "database"),
+        ({"uri": "bolt://h", "timeout": 0}, "timeout"),
+        ({"uri": "bolt://h", "timeout": "soon"}, "timeout"),
+        ({"uri": "bolt://h", "batch_size": True}, "batch_size"),
+        ({"uri": "bolt://h", "connection_timeout": -1}, "connection_timeout"),
+        ({"uri": "bolt://h", "max_retry_time": None}, "max_retry_time"),
+        ({"uri": "bolt://h", "entity_label": "Bad Label"}, "entity_label"),
+        ({"uri": "bolt://h", "notifications_min_severity": "LOUD"}, "notifications"),
+    ],
+)
+def test_bad_config_values(config: dict[str, Any], match: str) -> None:
+    with pytest.raises(StorageDataError, match=match) as info:
+        Neo4jAdapter({"password": SECRET, **config})
+    assert SECRET not in str(info.value)
+
+
+def test_driver_options_are_bounded_for_fast_failure() -> None:
+    cfg = parse_config(
+        {
+            "uri": "bolt://h",
+            "password": SECRET,
+            "timeout": 4,
+            "connection_timeout": 1.5,
+            "max_retry_time": 0.5,
+            "notifications_min_severity": "warning",
+        }
+    )
+    assert cfg.driver_options["connection_timeout"] == 1.5
+    assert cfg.driver_options["connection_acquisition_timeout"] == 4.0
+    assert cfg.driver_options["max_transaction_retry_time"] == 0.5
+    assert cfg.driver_options["notifications_min_severity"] == "WARNING"
+    defaults = parse_config({"uri": "bolt://h", "password": SECRET}).driver_options
+    assert defaults["max_transaction_retry_time"] <= 5
+    assert defaults["connection_timeout"] <= 10
+    assert defaults["notifications_min_severity"] == "OFF"
+
+
+async def test_connect_builds_the_driver_with_the_config(
+    monkeypatch: pytest.MonkeyPatch, driver_class: Any
+) -> None:
+    created: list[tuple[str, Any, dict[str, Any]]] = []
+    fake = driver_class()
+
+    def factory(uri: str, *, auth: Any, **options: Any) -> Any:
+        created.append((uri, auth, options))
+        return fake
+
+    monkeypatch.setattr("mas_storage_neo4j._adapter.AsyncGraphDatabase.driver", factory)
+    adapter = Neo4jAdapter({"url": f"bolt://bob:{SECRET}@127.0.0.1:7687", "timeout": 2})
+    await adapter.connect()
+    assert created == [
+        ("bolt://127.0.0.1:7687", ("bob", SECRET), adapter._cfg.driver_options),
+    ]
+    await adapter.disconnect()
+    assert fake.closed == 1
+    await adapter.disconnect()  # idempotent
+    assert fake.closed == 1
+
+
+async def test_connect_without_credentials_or_driver_is_a_data_error(fake_driver: Any) -> None:
+    adapter = Neo4jAdapter(None, driver=fake_driver)
+    adapter._driver = None  # the injected driver gone and nothing to build one from
+    with pytest.raises(StorageDataError, match="uri"):
+        await adapter.connect()
