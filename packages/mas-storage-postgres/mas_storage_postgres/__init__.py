@@ -1,5 +1,11 @@
-"""mas-storage-postgres: the PostgresAdapter (implemented by its own issue)."""
+"""mas-storage-postgres: L1 active context and L2 working memory on PostgreSQL.
+
+``PostgresAdapter`` (registry kind ``"postgres"``) implements the generic storage contract
+and the turn/fact domain API on the schema of ``migrations/0001_active_context.sql``.
+``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs.
+"""
 
 from ._adapter import PostgresAdapter
+from ._config import yoyo_database_url
 
-__all__ = ["PostgresAdapter"]
+__all__ = ["PostgresAdapter", "yoyo_database_url"]

@@ -1,31 +1,548 @@
-"""Placeholder until the adapter's issue lands."""
+"""PostgresAdapter: L1 active context and L2 working memory on PostgreSQL (the spec's Priority 2).
+
+One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections: a single statement is one
+round trip, and multi-statement work opens an explicit transaction (pipelined where it can be).
+The statements live in :mod:`._sql` (whitelisted names, bind parameters only), validation in
+:mod:`._records`, error classification in :mod:`._errors`. The core wraps every public
+coroutine here (connection check, metrics, error translation through ``_map_error``), so no
+method catches driver errors itself.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
-from mas_storage import StorageAdapter, StorageQueryError
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolClosed
+
+from mas_storage import StorageAdapter, StorageDataError, StorageError, mask_url
+
+from . import _sql
+from ._config import ACTIVE_CONTEXT, WORKING_MEMORY, PostgresConfig
+from ._errors import map_error
+from ._records import (
+    COLUMNS,
+    parse_id,
+    prepare_record,
+    row_to_dict,
+    to_aware_datetime,
+    validate_session_id,
+    validate_turn_id,
+)
+
+__all__ = ["PostgresAdapter"]
+
+logger = logging.getLogger(__name__)
+
+#: Binary COPY types of ``id`` plus each table's insert columns (see :meth:`store_many`).
+_COPY_TYPES: Final = {
+    ACTIVE_CONTEXT: ["int4", "text", "int4", "text", "jsonb", "timestamptz", "timestamptz"],
+    WORKING_MEMORY: [
+        "int4",
+        "text",
+        "text",
+        "text",
+        "float8",
+        "int4[]",
+        "jsonb",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+    ],
+}
+#: First key of the two-int advisory locks that serialise turn numbering per session.
+_TURN_LOCK_SPACE: Final = 0x6D6173  # "mas"
+_METADATA_INDEX: Final = {table: COLUMNS[table].index("metadata") for table in COLUMNS}
+_UNSET: Final[Any] = object()
+
+
+def _json_as_is(text: str) -> str:
+    """``Jsonb`` dumper for text already serialised and checked by :mod:`._records`."""
+    return text
+
+
+def _bind(values: tuple[Any, ...], table: str) -> list[Any]:
+    """Values of :func:`prepare_record` ready to bind: the metadata text sent as ``jsonb``."""
+    out = list(values)
+    index = _METADATA_INDEX[table]
+    out[index] = Jsonb(out[index], dumps=_json_as_is)
+    return out
 
 
 class PostgresAdapter(StorageAdapter):
-    """Not implemented yet."""
+    """PostgreSQL adapter for active context (L1, ``active_context``) and working memory (L2).
+
+    Config keys (a dict, :class:`mas_storage.PostgresSettings`, or a plain URL string):
+
+    * ``url``: ``postgresql://user:pass@host:port/db`` (required);
+    * ``pool_size`` (max connections, 10), ``min_size`` (2), ``timeout`` (seconds, 5: connect,
+      and the wait for a free connection), ``statement_timeout`` (seconds, off);
+    * ``table``: ``active_context`` (default) or ``working_memory``, the table of the generic
+      API (``store``, ``retrieve``, ``search``, ``delete``, ``store_many``, ``count``,
+      ``delete_expired``). The domain methods name their table themselves.
+
+    Example::
+
+        async with PostgresAdapter({"url": url, "table": "active_context"}) as l1:
+            record_id = await l1.store({"session_id": "s-1", "turn_id": 1, "content": "Hi"})
+            turns = await l1.search({"session_id": "s-1", "limit": 10})
+    """
 
     kind = "postgres"
 
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self._cfg = PostgresConfig.from_mapping(self.config)
+        self._pool: AsyncConnectionPool | None = None
+        self._lifecycle = asyncio.Lock()
+
+    @property
+    def table(self) -> str:
+        """The table of the generic API."""
+        return self._cfg.table
+
+    @property
+    def pool(self) -> AsyncConnectionPool | None:
+        """The open pool, or ``None`` before ``connect()`` and after ``disconnect()``."""
+        return self._pool
+
+    def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
+        return map_error(exc, op, timeout=self._cfg.timeout, pool_size=self._cfg.pool_size)
+
+    def _open_pool(self) -> AsyncConnectionPool:
+        # The core refuses calls before connect(); this covers a call racing disconnect().
+        if self._pool is None:
+            raise PoolClosed("the adapter was disconnected")
+        return self._pool
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            # libpq counts whole seconds (and treats 1 as 2): round up, never below 2.
+            "connect_timeout": max(2, math.ceil(self._cfg.timeout)),
+        }
+        if self._cfg.statement_timeout is not None:
+            ms = max(1, round(self._cfg.statement_timeout * 1000))
+            kwargs["options"] = f"-c statement_timeout={ms}"
+        return kwargs
+
     async def connect(self) -> None:
-        raise StorageQueryError("PostgresAdapter is not implemented yet")
+        """Open the pool and check that the server answers. Calling it again is harmless.
+
+        One direct connection is tried first, so an unreachable server or refused credentials
+        fail at once with the server's own reason, instead of a pool retrying in the background
+        until ``timeout``. The pool then opens, waits for ``min_size`` connections and answers
+        ``SELECT 1``. Pooled connections are checked at every checkout (``check_connection``),
+        so after a server restart dead ones are replaced without a new ``connect()``.
+        """
+        async with self._lifecycle:
+            if self._pool is not None:
+                return
+            kwargs = self._connection_kwargs()
+            async with asyncio.timeout(self._cfg.timeout):
+                probe = await psycopg.AsyncConnection.connect(self._cfg.url, **kwargs)
+            await probe.close()
+            pool = AsyncConnectionPool(
+                self._cfg.url,
+                min_size=self._cfg.min_size,
+                max_size=self._cfg.pool_size,
+                timeout=self._cfg.timeout,
+                kwargs=kwargs,
+                check=AsyncConnectionPool.check_connection,
+                name=f"mas-postgres-{self._cfg.table}",
+                open=False,
+            )
+            try:
+                await pool.open(wait=True, timeout=self._cfg.timeout)
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+            self._connected = True
+            logger.info("Connected to PostgreSQL at %s", mask_url(self._cfg.url))
 
     async def disconnect(self) -> None:
-        self._connected = False
+        """Close the pool. Safe before ``connect()`` and when called twice."""
+        async with self._lifecycle:
+            pool, self._pool = self._pool, None
+            self._connected = False
+            if pool is not None:
+                await pool.close()
+                logger.info("Disconnected from PostgreSQL at %s", mask_url(self._cfg.url))
+
+    # -- generic API --------------------------------------------------------------------------
 
     async def store(self, data: dict[str, Any]) -> str:
-        raise StorageQueryError("not implemented")
+        """Insert one record into the configured table and return its id (a string).
 
-    async def retrieve(self, id: str) -> dict[str, Any] | None:
-        raise StorageQueryError("not implemented")
+        ``active_context`` needs ``session_id``, ``turn_id``, ``content``; ``working_memory``
+        needs ``session_id``, ``fact_type``, ``content`` and takes ``confidence`` (1.0),
+        ``source_turn_ids`` and ``updated_at``. Both take ``metadata`` (a dict), ``created_at``
+        and ``ttl_expires_at`` (timezone-aware; rules in :mod:`mas_storage_postgres._records`).
+        A duplicate ``(session_id, turn_id)`` raises :class:`StorageDataError`.
+        """
+        table = self._cfg.table
+        values = _bind(prepare_record(data, table), table)
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.insert(table), values)
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def retrieve(self, id: str, *, include_expired: bool = False) -> dict[str, Any] | None:
+        """Record ``id`` of the configured table, or ``None`` (also once it has expired).
+
+        Timestamps come back as ISO-8601 UTC strings, ``metadata`` as a dict, ``id`` as a
+        string. A malformed id raises :class:`StorageDataError`.
+        """
+        table = self._cfg.table
+        record_id = parse_id(id)
+        async with self._open_pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(_sql.select_by_id(table, include_expired), (record_id,))
+            row = await cur.fetchone()
+        return None if row is None else row_to_dict(row)
 
     async def search(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        raise StorageQueryError("not implemented")
+        """Records of the configured table matching ``query``, expired ones left out.
+
+        Keys: ``session_id``; ``turn_id`` (active_context); ``fact_type`` and
+        ``min_confidence`` (working_memory); ``limit`` (10, at most 10000); ``offset`` (0);
+        ``sort`` (a column; ``turn_id`` by default for turns, ``created_at`` for facts);
+        ``order`` (``asc``/``desc``, default ``desc``); ``include_expired`` (false).
+        Unknown keys, sort columns or orders raise :class:`StorageDataError` naming the
+        allowed values. Ties are broken by ``id``, so pages never overlap.
+        """
+        statement, params = _sql.search(self._cfg.table, query)
+        async with self._open_pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(statement, params)
+            rows = await cur.fetchall()
+        return [row_to_dict(row) for row in rows]
 
     async def delete(self, id: str) -> bool:
-        raise StorageQueryError("not implemented")
+        """Delete record ``id`` of the configured table; ``False`` only when it does not exist."""
+        record_id = parse_id(id)
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.delete_by_id(self._cfg.table), (record_id,))
+            return cur.rowcount > 0
+
+    async def delete_expired(self) -> int:
+        """Delete the configured table's expired rows (its cleanup function); return how many."""
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.cleanup(self._cfg.table))
+            row = await cur.fetchone()
+        assert row is not None
+        if row[0]:
+            logger.info("Deleted %d expired rows from %s", row[0], self._cfg.table)
+        return int(row[0])
+
+    async def count(self, session_id: str | None = None, *, include_expired: bool = False) -> int:
+        """Rows of the configured table (of one session if given), expired ones left out."""
+        statement, params = _sql.count(self._cfg.table, session_id, include_expired)
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(statement, params)
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # -- batch --------------------------------------------------------------------------------
+
+    async def store_many(self, records: Iterable[dict[str, Any]]) -> list[str]:
+        """Insert many records into the configured table, all or none; return ids in order.
+
+        Every record is validated before anything is sent (a bad one raises
+        :class:`StorageDataError` naming its index). Then, in one transaction, the ids are
+        drawn from the table's sequence in one query and the rows streamed with binary
+        ``COPY``, which measured about twice as fast as ``executemany`` in pipeline mode (see
+        the README). A row the server refuses (a duplicate turn) rolls the whole batch back.
+        """
+        table = self._cfg.table
+        now = datetime.now(UTC)
+        prepared = []
+        for index, record in enumerate(records):
+            try:
+                prepared.append(_bind(prepare_record(record, table, now), table))
+            except StorageDataError as exc:
+                raise StorageDataError(f"Record {index}: {exc.message}") from None
+        if not prepared:
+            return []
+        async with self._open_pool().connection() as conn, conn.transaction():
+            cur = await conn.execute(_sql.RESERVE_IDS, (table, len(prepared)))
+            row = await cur.fetchone()
+            assert row is not None
+            ids = row[0]
+            async with conn.cursor().copy(_sql.copy_rows(table)) as copier:
+                copier.set_types(_COPY_TYPES[table])
+                for record_id, values in zip(ids, prepared, strict=True):
+                    await copier.write_row((record_id, *values))
+        return [str(record_id) for record_id in ids]
+
+    # -- domain API: turns (L1) ---------------------------------------------------------------
+
+    async def add_turn(
+        self,
+        session_id: str,
+        content: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        turn_id: int | None = None,
+        ttl: datetime | timedelta | None = None,
+        created_at: datetime | None = None,
+    ) -> int:
+        """Append a turn to ``active_context`` and return its ``turn_id``.
+
+        Without ``turn_id`` the session's next number is taken (1 for its first turn) under a
+        per-session advisory lock, so concurrent calls never collide. With an explicit
+        ``turn_id`` the call is idempotent: repeating it with the same content and metadata
+        (a retry after a lost reply) returns the turn and adds no second row, while another
+        turn under that number raises :class:`StorageDataError`. ``ttl`` is an expiry time or
+        a lifetime from ``created_at`` (default: 24 hours).
+        """
+        record: dict[str, Any] = {
+            "session_id": session_id,
+            "turn_id": 0 if turn_id is None else turn_id,
+            "content": content,
+            "metadata": metadata,
+            **self._times(ttl, created_at),
+        }
+        values = _bind(prepare_record(record, ACTIVE_CONTEXT), ACTIVE_CONTEXT)
+        pool = self._open_pool()
+        if turn_id is not None:
+            async with pool.connection() as conn:
+                cur = await conn.execute(_sql.add_turn_explicit(), values)
+                if await cur.fetchone() is not None:
+                    return turn_id
+                cur = await conn.execute(
+                    _sql.SAME_TURN, (values[2], values[3], session_id, turn_id)
+                )
+                same = await cur.fetchone()
+            if same is not None and same[0]:
+                return turn_id
+            raise StorageDataError(
+                f"Turn {turn_id} of session {session_id!r} already exists with other content "
+                "(a session holds each turn_id once)"
+            )
+        params = [values[0], *values[2:], session_id]
+        async with pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(_sql.TURN_LOCK, (_TURN_LOCK_SPACE, session_id))
+                cur = await conn.execute(_sql.add_turn_auto(), params)
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def get_recent_turns(
+        self, session_id: str, limit: int = 10, *, include_expired: bool = False
+    ) -> list[dict[str, Any]]:
+        """The last ``limit`` turns of a session, oldest first (ready to replay as context)."""
+        params = (validate_session_id(session_id), _sql.int_in(limit, "limit", 1, _sql.MAX_LIMIT))
+        async with self._open_pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(_sql.recent_turns(include_expired), params)
+            rows = await cur.fetchall()
+        return [row_to_dict(row) for row in reversed(rows)]
+
+    async def delete_turn(self, session_id: str, turn_id: int) -> bool:
+        """Delete one turn; ``False`` when the session has no such turn."""
+        params = (validate_session_id(session_id), validate_turn_id(turn_id))
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM active_context WHERE session_id = %s AND turn_id = %s", params
+            )
+            return cur.rowcount > 0
+
+    async def cleanup_expired_turns(self) -> int:
+        """Delete expired turns (``cleanup_expired_active_context()``); return how many."""
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.cleanup(ACTIVE_CONTEXT))
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # -- domain API: facts (L2) ---------------------------------------------------------------
+
+    async def add_fact(
+        self,
+        session_id: str,
+        fact_type: str,
+        content: str,
+        confidence: float = 1.0,
+        *,
+        source_turn_ids: Sequence[int] | None = None,
+        metadata: dict[str, Any] | None = None,
+        ttl: datetime | timedelta | None = None,
+        created_at: datetime | None = None,
+    ) -> int:
+        """Add a fact to ``working_memory`` and return its id (default lifetime: 7 days).
+
+        Facts have no natural key: a blind retry of a call whose reply was lost can add the
+        fact twice. Check with :meth:`get_facts` before retrying when that matters.
+        """
+        record: dict[str, Any] = {
+            "session_id": session_id,
+            "fact_type": fact_type,
+            "content": content,
+            "confidence": confidence,
+            "source_turn_ids": source_turn_ids,
+            "metadata": metadata,
+            **self._times(ttl, created_at),
+        }
+        values = _bind(prepare_record(record, WORKING_MEMORY), WORKING_MEMORY)
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.insert(WORKING_MEMORY), values)
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def get_facts(
+        self,
+        session_id: str,
+        fact_type: str | None = None,
+        min_confidence: float | None = None,
+        *,
+        limit: int = 100,
+        include_expired: bool = False,
+    ) -> list[dict[str, Any]]:
+        """A session's facts, most confident first, optionally of one type and confidence."""
+        statement, params = _sql.facts(
+            session_id, fact_type, min_confidence, limit, include_expired
+        )
+        async with self._open_pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(statement, params)
+            rows = await cur.fetchall()
+        return [row_to_dict(row) for row in rows]
+
+    async def update_fact(
+        self,
+        fact_id: int | str,
+        *,
+        content: str | None = None,
+        confidence: float | None = None,
+        fact_type: str | None = None,
+        source_turn_ids: Sequence[int] | None = None,
+        metadata: dict[str, Any] | None = None,
+        ttl_expires_at: datetime | None = _UNSET,
+    ) -> bool:
+        """Change the given fields of a fact; ``False`` when the fact does not exist.
+
+        ``updated_at`` is moved by the table's trigger. ``ttl_expires_at=None`` makes the fact
+        permanent. Repeating an update changes nothing more: it is safe to retry.
+        """
+        given = {
+            "content": content,
+            "confidence": confidence,
+            "fact_type": fact_type,
+            "source_turn_ids": source_turn_ids,
+            "metadata": metadata,
+        }
+        changes = {key: value for key, value in given.items() if value is not None}
+        if not changes and ttl_expires_at is _UNSET:
+            raise StorageDataError(
+                "update_fact needs at least one of content, confidence, fact_type, "
+                "source_turn_ids, metadata, ttl_expires_at"
+            )
+        # The same rules as for a new fact, applied to a throwaway record.
+        probe = {"session_id": "-", "fact_type": "-", "content": "-", **changes}
+        checked = dict(
+            zip(
+                COLUMNS[WORKING_MEMORY],
+                _bind(prepare_record(probe, WORKING_MEMORY), WORKING_MEMORY),
+                strict=True,
+            )
+        )
+        params = [checked[column] for column in changes]
+        columns = tuple(changes)
+        if ttl_expires_at is not _UNSET:
+            columns += ("ttl_expires_at",)
+            params.append(
+                None if ttl_expires_at is None else to_aware_datetime(ttl_expires_at, "ttl")
+            )
+        params.append(parse_id(fact_id))
+        async with self._open_pool().connection() as conn:
+            cur = await conn.execute(_sql.update_fact(columns), params)
+            return cur.rowcount > 0
+
+    # -- domain API: both tables --------------------------------------------------------------
+
+    async def clear_session(self, session_id: str) -> dict[str, int]:
+        """Delete a session's turns and facts in one transaction; return counts per table."""
+        session = validate_session_id(session_id)
+        async with self._open_pool().connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                turns = await conn.execute(
+                    "DELETE FROM active_context WHERE session_id = %s", (session,)
+                )
+                facts = await conn.execute(
+                    "DELETE FROM working_memory WHERE session_id = %s", (session,)
+                )
+            return {ACTIVE_CONTEXT: turns.rowcount, WORKING_MEMORY: facts.rowcount}
+
+    async def cleanup_expired(self) -> dict[str, int]:
+        """Delete expired rows of both tables (``cleanup_expired_records()``); return counts."""
+        async with self._open_pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM cleanup_expired_records()")
+            row = await cur.fetchone()
+        assert row is not None
+        counts = {
+            ACTIVE_CONTEXT: int(row["active_context_deleted"]),
+            WORKING_MEMORY: int(row["working_memory_deleted"]),
+            "total": int(row["total_deleted"]),
+        }
+        if counts["total"]:
+            logger.info("Deleted expired rows: %s", counts)
+        return counts
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _times(ttl: datetime | timedelta | None, created_at: datetime | None) -> dict[str, Any]:
+        """A domain call's ``created_at``/``ttl`` as the record keys ``store`` takes."""
+        out: dict[str, Any] = {}
+        if created_at is not None:
+            out["created_at"] = created_at
+        if ttl is None:
+            return out
+        if isinstance(ttl, timedelta):
+            if ttl <= timedelta(0):
+                raise StorageDataError("'ttl' as a lifetime must be positive")
+            start = (
+                datetime.now(UTC)
+                if created_at is None
+                else to_aware_datetime(created_at, "created_at")
+            )
+            return {"created_at": start, "ttl_expires_at": start + ttl}
+        if isinstance(ttl, datetime):
+            out["ttl_expires_at"] = ttl
+            return out
+        raise StorageDataError(f"'ttl' must be a datetime or a timedelta, got {type(ttl).__name__}")
+
+    async def _get_backend_metrics(self) -> dict[str, Any] | None:
+        """Pool figures and the configured table's live and expired rows (on request only)."""
+        pool = self._pool
+        if pool is None:
+            return None
+        async with pool.connection() as conn:
+            cur = await conn.execute(_sql.table_stats(self._cfg.table))
+            row = await cur.fetchone()
+        assert row is not None
+        return {
+            "table": self._cfg.table,
+            "active_rows": int(row[0]),
+            "expired_rows": int(row[1]),
+            "server_version": row[2],
+            "pool": dict(pool.get_stats()),
+        }

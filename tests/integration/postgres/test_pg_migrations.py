@@ -1,0 +1,487 @@
+"""Migration 0001_active_context against the real PostgreSQL, each test in a fresh database.
+
+The schema is read back from the catalogs (information_schema, pg_indexes, pg_proc, pg_views,
+pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg.errors as pe
+import pytest
+from yoyo import get_backend, read_migrations
+
+from mas_storage_postgres import yoyo_database_url
+
+ROOT = Path(__file__).resolve().parents[3]
+MIGRATIONS = ROOT / "migrations"
+
+# -- the catalog snapshot ------------------------------------------------------------------
+
+SNAPSHOT_QUERIES = {
+    "tables": """
+        SELECT table_name, table_type FROM information_schema.tables
+        WHERE table_schema = 'public' AND table_name NOT LIKE '%yoyo%' ORDER BY 1""",
+    "columns": """
+        SELECT table_name, column_name, data_type, is_nullable, column_default,
+               character_maximum_length
+        FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name NOT LIKE '%yoyo%' ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)
+        FROM pg_constraint
+        WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text NOT LIKE '%yoyo%'
+        ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%' ORDER BY 2""",
+    "functions": """
+        SELECT proname, pg_get_function_identity_arguments(oid), pg_get_function_result(oid),
+               prosrc
+        FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger
+        WHERE NOT tgisinternal ORDER BY 2""",
+    "views": """
+        SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1""",
+    "sequences": """
+        SELECT sequencename, data_type::text FROM pg_sequences
+        WHERE schemaname = 'public' AND sequencename NOT LIKE '%yoyo%' ORDER BY 1""",
+    "relation_comments": """
+        SELECT c.relname, COALESCE(a.attname, ''), d.description
+        FROM pg_description d
+        JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND d.objoid = c.oid
+        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+        WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "function_comments": """
+        SELECT p.proname, d.description FROM pg_description d
+        JOIN pg_proc p ON d.classoid = 'pg_proc'::regclass AND d.objoid = p.oid
+        WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1""",
+}
+
+TABLES = {"active_context", "working_memory"}
+VIEWS = {"v_active_context_stats", "v_working_memory_stats"}
+INDEXES = {
+    "active_context_pkey",
+    "unique_session_turn",
+    "idx_active_context_session",
+    "idx_active_context_session_turn",
+    "idx_active_context_expires",
+    "idx_active_context_created",
+    "working_memory_pkey",
+    "idx_working_memory_session",
+    "idx_working_memory_session_type",
+    "idx_working_memory_type",
+    "idx_working_memory_confidence",
+    "idx_working_memory_expires",
+    "idx_working_memory_updated",
+}
+FUNCTIONS = {
+    "update_updated_at_column",
+    "cleanup_expired_active_context",
+    "cleanup_expired_working_memory",
+    "cleanup_expired_records",
+}
+CONSTRAINTS = {
+    ("active_context", "active_context_pkey", "p"),
+    ("active_context", "unique_session_turn", "u"),
+    ("active_context", "valid_turn_id", "c"),
+    ("active_context", "valid_ttl", "c"),
+    ("working_memory", "working_memory_pkey", "p"),
+    ("working_memory", "valid_confidence", "c"),
+    ("working_memory", "valid_fact_type", "c"),
+    ("working_memory", "valid_ttl_wm", "c"),
+}
+
+
+def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything of the public schema except yoyo's own tables."""
+    with psycopg.connect(url) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in SNAPSHOT_QUERIES.items()}
+
+
+def backend_for(url: str) -> Any:
+    return get_backend(yoyo_database_url(url))
+
+
+def apply(url: str) -> list[str]:
+    backend = backend_for(url)
+    try:
+        with backend.lock():
+            todo = backend.to_apply(read_migrations(str(MIGRATIONS)))
+            backend.apply_migrations(todo)
+            return [m.id for m in todo]
+    finally:
+        backend.connection.close()
+
+
+def rollback(url: str) -> list[str]:
+    backend = backend_for(url)
+    try:
+        with backend.lock():
+            todo = backend.to_rollback(read_migrations(str(MIGRATIONS)))
+            backend.rollback_migrations(todo)
+            return [m.id for m in todo]
+    finally:
+        backend.connection.close()
+
+
+@pytest.fixture
+def empty_schema(fresh_db: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The fresh database's snapshot before any migration (yoyo's tables excluded)."""
+    return snapshot(fresh_db)
+
+
+@pytest.fixture
+def migrated(fresh_db: str) -> Iterator[psycopg.Connection[Any]]:
+    """A fresh database with the migration applied, and an autocommit connection to it."""
+    assert apply(fresh_db) == ["0001_active_context"]
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        yield conn
+
+
+# -- apply / rollback ----------------------------------------------------------------------
+
+
+def test_apply_creates_exactly_the_expected_objects(
+    fresh_db: str, empty_schema: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    assert all(not rows for rows in empty_schema.values()), empty_schema
+    assert apply(fresh_db) == ["0001_active_context"]
+    snap = snapshot(fresh_db)
+    assert {(name, kind) for name, kind in snap["tables"]} == {
+        *((t, "BASE TABLE") for t in TABLES),
+        *((v, "VIEW") for v in VIEWS),
+    }
+    assert {row[1] for row in snap["indexes"]} == INDEXES
+    assert {row[0] for row in snap["functions"]} == FUNCTIONS
+    assert {(t, c, k) for t, c, k, _ in snap["constraints"]} == CONSTRAINTS
+    assert [(t, n) for t, n, _ in snap["triggers"]] == [
+        ("working_memory", "trigger_working_memory_updated_at")
+    ]
+    assert (
+        "BEFORE UPDATE ON public.working_memory FOR EACH ROW EXECUTE FUNCTION"
+        in (snap["triggers"][0][2])
+    )
+    assert {v for v, _ in snap["views"]} == VIEWS
+    assert [s for s, _ in snap["sequences"]] == ["active_context_id_seq", "working_memory_id_seq"]
+
+
+def test_columns_types_defaults_and_timestamptz(migrated: psycopg.Connection[Any]) -> None:
+    rows = migrated.execute(SNAPSHOT_QUERIES["columns"]).fetchall()
+    columns = {
+        (t, c): (dtype, nullable, default, length)
+        for t, c, dtype, nullable, default, length in rows
+    }
+    tables = {t for t, _ in columns}
+    assert tables == TABLES | VIEWS
+    base = {k: v for k, v in columns.items() if k[0] in TABLES}
+    assert set(base) == {
+        ("active_context", c)
+        for c in (
+            "id", "session_id", "turn_id", "content", "metadata", "created_at", "ttl_expires_at",
+        )
+    } | {
+        ("working_memory", c)
+        for c in (
+            "id", "session_id", "fact_type", "content", "confidence", "source_turn_ids",
+            "metadata", "created_at", "updated_at", "ttl_expires_at",
+        )
+    }  # fmt: skip
+    for (table, column), (dtype, nullable, default, length) in base.items():
+        if column.endswith("_at"):
+            assert dtype == "timestamp with time zone", (table, column)
+        if column in ("created_at", "updated_at"):
+            assert (nullable, default) == ("NO", "now()"), (table, column)
+        if column == "ttl_expires_at":
+            assert (nullable, default) == ("YES", None)
+        if column == "session_id":
+            assert (dtype, length, nullable) == ("character varying", 255, "NO")
+        if column == "metadata":
+            assert (dtype, default) == ("jsonb", "'{}'::jsonb")
+        if column == "id":
+            assert dtype == "integer"
+            assert default == f"nextval('{table}_id_seq'::regclass)"
+    wm = {c: v for (t, c), v in base.items() if t == "working_memory"}
+    assert wm["fact_type"][0:2] == ("character varying", "NO")
+    assert wm["fact_type"][3] == 50
+    assert wm["confidence"][0] == "double precision"
+    assert wm["confidence"][2] == "1.0"
+    assert (wm["source_turn_ids"][0], wm["source_turn_ids"][2]) == ("ARRAY", "'{}'::integer[]")
+
+
+def test_partial_ttl_indexes_and_constraint_definitions(migrated: psycopg.Connection[Any]) -> None:
+    indexes = dict(migrated.execute("SELECT indexname, indexdef FROM pg_indexes").fetchall())
+    for name in ("idx_active_context_expires", "idx_working_memory_expires"):
+        assert indexes[name].endswith("(ttl_expires_at) WHERE (ttl_expires_at IS NOT NULL)")
+    assert indexes["idx_active_context_session_turn"].endswith("(session_id, turn_id DESC)")
+    assert indexes["idx_working_memory_confidence"].endswith("(confidence DESC)")
+    defs = {
+        name: definition
+        for _, name, _, definition in migrated.execute(SNAPSHOT_QUERIES["constraints"]).fetchall()
+    }
+    assert defs["unique_session_turn"] == "UNIQUE (session_id, turn_id)"
+    assert defs["valid_turn_id"] == "CHECK ((turn_id >= 0))"
+    assert defs["valid_ttl"] == (
+        "CHECK (((ttl_expires_at IS NULL) OR (ttl_expires_at > created_at)))"
+    )
+    assert defs["valid_fact_type"] == "CHECK ((length((fact_type)::text) > 0))"
+
+
+def test_every_table_column_function_and_view_is_commented(
+    migrated: psycopg.Connection[Any],
+) -> None:
+    comments = {
+        (rel, col): text
+        for rel, col, text in migrated.execute(SNAPSHOT_QUERIES["relation_comments"]).fetchall()
+    }
+    columns = migrated.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name IN ('active_context', 'working_memory')"
+    ).fetchall()
+    for table, column in columns:
+        assert comments.get((table, column)), f"{table}.{column} has no comment"
+    for relation in TABLES | VIEWS:
+        assert comments.get((relation, "")), f"{relation} has no comment"
+    functions = dict(migrated.execute(SNAPSHOT_QUERIES["function_comments"]).fetchall())
+    assert set(functions) == FUNCTIONS
+
+
+def test_second_apply_is_a_no_op(fresh_db: str) -> None:
+    assert apply(fresh_db) == ["0001_active_context"]
+    first = snapshot(fresh_db)
+    assert apply(fresh_db) == []
+    assert snapshot(fresh_db) == first
+    with psycopg.connect(fresh_db) as conn:
+        log = conn.execute("SELECT migration_id, operation FROM _yoyo_log").fetchall()
+    assert log == [("0001_active_context", "apply")]
+
+
+def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
+    fresh_db: str, empty_schema: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    apply(fresh_db)
+    first = snapshot(fresh_db)
+    assert rollback(fresh_db) == ["0001_active_context"]
+    assert snapshot(fresh_db) == empty_schema
+    with psycopg.connect(fresh_db) as conn:
+        leftovers = conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+            "AND relname NOT LIKE '%yoyo%' AND relname NOT LIKE '_yoyo%'"
+        ).fetchall()
+        types = conn.execute(
+            "SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace "
+            "AND typname NOT LIKE '%yoyo%'"
+        ).fetchall()
+    assert leftovers == []
+    assert types == []
+    apply(fresh_db)
+    assert snapshot(fresh_db) == first
+
+
+def test_rollback_refuses_to_cascade_into_foreign_objects(fresh_db: str) -> None:
+    """An object the migration did not create stops the rollback; nothing is dropped."""
+    apply(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE VIEW someone_elses AS SELECT id FROM active_context")
+    before = snapshot(fresh_db)
+    with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+        rollback(fresh_db)
+    assert snapshot(fresh_db) == before
+
+
+def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> None:
+    """``yoyo list|apply|rollback`` with the repository's yoyo.ini and only POSTGRES_URL set."""
+    env = {k: v for k, v in os.environ.items() if k != "MAS_STACK_OUTPUTS"}
+    env["POSTGRES_URL"] = fresh_db
+
+    def yoyo(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "yoyo", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+
+    assert "U         0001_active_context" in yoyo("list").stdout
+    yoyo("apply")
+    assert "A         0001_active_context" in yoyo("list").stdout
+    assert {t for t, _ in snapshot(fresh_db)["tables"]} == TABLES | VIEWS
+    result = yoyo("rollback")
+    assert all(not rows for rows in snapshot(fresh_db).values())
+    password = psycopg.conninfo.conninfo_to_dict(fresh_db).get("password")
+    if password:
+        assert password not in result.stdout + result.stderr
+
+
+# -- constraints ---------------------------------------------------------------------------
+
+NOW = datetime.now(UTC)
+
+
+def insert_turn(conn: psycopg.Connection[Any], **values: Any) -> None:
+    row = {"session_id": "s", "turn_id": 1, "content": "x", **values}
+    columns = ", ".join(row)
+    marks = ", ".join(["%s"] * len(row))
+    conn.execute(f"INSERT INTO active_context ({columns}) VALUES ({marks})", list(row.values()))  # noqa: S608
+
+
+def insert_fact(conn: psycopg.Connection[Any], **values: Any) -> int:
+    row = {"session_id": "s", "fact_type": "preference", "content": "x", **values}
+    columns = ", ".join(row)
+    marks = ", ".join(["%s"] * len(row))
+    cur = conn.execute(
+        f"INSERT INTO working_memory ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+        list(row.values()),
+    )
+    return cur.fetchone()[0]
+
+
+def test_duplicate_session_turn_is_a_unique_violation(migrated: psycopg.Connection[Any]) -> None:
+    insert_turn(migrated)
+    insert_turn(migrated, session_id="other")  # same turn number, other session: fine
+    with pytest.raises(pe.UniqueViolation) as info:
+        insert_turn(migrated)
+    assert info.value.diag.constraint_name == "unique_session_turn"
+
+
+def test_negative_turn_id_is_a_check_violation(migrated: psycopg.Connection[Any]) -> None:
+    insert_turn(migrated, turn_id=0)
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_turn(migrated, turn_id=-1)
+    assert info.value.diag.constraint_name == "valid_turn_id"
+
+
+@pytest.mark.parametrize("confidence", [-0.01, 1.01, 2])
+def test_confidence_outside_zero_one_is_a_check_violation(
+    migrated: psycopg.Connection[Any], confidence: float
+) -> None:
+    insert_fact(migrated, confidence=0.0)
+    insert_fact(migrated, confidence=1.0)
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_fact(migrated, confidence=confidence)
+    assert info.value.diag.constraint_name == "valid_confidence"
+
+
+@pytest.mark.parametrize("delta", [timedelta(0), timedelta(seconds=-1)])
+def test_ttl_not_after_created_at_is_a_check_violation(
+    migrated: psycopg.Connection[Any], delta: timedelta
+) -> None:
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_turn(migrated, created_at=NOW, ttl_expires_at=NOW + delta)
+    assert info.value.diag.constraint_name == "valid_ttl"
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_fact(migrated, created_at=NOW, ttl_expires_at=NOW + delta)
+    assert info.value.diag.constraint_name == "valid_ttl_wm"
+    # The default created_at (now()) counts too: an already-past expiry is refused.
+    with pytest.raises(pe.CheckViolation):
+        insert_turn(migrated, ttl_expires_at=NOW - timedelta(hours=1))
+
+
+def test_empty_fact_type_is_a_check_violation(migrated: psycopg.Connection[Any]) -> None:
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_fact(migrated, fact_type="")
+    assert info.value.diag.constraint_name == "valid_fact_type"
+
+
+def test_too_long_values_are_refused(migrated: psycopg.Connection[Any]) -> None:
+    with pytest.raises(pe.StringDataRightTruncation):
+        insert_turn(migrated, session_id="s" * 256)
+    with pytest.raises(pe.StringDataRightTruncation):
+        insert_fact(migrated, fact_type="t" * 51)
+
+
+def test_defaults_fill_a_minimal_row(migrated: psycopg.Connection[Any]) -> None:
+    fact_id = insert_fact(migrated)
+    confidence, sources, metadata, created, updated, ttl = migrated.execute(
+        "SELECT confidence, source_turn_ids, metadata, created_at, updated_at, ttl_expires_at "
+        "FROM working_memory WHERE id = %s",
+        (fact_id,),
+    ).fetchone()
+    assert (confidence, sources, metadata, ttl) == (1.0, [], {}, None)
+    assert created == updated
+    assert created.tzinfo is not None
+
+
+# -- trigger, cleanup functions, views -----------------------------------------------------
+
+
+def test_trigger_moves_updated_at_on_update(migrated: psycopg.Connection[Any]) -> None:
+    old = NOW - timedelta(days=1)
+    fact_id = insert_fact(migrated, created_at=old, updated_at=old)
+    migrated.execute("UPDATE working_memory SET content = 'y' WHERE id = %s", (fact_id,))
+    created, updated, now = migrated.execute(
+        "SELECT created_at, updated_at, now() FROM working_memory WHERE id = %s", (fact_id,)
+    ).fetchone()
+    assert created == old
+    assert old < updated <= now
+    # Even an UPDATE that tries to set updated_at itself gets the trigger's value.
+    migrated.execute("UPDATE working_memory SET updated_at = %s WHERE id = %s", (old, fact_id))
+    (updated_again,) = migrated.execute(
+        "SELECT updated_at FROM working_memory WHERE id = %s", (fact_id,)
+    ).fetchone()
+    assert updated_again > old
+
+
+def seed_expiry_mix(conn: psycopg.Connection[Any]) -> None:
+    """Turns: 2 expired, 2 live (one permanent). Facts: 3 expired, 2 live (one permanent)."""
+    past = NOW - timedelta(days=2)
+    for turn_id, ttl in enumerate([NOW - timedelta(hours=1), NOW - timedelta(seconds=1)]):
+        insert_turn(conn, turn_id=turn_id, created_at=past, ttl_expires_at=ttl)
+    insert_turn(conn, turn_id=10, ttl_expires_at=NOW + timedelta(hours=1))
+    insert_turn(conn, turn_id=11, ttl_expires_at=None)
+    for hours in (1, 2, 3):
+        insert_fact(conn, created_at=past, ttl_expires_at=NOW - timedelta(hours=hours))
+    insert_fact(conn, ttl_expires_at=NOW + timedelta(days=1), confidence=0.5)
+    insert_fact(conn, ttl_expires_at=None)
+
+
+def remaining(conn: psycopg.Connection[Any], table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+
+
+def test_cleanup_functions_delete_only_expired_rows(migrated: psycopg.Connection[Any]) -> None:
+    seed_expiry_mix(migrated)
+    assert migrated.execute("SELECT cleanup_expired_active_context()").fetchone() == (2,)
+    assert remaining(migrated, "active_context") == 2
+    assert sorted(
+        r[0] for r in migrated.execute("SELECT turn_id FROM active_context").fetchall()
+    ) == [10, 11]
+    assert migrated.execute("SELECT cleanup_expired_working_memory()").fetchone() == (3,)
+    assert remaining(migrated, "working_memory") == 2
+    assert migrated.execute("SELECT cleanup_expired_active_context()").fetchone() == (0,)
+
+
+def test_cleanup_expired_records_counts_per_table_and_in_total(
+    migrated: psycopg.Connection[Any],
+) -> None:
+    seed_expiry_mix(migrated)
+    assert migrated.execute("SELECT * FROM cleanup_expired_records()").fetchall() == [(2, 3, 5)]
+    assert (remaining(migrated, "active_context"), remaining(migrated, "working_memory")) == (2, 2)
+    assert migrated.execute("SELECT * FROM cleanup_expired_records()").fetchall() == [(0, 0, 0)]
+
+
+def test_views_count_active_and_expired_rows(migrated: psycopg.Connection[Any]) -> None:
+    seed_expiry_mix(migrated)
+    insert_turn(migrated, session_id="other", turn_id=1)
+    ac = migrated.execute(
+        "SELECT session_id, turn_count, expired_count, active_count, first_turn_at <= last_turn_at "
+        "FROM v_active_context_stats ORDER BY session_id"
+    ).fetchall()
+    assert ac == [("other", 1, 0, 1, True), ("s", 4, 2, 2, True)]
+    wm = migrated.execute(
+        "SELECT session_id, fact_count, fact_type_count, avg_confidence, expired_count, "
+        "active_count FROM v_working_memory_stats"
+    ).fetchall()
+    assert wm == [("s", 5, 1, pytest.approx(0.9), 3, 2)]
