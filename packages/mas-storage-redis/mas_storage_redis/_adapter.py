@@ -1,31 +1,489 @@
-"""Placeholder until the adapter's issue lands."""
+"""Redis adapter: the L1 turn cache (the spec's Priority 3 and 3A).
+
+Each session's recent turns live in one Redis LIST, ``session:{session_id}:turns``, most recent
+first, as compact JSON objects. A write is one MULTI/EXEC transaction: ``LPUSH`` the turn,
+``LTRIM`` the list to ``window_size`` and ``EXPIRE`` it after ``ttl_seconds``. A read is one
+``LRANGE`` (plus ``EXPIRE`` in the same round trip when ``refresh_ttl_on_read`` is on).
+
+Performance, measured with ``tests/benchmarks/bench_redis.py`` (Redis 7.0.15 on 127.0.0.1,
+Python 3.11.7, redis-py 8.1 with hiredis, one connection, sequential calls, 3000 calls x 5
+repetitions, medians; a 2-vCPU machine shared with other work, so tails are noisy)::
+
+    operation                  p50 ms  p95 ms  p99 ms   ops/s   raw ops/s  adapter/raw
+    store (MULTI/EXEC)          0.155   0.203   0.278    6093      6280       0.97
+    retrieve (10-turn window)   0.086   0.111   0.143   11074     12029       0.92
+    search (10 turns)           0.106   0.130   0.185    9455     10524       0.90
+    search, refresh_ttl_on_read 0.141   0.211   0.272    5616      5878       0.96
+    store_many (1000 sessions x 10 turns, one MULTI/EXEC): 127,920 turns/s (raw 133,969, 0.95)
+
+The spec's targets (read < 1 ms, write < 2 ms, > 10,000 ops/s with batching) are met with a
+wide margin. With the shared metrics collector switched off the adapter/raw ratios were 1.00,
+0.95, 0.96 and 1.03: the adapter's own code costs about 1-2 us of CPU per call.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from mas_storage import StorageAdapter, StorageQueryError
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from mas_storage import (
+    StorageAdapter,
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageQueryError,
+    StorageTimeoutError,
+    mask_url,
+    validate_required_fields,
+)
+
+from ._keys import KEY_PREFIX, KEY_SUFFIX, parse_record_id, session_key
+from ._turns import decode_turn, decode_turns, encode_turn, list_range
+
+__all__ = ["RedisAdapter"]
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("session_id", "turn_id", "content")
+_SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
+#: Longest TTL accepted (about 68 years). Redis refuses larger EXPIREs only when the MULTI/EXEC
+#: runs, after the LPUSH was applied: a write would half-succeed and leave a key that never
+#: expires. So larger values are refused before anything is sent.
+_MAX_TTL = 2**31 - 1
+#: Largest window: LTRIM's bounds are signed 64-bit (same half-write hazard as the TTL).
+_MAX_WINDOW = 2**31 - 1
+
+#: Driver exception -> storage error; the first match wins (subclasses before their bases).
+_ERROR_RULES: tuple[tuple[type[Exception], type[StorageError]], ...] = (
+    (rx.TimeoutError, StorageTimeoutError),
+    (rx.ConnectionError, StorageConnectionError),  # includes AuthenticationError, BusyLoading
+    (rx.NoPermissionError, StorageConnectionError),  # ACL refused these credentials the command
+    (rx.InvalidResponse, StorageConnectionError),  # protocol garbage: the connection is unusable
+    (rx.DataError, StorageDataError),  # the driver refused an argument
+    (rx.RedisError, StorageQueryError),  # ResponseError and the rest
+)
 
 
 class RedisAdapter(StorageAdapter):
-    """Not implemented yet."""
+    """L1 cache of each session's most recent conversation turns, on Redis.
+
+    Configuration (a dict, a :class:`mas_storage.RedisSettings`, or a URL string):
+
+    * ``url``: ``redis://[user:password@]host:port/db``; wins over ``host``/``port``/``db``
+      (defaults ``127.0.0.1``, ``6379``, ``0``) when both are given;
+    * ``username``, ``password``: credentials, never logged nor put in an error message;
+    * ``socket_timeout`` (5.0): seconds for connecting and for each command;
+    * ``window_size`` (10): turns kept per session; 0 disables the cache;
+    * ``ttl_seconds`` (86400): a session expires this long after its last write;
+    * ``refresh_ttl_on_read`` (False): reads extend the TTL too ("active cache");
+    * ``retries`` (2): driver retries after a connection error;
+    * ``health_check_interval`` (30): seconds idle before a connection is PINGed before use;
+    * ``max_connections`` (unbounded): size of the driver's connection pool.
+
+    A ready client can be passed as ``client=``: the adapter uses it and never closes it.
+
+    **Records.** ``store(data)`` needs ``session_id`` (non-empty str), ``turn_id`` (int) and
+    ``content`` (str, may be empty); ``metadata`` (a JSON-able mapping, default ``{}``) and
+    ``timestamp`` (timezone-aware ``datetime`` or ISO 8601 string, default now in UTC) are
+    optional; other keys are not cached. A cached turn reads back as ``{"session_id",
+    "turn_id", "content", "timestamp", "metadata"}``. Storing a turn id twice caches it twice;
+    ``retrieve`` returns the newer, ``delete`` removes both.
+
+    **Ids.** ``store`` returns ``session:{session_id}:turns:{turn_id}``. ``retrieve`` takes that
+    form; ``delete`` takes it (one turn) or ``session:{session_id}:turns`` (the whole session).
+    Session ids may hold any character, ``:`` included: see :mod:`mas_storage_redis._keys`.
+
+    **Search.** ``search({"session_id", "limit", "offset"})`` returns turns most recent first;
+    ``limit`` defaults to ``window_size``. A negative ``offset`` counts from the oldest end,
+    like a Python slice: ``offset=-k`` returns ``turns[-k:][:limit]`` (``offset=-2`` gives
+    the two oldest cached turns, still most recent first).
+
+    **TTL.** Every write sets the session's TTL to ``ttl_seconds`` (``cache_turn(ttl=...)``
+    overrides it per call). With ``refresh_ttl_on_read`` off (the default) a session expires
+    ``ttl_seconds`` after its last write however often it is read; with it on, ``retrieve``,
+    ``search`` and ``get_cached_turns`` also reset the TTL, in the same round trip as the
+    read, so sessions in use stay cached and idle ones expire.
+
+    **Window.** ``window_size=0`` caches nothing: writes validate their input and return ids
+    but send nothing to Redis, so the session's size stays 0.
+
+    **Recovery.** The driver retries a command ``retries`` times after a connection error
+    (never after a timeout), reconnecting with a short jittered backoff, so the first call
+    after a Redis restart succeeds on the same adapter and calls during an outage fail within
+    about ``socket_timeout`` seconds. A write retried after a connection lost mid-reply may be
+    applied twice (at-least-once).
+
+    **Errors.** Connection loss or refused credentials raise
+    :class:`~mas_storage.StorageConnectionError`, a timeout
+    :class:`~mas_storage.StorageTimeoutError`, bad input, a malformed id, a corrupt (non-JSON)
+    entry or a key that is not a list :class:`~mas_storage.StorageDataError`, any other Redis
+    error :class:`~mas_storage.StorageQueryError`. No redis exception escapes.
+    """
 
     kind = "redis"
 
+    def __init__(self, config: Any = None, *, client: aioredis.Redis | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.url: str | None = _reveal(cfg.get("url"))
+        self.host: str = cfg.get("host", "127.0.0.1")
+        self.port: int = _int_option(cfg, "port", 6379, minimum=1)
+        self.db: int = _int_option(cfg, "db", 0, minimum=0)
+        self.socket_timeout: float = _float_option(cfg, "socket_timeout", 5.0, minimum=0.001)
+        self.window_size: int = _int_option(cfg, "window_size", 10, minimum=0, maximum=_MAX_WINDOW)
+        self.ttl_seconds: int = _int_option(cfg, "ttl_seconds", 86400, minimum=1, maximum=_MAX_TTL)
+        self.refresh_ttl_on_read: bool = _bool_option(cfg, "refresh_ttl_on_read", False)
+        self.retries: int = _int_option(cfg, "retries", 2, minimum=0)
+        self.health_check_interval: float = _float_option(
+            cfg, "health_check_interval", 30.0, minimum=0.0
+        )
+        max_connections = cfg.get("max_connections")
+        self.max_connections: int | None = (
+            None if max_connections is None else _int_option(cfg, "max_connections", 0, minimum=1)
+        )
+        self._client: aioredis.Redis | None = client
+        self._owns_client = client is None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> aioredis.Redis | None:
+        """The driver client (``None`` before ``connect()`` unless one was passed in)."""
+        return self._client
+
+    @property
+    def _where(self) -> str:
+        """Where the adapter connects, password masked: for logs and messages."""
+        return mask_url(self.url) if self.url else f"{self.host}:{self.port}/{self.db}"
+
+    def _create_client(self) -> aioredis.Redis:
+        """A client with bounded retries on connection errors and idle health checks."""
+        options: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_timeout,
+            # Timeouts are not retried: an outage must fail within about socket_timeout.
+            "retry": Retry(
+                ExponentialWithJitterBackoff(cap=0.2, base=0.02),
+                self.retries,
+                supported_errors=(rx.ConnectionError,),
+            ),
+            "health_check_interval": self.health_check_interval,
+            "max_connections": self.max_connections,
+        }
+        username = self.config.get("username")
+        password = _reveal(self.config.get("password"))
+        if username is not None:
+            options["username"] = username
+        if password is not None:
+            options["password"] = password
+        if self.url:
+            return aioredis.Redis.from_url(self.url, **options)
+        return aioredis.Redis(host=self.host, port=self.port, db=self.db, **options)
+
     async def connect(self) -> None:
-        raise StorageQueryError("RedisAdapter is not implemented yet")
+        """Create the client (unless one was given) and check that Redis answers ``PING``."""
+        if self._connected:
+            return
+        client = self._client
+        created = client is None
+        if client is None:
+            client = self._create_client()
+        try:
+            await client.ping()
+        except BaseException:
+            if created:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            raise
+        self._client = client
+        self._connected = True
+        logger.info(
+            "Connected to Redis at %s (window %d, ttl %ds, refresh on read %s)",
+            self._where,
+            self.window_size,
+            self.ttl_seconds,
+            self.refresh_ttl_on_read,
+        )
 
     async def disconnect(self) -> None:
-        self._connected = False
+        """Close the client this adapter created (``aclose``); a client passed in stays open."""
+        was_connected, self._connected = self._connected, False
+        client = self._client
+        if client is not None and self._owns_client:
+            self._client = None
+            try:
+                await client.aclose()
+            except Exception as exc:  # the client is dropped either way
+                logger.warning("Closing the Redis client failed: %s", type(exc).__name__)
+        if was_connected:
+            logger.info("Disconnected from Redis at %s", self._where)
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        client = self._client
+        if client is None:
+            raise StorageConnectionError("RedisAdapter has no client: call connect() first")
+        return client
+
+    def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
+        if isinstance(exc, rx.AuthenticationError):
+            return StorageConnectionError(f"Redis at {self._where} refused the credentials: {exc}")
+        if isinstance(exc, rx.ResponseError) and _is_wrongtype(exc):
+            return StorageDataError(f"a session key holds a value that is not a list: {exc}")
+        for driver_error, storage_error in _ERROR_RULES:
+            if isinstance(exc, driver_error):
+                return storage_error
+        return None
+
+    # -- the generic contract ----------------------------------------------------------------
 
     async def store(self, data: dict[str, Any]) -> str:
-        raise StorageQueryError("not implemented")
+        """Cache one turn at the head of its session's list; return its record id."""
+        key, payload, rid = self._encode_turn(data)
+        await self._push(key, [payload], self.ttl_seconds)
+        return rid
 
     async def retrieve(self, id: str) -> dict[str, Any] | None:
-        raise StorageQueryError("not implemented")
+        """The cached turn ``session:{session_id}:turns:{turn_id}``, or ``None``."""
+        session_id, turn_id = parse_record_id(id)
+        if turn_id is None:
+            raise StorageDataError(
+                f"retrieve() takes a turn id 'session:{{session_id}}:turns:{{turn_id}}', got "
+                f"the session id {id!r}; use search() for a session's turns"
+            )
+        key = KEY_PREFIX + session_id + KEY_SUFFIX
+        for raw in await self._read(key, 0, -1):
+            turn = decode_turn(raw, key)
+            if turn.get("turn_id") == turn_id:
+                return turn
+        return None
 
     async def search(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        raise StorageQueryError("not implemented")
+        """A session's cached turns, most recent first: ``session_id``, ``limit``, ``offset``."""
+        if type(query) is not dict and not isinstance(query, Mapping):
+            raise StorageDataError(f"search() takes a mapping, got {type(query).__name__}")
+        if "session_id" not in query:
+            raise StorageDataError("search() needs 'session_id' in the query")
+        if not query.keys() <= _SEARCH_KEYS:
+            unknown = sorted(map(str, query.keys() - _SEARCH_KEYS))
+            raise StorageDataError(
+                f"Unknown search keys {unknown}; accepted: session_id, limit, offset"
+            )
+        return await self._recent(query["session_id"], query.get("limit"), query.get("offset", 0))
 
     async def delete(self, id: str) -> bool:
-        raise StorageQueryError("not implemented")
+        """Delete one turn (turn id) or a whole session (session id); ``False`` if absent."""
+        session_id, turn_id = parse_record_id(id)
+        key = KEY_PREFIX + session_id + KEY_SUFFIX
+        client = self._redis
+        if turn_id is None:
+            return bool(await client.delete(key))
+        # LREM by value: immune to concurrent pushes shifting positions.
+        items: list[Any] = await client.lrange(key, 0, -1)
+        matches = {raw: None for raw in items if decode_turn(raw, key).get("turn_id") == turn_id}
+        if not matches:
+            return False
+        pipe = client.pipeline(transaction=True)
+        for raw in matches:
+            pipe.lrem(key, 0, raw)
+        return any(await pipe.execute())
+
+    # -- batch -------------------------------------------------------------------------------
+
+    async def store_many(self, turns: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Cache many turns, across sessions, in one atomic round trip; return their ids.
+
+        Every turn is validated before anything is sent. Turns of one session are pushed in
+        the order given (the last one given becomes the most recent) with one ``LPUSH``, then
+        one ``LTRIM`` and one ``EXPIRE`` per session, all in one MULTI/EXEC transaction.
+        """
+        if isinstance(turns, (Mapping, str, bytes)):
+            raise StorageDataError("store_many() takes an iterable of turn mappings")
+        ids: list[str] = []
+        groups: dict[str, list[str]] = {}
+        for index, turn in enumerate(turns):
+            try:
+                key, payload, rid = self._encode_turn(turn)
+            except StorageDataError as exc:
+                raise StorageDataError(f"turns[{index}]: {exc.message}") from exc
+            ids.append(rid)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [payload]
+            else:
+                group.append(payload)
+        window = self.window_size
+        if not groups or not window:
+            return ids
+        ttl = self.ttl_seconds
+        pipe = self._redis.pipeline(transaction=True)
+        for key, payloads in groups.items():
+            # Older turns beyond the window would be trimmed at once: do not send them.
+            pipe.lpush(key, *(payloads[-window:] if len(payloads) > window else payloads))
+            pipe.ltrim(key, 0, window - 1)
+            pipe.expire(key, ttl)
+        await pipe.execute()
+        return ids
+
+    # -- session utilities and the Priority 6 domain API -------------------------------------
+
+    async def cache_turn(
+        self,
+        session_id: str,
+        turn_id: int,
+        content: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        timestamp: datetime | str | None = None,
+        ttl: int | None = None,
+    ) -> str:
+        """Cache one turn (typed :meth:`store`); ``ttl`` overrides ``ttl_seconds`` for it."""
+        key, payload, rid = encode_turn(session_id, turn_id, content, metadata, timestamp)
+        await self._push(key, [payload], self._ttl(ttl))
+        return rid
+
+    async def get_cached_turns(
+        self, session_id: str, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """A session's cached turns, most recent first (typed :meth:`search`)."""
+        return await self._recent(session_id, limit, offset)
+
+    async def clear_session(self, session_id: str) -> bool:
+        """Drop a session's cache; ``True`` if it existed."""
+        return bool(await self._redis.delete(session_key(session_id)))
+
+    async def get_session_size(self, session_id: str) -> int:
+        """How many turns are cached for the session (0 when none)."""
+        return int(await self._redis.llen(session_key(session_id)))
+
+    async def session_exists(self, session_id: str) -> bool:
+        """Whether the session has cached turns."""
+        return bool(await self._redis.exists(session_key(session_id)))
+
+    async def refresh_ttl(self, session_id: str, ttl: int | None = None) -> bool:
+        """Reset the session's TTL to ``ttl`` (default ``ttl_seconds``); ``False`` if absent."""
+        return bool(await self._redis.expire(session_key(session_id), self._ttl(ttl)))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _encode_turn(self, data: Mapping[str, Any]) -> tuple[str, str, str]:
+        if type(data) is not dict or not (
+            "session_id" in data and "turn_id" in data and "content" in data
+        ):
+            validate_required_fields(data, _REQUIRED)  # names what is missing
+        return encode_turn(
+            data["session_id"],
+            data["turn_id"],
+            data["content"],
+            data.get("metadata"),
+            data.get("timestamp"),
+        )
+
+    def _ttl(self, ttl: object) -> int:
+        if ttl is None:
+            return self.ttl_seconds
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= _MAX_TTL:
+            raise StorageDataError(
+                f"ttl must be a positive int of seconds, at most {_MAX_TTL}, got {ttl!r}"
+            )
+        return ttl
+
+    async def _push(self, key: str, payloads: list[str], ttl: int) -> None:
+        window = self.window_size
+        if not window:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.lpush(key, *payloads)
+        pipe.ltrim(key, 0, window - 1)
+        pipe.expire(key, ttl)
+        await pipe.execute()
+
+    async def _read(self, key: str, start: int, end: int) -> list[Any]:
+        client = self._redis
+        if self.refresh_ttl_on_read:
+            pipe = client.pipeline(transaction=False)
+            pipe.lrange(key, start, end)
+            pipe.expire(key, self.ttl_seconds)
+            items, _ = await pipe.execute()
+            return items
+        return await client.lrange(key, start, end)
+
+    async def _recent(self, session_id: Any, limit: Any, offset: Any) -> list[dict[str, Any]]:
+        key = session_key(session_id)
+        bounds = list_range(self.window_size if limit is None else limit, offset)
+        if bounds is None:
+            return []
+        start, end, cap = bounds
+        items = await self._read(key, start, end)
+        return decode_turns(items[:cap] if cap is not None else items, key)
+
+    async def _get_backend_metrics(self) -> dict[str, Any] | None:
+        info = await self._redis.info()
+        figures = {
+            name: info.get(name)
+            for name in (
+                "redis_version",
+                "used_memory",
+                "connected_clients",
+                "keyspace_hits",
+                "keyspace_misses",
+                "expired_keys",
+                "evicted_keys",
+            )
+        }
+        figures.update(
+            window_size=self.window_size,
+            ttl_seconds=self.ttl_seconds,
+            refresh_ttl_on_read=self.refresh_ttl_on_read,
+        )
+        return figures
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _is_wrongtype(exc: Exception) -> bool:
+    """A WRONGTYPE reply, raw or as annotated by a pipeline ("... caused error: ...")."""
+    message = str(exc)
+    return message.startswith("WRONGTYPE") or "caused error: ('WRONGTYPE" in message
+
+
+def _reveal(value: Any) -> Any:
+    """The plain value of a pydantic ``SecretStr`` (or ``value`` itself)."""
+    reveal = getattr(value, "get_secret_value", None)
+    return reveal() if callable(reveal) else value
+
+
+def _int_option(
+    cfg: Mapping[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    value = cfg.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise StorageDataError(f"Redis config '{name}' must be an int >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise StorageDataError(f"Redis config '{name}' must be <= {maximum}, got {value!r}")
+    return value
+
+
+def _float_option(cfg: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
+    value = cfg.get(name, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= minimum:
+        raise StorageDataError(
+            f"Redis config '{name}' must be a number >= {minimum}, got {value!r}"
+        )
+    return float(value)
+
+
+def _bool_option(cfg: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = cfg.get(name, default)
+    if not isinstance(value, bool):
+        raise StorageDataError(f"Redis config '{name}' must be a bool, got {value!r}")
+    return value
