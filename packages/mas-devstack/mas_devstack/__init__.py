@@ -1,1 +1,23 @@
-"""Local real-backend stack (mas-devstack)."""
+"""Local real-backend stack for mas-memory: PostgreSQL, Redis, Typesense, Neo4j and Qdrant.
+
+``mas-devstack up`` (or :meth:`Stack.up`) runs the servers as processes bound to 127.0.0.1,
+with data, logs, PID files and generated secrets under ``<root>/.mas``, and writes
+``<root>/.mas/stack-outputs.json`` for the adapters. See ``docs/local-stack.md``.
+"""
+
+from ._errors import DevstackError, ServiceStartError
+from ._layout import SERVICE_NAMES, Ports, resolve_root
+from ._services import OUTPUT_KEYS
+from ._stack import ServiceStatus, Stack, UpResult
+
+__all__ = [
+    "OUTPUT_KEYS",
+    "SERVICE_NAMES",
+    "DevstackError",
+    "Ports",
+    "ServiceStartError",
+    "ServiceStatus",
+    "Stack",
+    "UpResult",
+    "resolve_root",
+]

@@ -1,2 +1,93 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``mas-devstack up|down|status|prepare``: the local stack from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ._errors import DevstackError
+from ._layout import HOME_ENV, PORT_BASE_ENV, SERVICE_NAMES
+from ._stack import Stack
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mas-devstack",
+        description="Run the five mas-memory backends locally on 127.0.0.1 (data in .mas/).",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help=f"directory that holds .mas/ (default: ${HOME_ENV}, else the current directory)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        help=f"use five consecutive ports from this one (default: ${PORT_BASE_ENV}, else "
+        "55432/56379/58108/57687)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    services_help = f"services (default: all of {', '.join(SERVICE_NAMES)})"
+    up = commands.add_parser("up", help="start what is not running; write stack-outputs.json")
+    up.add_argument("services", nargs="*", help=services_help)
+    down = commands.add_parser("down", help="stop what 'up' started (by PID)")
+    down.add_argument("services", nargs="*", help=services_help)
+    commands.add_parser("status", help="show each service: state, pid, address, version")
+    commands.add_parser(
+        "prepare", help="fetch the Neo4j jars and join the Typesense binary, start nothing"
+    )
+    return parser
+
+
+def _status(stack: Stack) -> int:
+    print(f"{'service':<10} {'state':<13} {'pid':>7}  {'address':<44} version")
+    for status in stack.status().values():
+        pid = str(status.pid) if status.pid else "-"
+        print(
+            f"{status.name:<10} {status.state:<13} {pid:>7}  {status.address or '-':<44} "
+            f"{status.version or '-'}"
+        )
+    return 0
+
+
+def _prepare() -> int:
+    from ._runtime import neo4j_runtime, typesense_binary
+
+    print(f"typesense binary: {typesense_binary()}")
+    runtime = neo4j_runtime()
+    print(f"neo4j {runtime.version}: jars in {runtime.lib_dir}, launcher in {runtime.classes_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="mas-devstack: %(message)s", stream=sys.stderr)
+    # The drivers log every refused connection while a backend starts; yoyo logs each step.
+    for noisy in ("neo4j", "httpx", "httpcore", "yoyo"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        if args.command == "prepare":
+            raise SystemExit(_prepare())
+        stack = Stack(args.root, port_base=args.port_base)
+        if args.command == "up":
+            began = time.monotonic()
+            result = stack.up(args.services or None)
+            elapsed = time.monotonic() - began
+            started = ", ".join(result.started) or "nothing (all were running)"
+            print(f"up in {elapsed:.1f} s; started: {started}")
+            print(f"outputs: {stack.outputs_path}")
+        elif args.command == "down":
+            stopped = stack.down(args.services or None)
+            print(f"stopped: {', '.join(stopped) or 'nothing (none was running)'}")
+        else:
+            raise SystemExit(_status(stack))
+    except DevstackError as exc:
+        print(f"mas-devstack: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

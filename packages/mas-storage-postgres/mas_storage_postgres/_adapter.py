@@ -68,6 +68,33 @@ def _json_as_is(text: str) -> str:
     return text
 
 
+class _BoundedConnection(psycopg.AsyncConnection[Any]):
+    """A pooled connection that waits at most ``reply_timeout`` seconds for any server reply.
+
+    libpq has no read timeout, and TCP keepalives never fire while the server's kernel still
+    acknowledges packets (a frozen or overloaded server): without a bound a call could wait
+    forever. On expiry the connection is closed at once (the pool then discards it, and no
+    cancel request is waited for) and ``ConnectionTimeout`` raised: a ``StorageTimeoutError``.
+    """
+
+    reply_timeout: float = 30.0
+
+    async def wait(
+        self,
+        gen: Any,
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 (psycopg's signature)
+    ) -> Any:
+        bound = self.reply_timeout if timeout is None else timeout
+        try:
+            return await super().wait(gen, interval, bound)
+        except psycopg.errors._WaitTimeout:  # psycopg's own signal for an expired wait
+            self.pgconn.finish()
+            raise psycopg.errors.ConnectionTimeout(
+                f"PostgreSQL sent no reply within {bound:g}s (query_timeout): connection closed"
+            ) from None
+
+
 def _bind(values: tuple[Any, ...], table: str) -> list[Any]:
     """Values of :func:`prepare_record` ready to bind: the metadata text sent as ``jsonb``."""
     out = list(values)
@@ -83,7 +110,9 @@ class PostgresAdapter(StorageAdapter):
 
     * ``url``: ``postgresql://user:pass@host:port/db`` (required);
     * ``pool_size`` (max connections, 10), ``min_size`` (2), ``timeout`` (seconds, 5: connect,
-      and the wait for a free connection), ``statement_timeout`` (seconds, off);
+      and the wait for a free connection), ``statement_timeout`` (seconds, off),
+      ``query_timeout`` (seconds, 30: the longest the client waits for any one reply of the
+      server; then the connection is closed and the call raises ``StorageTimeoutError``);
     * ``table``: ``active_context`` (default) or ``working_memory``, the table of the generic
       API (``store``, ``retrieve``, ``search``, ``delete``, ``store_many``, ``count``,
       ``delete_expired``). The domain methods name their table themselves.
@@ -157,6 +186,8 @@ class PostgresAdapter(StorageAdapter):
                 max_size=self._cfg.pool_size,
                 timeout=self._cfg.timeout,
                 kwargs=kwargs,
+                connection_class=_BoundedConnection,
+                configure=self._configure_connection,
                 check=AsyncConnectionPool.check_connection,
                 name=f"mas-postgres-{self._cfg.table}",
                 open=False,
@@ -171,6 +202,10 @@ class PostgresAdapter(StorageAdapter):
             self._pool = pool
             self._connected = True
             logger.info("Connected to PostgreSQL at %s", mask_url(self._cfg.url))
+
+    async def _configure_connection(self, conn: _BoundedConnection) -> None:
+        """Pool hook for each new connection: bound its waits by ``query_timeout``."""
+        conn.reply_timeout = self._cfg.query_timeout
 
     async def disconnect(self) -> None:
         """Close the pool. Safe before ``connect()`` and when called twice."""

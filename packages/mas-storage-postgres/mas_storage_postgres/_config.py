@@ -1,8 +1,8 @@
 """Configuration of the PostgreSQL adapter, and the one URL bridge to yoyo.
 
 The adapter reads the spec's keys from its config dict (``url``, ``pool_size``, ``min_size``,
-``timeout``, ``table``) plus ``statement_timeout``. Everything is checked once, at
-construction, so a bad value fails before any connection is attempted.
+``timeout``, ``table``) plus ``statement_timeout`` and ``query_timeout``. Everything is checked
+once, at construction, so a bad value fails before any connection is attempted.
 """
 
 from __future__ import annotations
@@ -46,7 +46,16 @@ SORT_COLUMNS: Final = {
 }
 
 _KNOWN_KEYS = frozenset(
-    {"url", "pool_size", "min_size", "timeout", "table", "statement_timeout", "auto_connect"}
+    {
+        "url",
+        "pool_size",
+        "min_size",
+        "timeout",
+        "table",
+        "statement_timeout",
+        "query_timeout",
+        "auto_connect",
+    }
 )
 _CORE_KEYS = frozenset({"metrics"})
 _URL_SCHEMES = ("postgresql", "postgres")
@@ -96,6 +105,8 @@ class PostgresConfig:
     timeout: float = 5.0
     table: str = ACTIVE_CONTEXT
     statement_timeout: float | None = None
+    #: Client-side bound on the wait for any one server reply (a frozen server cannot hang us).
+    query_timeout: float = 30.0
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> PostgresConfig:
@@ -145,4 +156,5 @@ class PostgresConfig:
             timeout=timeout,
             table=table,
             statement_timeout=_positive_number(config, "statement_timeout", None),
+            query_timeout=_positive_number(config, "query_timeout", 30.0) or 30.0,
         )

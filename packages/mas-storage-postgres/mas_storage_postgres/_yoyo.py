@@ -33,7 +33,6 @@ def resolve_database_uri(dburi: Any) -> Any:
     """yoyo's parsed ``postgresql+mas://`` URI, as the ``postgresql+psycopg`` one to use."""
     if dburi.hostname or dburi.database:
         return dburi._replace(scheme="postgresql+psycopg")
-    # (mypy without the pydantic plugin reads Field defaults as required arguments)
     url = PostgresSettings().url.get_secret_value()
     resolved = parse_uri(yoyo_database_url(url))
     if dburi.args:

