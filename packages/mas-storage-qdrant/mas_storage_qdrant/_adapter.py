@@ -1,31 +1,532 @@
-"""Placeholder until the adapter's issue lands."""
+"""QdrantAdapter: L3 episodic memory as vectors in one Qdrant collection.
+
+Two modes, one ``AsyncQdrantClient``:
+
+* **server** (the lab): ``url`` (or ``host``/``port``) plus ``api_key``. Truly async (httpx).
+* **embedded** (the local stack, CI): ``path`` (or ``location=":memory:"``). qdrant-client's
+  local engine in this process; its calls run in a private thread (see ``_embedded.py``).
+
+When both a server address and ``path`` are given, the server wins: ``QdrantSettings`` always
+carries a default ``path``, and setting ``QDRANT_URL`` must be enough to switch to the server.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mas_storage import StorageAdapter, StorageQueryError
+import grpc
+import httpx
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from mas_storage import (
+    StorageAdapter,
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageNotFoundError,
+    StorageQueryError,
+    StorageTimeoutError,
+)
+
+from ._embedded import EngineThread
+from ._points import (
+    SEARCH_KEYS,
+    TIMESTAMP_FIELD,
+    build_filter,
+    build_point,
+    format_id,
+    parse_id,
+    validate_vector,
+)
+
+__all__ = ["DEFAULT_BATCH_SIZE", "QdrantAdapter"]
+
+logger = logging.getLogger(__name__)
+
+#: Points per upsert request in ``store_many`` (see the package README for the measurement).
+DEFAULT_BATCH_SIZE = 128
+_BATCH_RANGE = (1, 1024)
+#: Records validated between two yields to the event loop in ``store_many``.
+_VALIDATION_SLICE = 64
+#: Embedded-engine methods that read memory only (never SQLite) and run in microseconds.
+_MEMORY_ONLY = frozenset({"retrieve", "collection_exists"})
+_DISTANCES = {d.value.lower(): d for d in models.Distance}
+#: Payload indexes created in server mode (embedded mode has none: it scans).
+PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
+    "session_id": models.PayloadSchemaType.KEYWORD,
+    TIMESTAMP_FIELD: models.PayloadSchemaType.DATETIME,
+}
+_INSECURE_KEY_WARNING = "Api key is used with an insecure connection"
+_HTTP_ERRORS: dict[int, type[StorageError]] = {
+    400: StorageDataError,
+    401: StorageConnectionError,
+    403: StorageConnectionError,
+    404: StorageNotFoundError,
+    408: StorageTimeoutError,
+    409: StorageDataError,
+    422: StorageDataError,
+    504: StorageTimeoutError,
+}
+_GRPC_ERRORS: dict[grpc.StatusCode, type[StorageError]] = {
+    grpc.StatusCode.UNAVAILABLE: StorageConnectionError,
+    grpc.StatusCode.UNAUTHENTICATED: StorageConnectionError,
+    grpc.StatusCode.PERMISSION_DENIED: StorageConnectionError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: StorageTimeoutError,
+    grpc.StatusCode.INVALID_ARGUMENT: StorageDataError,
+    grpc.StatusCode.ALREADY_EXISTS: StorageDataError,
+    grpc.StatusCode.NOT_FOUND: StorageNotFoundError,
+}
+
+
+def _finite_number(value: Any, key: str, *, positive: bool = False) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or (positive and value <= 0):
+        kind = "a positive" if positive else "a finite"
+        raise StorageDataError(f"'{key}' must be {kind} number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StorageDataError(f"Qdrant config '{key}' must be a positive integer, got {value!r}")
+    return value
 
 
 class QdrantAdapter(StorageAdapter):
-    """Not implemented yet."""
+    """Vector storage and similarity search for episodic memory (L3).
+
+    Config keys (a dict, a URL string, or :class:`mas_storage.QdrantSettings`):
+
+    * server mode: ``url`` or ``host`` + ``port`` (6333), ``api_key``, ``https``,
+      ``prefer_grpc`` + ``grpc_port`` (6334), ``timeout`` (seconds), ``create_payload_indexes``
+      (default true: ``session_id`` keyword, ``created_at`` datetime);
+    * embedded mode: ``path`` (a directory, exclusively locked while connected) or
+      ``location=":memory:"``;
+    * both: ``collection_name`` (``episodic_memory``), ``vector_size`` (384), ``distance``
+      (``Cosine``, ``Euclid``, ``Dot`` or ``Manhattan``, any case), ``batch_size`` (points per
+      upsert in ``store_many``, default 128).
+
+    Records are ``{"vector", "content", "session_id", "metadata", "created_at", "id"}``; only
+    ``vector`` is required. ``id`` may be given (a UUID or an unsigned integer) to make a write
+    idempotent: storing it again replaces the point. Returned records are flat:
+    ``{"id", "content", "session_id", "metadata", "created_at"}`` plus ``score`` from ``search``
+    and ``vector`` when asked for. With ``Cosine`` the engine stores vectors normalized, so a
+    returned vector is the unit-length copy.
+
+    Example::
+
+        async with QdrantAdapter({"path": ".mas/qdrant"}) as episodes:
+            pid = await episodes.store({"vector": emb, "content": "hi", "session_id": "s1"})
+            hits = await episodes.search({"vector": emb, "limit": 5, "session_id": "s1"})
+    """
 
     kind = "qdrant"
 
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.collection_name: str = cfg.get("collection_name") or "episodic_memory"
+        if not isinstance(self.collection_name, str):
+            raise StorageDataError("Qdrant config 'collection_name' must be a string")
+        self.vector_size = _positive_int(cfg, "vector_size", 384)
+        self.batch_size = _positive_int(cfg, "batch_size", DEFAULT_BATCH_SIZE)
+        if not _BATCH_RANGE[0] <= self.batch_size <= _BATCH_RANGE[1]:
+            raise StorageDataError(
+                f"Qdrant config 'batch_size' must be within {_BATCH_RANGE}, got {self.batch_size}"
+            )
+        distance = cfg.get("distance") or "Cosine"
+        if not isinstance(distance, str) or distance.lower() not in _DISTANCES:
+            raise StorageDataError(
+                f"Unknown Qdrant distance {distance!r}: use one of "
+                f"{', '.join(d.value for d in models.Distance)} (any case)"
+            )
+        self.distance: models.Distance = _DISTANCES[distance.lower()]
+        self.mode, self._client_kwargs = self._client_options(cfg)
+        self._client: AsyncQdrantClient | None = None
+        self._engine: EngineThread | None = None
+
+    @staticmethod
+    def _client_options(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``("server" | "embedded", AsyncQdrantClient kwargs)`` from the config."""
+        url, host = cfg.get("url"), cfg.get("host")
+        if url or host or not (cfg.get("path") or cfg.get("location")):
+            kwargs: dict[str, Any] = {
+                "api_key": cfg.get("api_key") or None,
+                # The client takes whole seconds (it rounds up itself).
+                "timeout": math.ceil(
+                    _finite_number(cfg.get("timeout", 10), "timeout", positive=True)
+                ),
+                "prefer_grpc": bool(cfg.get("prefer_grpc", False)),
+                # The compatibility probe is a blocking request in a thread that can only warn;
+                # connect() probes the server itself, asynchronously, and raises.
+                "check_compatibility": bool(cfg.get("check_compatibility", False)),
+            }
+            if url:
+                kwargs["url"] = url
+            else:
+                kwargs["host"] = host or "127.0.0.1"
+                kwargs["port"] = cfg.get("port", 6333)
+            for key in ("https", "grpc_port", "prefix"):
+                if cfg.get(key) is not None:
+                    kwargs[key] = cfg[key]
+            return "server", kwargs
+        location = cfg.get("location")
+        if location is not None and location != ":memory:":
+            raise StorageDataError(
+                f"Qdrant config 'location' must be ':memory:' (use 'url' for a server), "
+                f"got {location!r}"
+            )
+        if location:
+            return "embedded", {"location": ":memory:"}
+        return "embedded", {"path": str(cfg["path"])}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
     async def connect(self) -> None:
-        raise StorageQueryError("QdrantAdapter is not implemented yet")
+        """Open the client, then create the collection or check the existing one matches.
+
+        An existing collection with another vector size or distance raises
+        :class:`StorageDataError` naming both configurations; nothing is written to it.
+        """
+        if self._connected:
+            return
+        try:
+            if self.mode == "embedded":
+                self._engine = EngineThread(f"qdrant-embedded-{self.collection_name}")
+                self._client = await self._engine.run(self._open_embedded)
+            else:
+                self._client = self._open_server()
+            await self._ensure_collection()
+        except BaseException:
+            await self._close()
+            raise
+        self._connected = True
+        logger.debug("qdrant connected (%s mode, collection %s)", self.mode, self.collection_name)
+
+    def _open_server(self) -> AsyncQdrantClient:
+        """Create the server client; its plain-http API key warning becomes a log warning.
+
+        The lab serves Qdrant over http on a private network, so qdrant-client warns on every
+        connect; as a Python warning that would fail any run with warnings as errors.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = AsyncQdrantClient(**self._client_kwargs)
+        for warning in caught:
+            if _INSECURE_KEY_WARNING in str(warning.message):
+                logger.warning("qdrant api_key is sent over plain http to %s", self._address())
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return client
+
+    def _open_embedded(self) -> AsyncQdrantClient:
+        """Create the embedded client (runs in the engine thread); a held lock is a clear error."""
+        try:
+            return AsyncQdrantClient(**self._client_kwargs)
+        except RuntimeError as exc:
+            if "already accessed" not in str(exc):
+                raise
+            _close_orphaned_lock_file(exc)
+            raise StorageConnectionError(
+                f"Qdrant embedded storage at {self._client_kwargs.get('path')} is locked by "
+                "another client (in this or another process). Embedded mode allows one client "
+                "per path: disconnect the other one, use another path, or use server mode."
+            ) from None
 
     async def disconnect(self) -> None:
+        """Close the client (releasing the embedded path's lock) and stop the engine thread."""
+        await self._close()
         self._connected = False
 
-    async def store(self, data: dict[str, Any]) -> str:
-        raise StorageQueryError("not implemented")
+    async def _close(self) -> None:
+        client, engine = self._client, self._engine
+        self._client = self._engine = None
+        try:
+            if client is not None:
+                if engine is not None:
+                    await engine.run(client.close)
+                else:
+                    await client.close()
+        finally:
+            if engine is not None:
+                await engine.stop()
 
-    async def retrieve(self, id: str) -> dict[str, Any] | None:
-        raise StorageQueryError("not implemented")
+    async def _call(self, method: str, /, **kwargs: Any) -> Any:
+        """Call a client method: in the engine thread (embedded) or on this loop (server).
+
+        Embedded lookups by id (``retrieve``) and ``collection_exists`` touch memory only and
+        take microseconds, less than a thread hop: they run inline when the engine is idle.
+        """
+        if self._client is None:
+            raise StorageConnectionError("Qdrant client is closed", backend=self.kind)
+        fn = getattr(self._client, method)
+        if self._engine is None:
+            return await fn(**kwargs)
+        if method in _MEMORY_ONLY:
+            return await self._engine.run_inline_if_idle(fn, **kwargs)
+        return await self._engine.run(fn, **kwargs)
+
+    async def _ensure_collection(self) -> None:
+        name = self.collection_name
+        if not await self._call("collection_exists", collection_name=name):
+            try:
+                await self._call(
+                    "create_collection",
+                    collection_name=name,
+                    vectors_config=models.VectorParams(
+                        size=self.vector_size, distance=self.distance
+                    ),
+                )
+                logger.info("created qdrant collection %s", name)
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # created concurrently: check it like any other
+                    raise
+        info = await self._call("get_collection", collection_name=name)
+        self._check_vectors(info.config.params.vectors)
+        if self.mode == "server" and self.config.get("create_payload_indexes", True):
+            existing = info.payload_schema or {}
+            for field, schema in PAYLOAD_INDEXES.items():
+                if field not in existing:
+                    await self._call(
+                        "create_payload_index",
+                        collection_name=name,
+                        field_name=field,
+                        field_schema=schema,
+                        wait=True,
+                    )
+
+    def _check_vectors(self, vectors: Any) -> None:
+        """Refuse a collection whose vectors differ from the configured size and distance."""
+        wanted = f"size={self.vector_size}, distance={self.distance.value}"
+        if not isinstance(vectors, models.VectorParams):
+            names = ", ".join(sorted(vectors or {}))
+            raise StorageDataError(
+                f"Qdrant collection '{self.collection_name}' has named vectors ({names}); "
+                f"this adapter needs one unnamed vector with {wanted}"
+            )
+        if vectors.size != self.vector_size or vectors.distance != self.distance:
+            raise StorageDataError(
+                f"Qdrant collection '{self.collection_name}' exists with size={vectors.size}, "
+                f"distance={vectors.distance.value}, but this adapter is configured for "
+                f"{wanted}. Nothing was written: use another collection_name or match its "
+                "configuration."
+            )
+
+    # -- the generic contract ----------------------------------------------------------------
+
+    async def store(self, data: dict[str, Any]) -> str:
+        """Store one vector with its payload and return its id (the caller's or a new UUID)."""
+        point = build_point(data, self.vector_size)
+        await self._call("upsert", collection_name=self.collection_name, points=[point], wait=True)
+        return format_id(point.id)
+
+    async def store_many(self, items: Iterable[dict[str, Any]]) -> list[str]:
+        """Store many records in ``batch_size`` upserts; return their ids in input order.
+
+        Every record is validated before the first request, so bad input writes nothing. A
+        backend failure part-way leaves the earlier batches stored; pass ``id`` values to make
+        a retry idempotent.
+        """
+        points = []
+        for index, data in enumerate(items):
+            if index and not index % _VALIDATION_SLICE:
+                await asyncio.sleep(0)  # validation is CPU work: let the loop breathe
+            try:
+                points.append(build_point(data, self.vector_size))
+            except StorageDataError as exc:
+                raise StorageDataError(f"Record {index}: {exc.message}") from None
+        for start in range(0, len(points), self.batch_size):
+            chunk = points[start : start + self.batch_size]
+            await self._call(
+                "upsert", collection_name=self.collection_name, points=chunk, wait=True
+            )
+        return [format_id(p.id) for p in points]
+
+    async def retrieve(self, id: str, with_vector: bool = False) -> dict[str, Any] | None:
+        """The record stored under ``id`` (with its vector if asked), or ``None``."""
+        records = await self._call(
+            "retrieve",
+            collection_name=self.collection_name,
+            ids=[parse_id(id)],
+            with_payload=True,
+            with_vectors=with_vector,
+        )
+        if not records:
+            return None
+        record = records[0]
+        result = {"id": format_id(record.id), **(record.payload or {})}
+        if with_vector:
+            result["vector"] = record.vector
+        return result
 
     async def search(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        raise StorageQueryError("not implemented")
+        """Nearest records to ``query["vector"]``, best first, through ``query_points``.
+
+        Keys: ``vector`` (required), ``limit`` (10), ``score_threshold`` (for ``Cosine`` and
+        ``Dot`` a minimum score; for ``Euclid`` and ``Manhattan`` a maximum distance),
+        ``session_id``, ``filter`` (a mapping of equality conditions, see
+        :func:`build_filter`), ``with_vector`` (false).
+        """
+        if not isinstance(query, Mapping):
+            raise StorageDataError(f"A search query must be a mapping, got {type(query).__name__}")
+        unknown = sorted(str(k) for k in query if k not in SEARCH_KEYS)
+        if unknown:
+            raise StorageDataError(
+                f"Unknown search keys: {', '.join(unknown)} "
+                f"(allowed: {', '.join(sorted(SEARCH_KEYS))})"
+            )
+        if "vector" not in query:
+            raise StorageDataError("Missing required fields: vector")
+        vector = validate_vector(query["vector"], self.vector_size)
+        limit = _positive_int(query, "limit", 10)
+        threshold = query.get("score_threshold")
+        if threshold is not None:
+            threshold = _finite_number(threshold, "score_threshold")
+        with_vector = query.get("with_vector", False)
+        if not isinstance(with_vector, bool):
+            raise StorageDataError("'with_vector' must be a boolean")
+        response = await self._call(
+            "query_points",
+            collection_name=self.collection_name,
+            query=vector,
+            query_filter=build_filter(query.get("session_id"), query.get("filter")),
+            limit=limit,
+            score_threshold=threshold,
+            with_payload=True,
+            with_vectors=with_vector,
+        )
+        results = []
+        for point in response.points:
+            hit = {"id": format_id(point.id), "score": point.score, **(point.payload or {})}
+            if with_vector:
+                hit["vector"] = point.vector
+            results.append(hit)
+        return results
 
     async def delete(self, id: str) -> bool:
-        raise StorageQueryError("not implemented")
+        """Delete ``id``: ``True`` when a point was removed, ``False`` when there was none."""
+        point_id = parse_id(id)
+        found = await self._call(
+            "retrieve",
+            collection_name=self.collection_name,
+            ids=[point_id],
+            with_payload=False,
+            with_vectors=False,
+        )
+        if not found:
+            return False
+        await self._call(
+            "delete",
+            collection_name=self.collection_name,
+            points_selector=models.PointIdsList(points=[point_id]),
+            wait=True,
+        )
+        return True
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def count(
+        self, session_id: str | None = None, filter: Mapping[str, Any] | None = None
+    ) -> int:
+        """Exact number of points, optionally only those matching ``session_id``/``filter``."""
+        result = await self._call(
+            "count",
+            collection_name=self.collection_name,
+            count_filter=build_filter(session_id, filter),
+            exact=True,
+        )
+        return int(result.count)
+
+    async def drop_collection(self) -> bool:
+        """Delete this adapter's whole collection (tests, resets). Irreversible.
+
+        Returns whether it existed. Later operations raise :class:`StorageNotFoundError` until
+        the adapter reconnects, which creates it again.
+        """
+        existed = bool(await self._call("collection_exists", collection_name=self.collection_name))
+        if existed:
+            await self._call("delete_collection", collection_name=self.collection_name)
+        return existed
+
+    async def _get_backend_metrics(self) -> dict[str, Any] | None:
+        result = await self._call("count", collection_name=self.collection_name, exact=True)
+        return {
+            "mode": self.mode,
+            "collection_name": self.collection_name,
+            "vector_size": self.vector_size,
+            "distance": self.distance.value,
+            "point_count": int(result.count),
+        }
+
+    # -- error mapping -----------------------------------------------------------------------
+
+    def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
+        """qdrant-client, httpx and gRPC errors to storage errors (see the README's table)."""
+        if isinstance(exc, UnexpectedResponse):
+            status = exc.status_code or 0
+            if status in _HTTP_ERRORS:
+                return _HTTP_ERRORS[status]
+            return StorageQueryError
+        if isinstance(exc, ResponseHandlingException):
+            source = exc.source
+            if isinstance(source, (httpx.TransportError, OSError)):
+                return self._map_error(source, op)
+            return StorageQueryError(
+                f"unreadable response from Qdrant: {type(source).__name__}: {source}"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return StorageTimeoutError(f"Qdrant did not answer in time: {exc!r}")
+        if isinstance(exc, (httpx.TransportError, OSError)) and not isinstance(exc, TimeoutError):
+            return StorageConnectionError(
+                f"cannot reach Qdrant at {self._address()}: {type(exc).__name__}: {exc}"
+            )
+        if isinstance(exc, ResourceExhaustedResponse):
+            return StorageQueryError(
+                f"Qdrant is rate limiting (retry after {exc.retry_after_s}s): {exc}"
+            )
+        if isinstance(exc, grpc.RpcError):
+            code = getattr(exc, "code", None)
+            grpc_code = code() if callable(code) else None
+            return _GRPC_ERRORS.get(grpc_code, StorageQueryError)
+        if isinstance(exc, RuntimeError) and "closed" in str(exc):
+            return StorageConnectionError
+        if isinstance(exc, ValueError) and "not found" in str(exc).lower():
+            return StorageNotFoundError
+        return None
+
+    def _address(self) -> str:
+        kwargs = self._client_kwargs
+        if "url" in kwargs:
+            return str(kwargs["url"])
+        if "host" in kwargs:
+            return f"{kwargs['host']}:{kwargs['port']}"
+        return str(kwargs.get("path") or kwargs.get("location"))
+
+
+def _close_orphaned_lock_file(exc: BaseException) -> None:
+    """Release what a failed embedded open leaves open (else: ResourceWarnings at GC).
+
+    ``AsyncQdrantLocal.__init__`` loads every collection (one SQLite connection each), opens
+    ``<path>/.lock`` and only then raises when another client holds the lock, leaving the
+    half-built engine in the traceback. It is found there and its handles closed.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        engine = tb.tb_frame.f_locals.get("self")
+        lock_file = getattr(engine, "_flock_file", None)
+        if lock_file is not None:
+            for collection in (getattr(engine, "collections", None) or {}).values():
+                if collection is not None:
+                    collection.close()
+            lock_file.close()
+        tb = tb.tb_next

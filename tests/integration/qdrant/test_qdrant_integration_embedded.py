@@ -1,0 +1,357 @@
+"""QdrantAdapter against qdrant-client's real embedded engine, one directory per test."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+from mas_storage import StorageConnectionError, StorageDataError, StorageNotFoundError
+from mas_storage_qdrant import QdrantAdapter
+
+DIM = 384
+Make = Callable[..., QdrantAdapter]
+
+
+def axis(i: int, dim: int = 8, scale: float = 1.0) -> list[float]:
+    vector = [0.0] * dim
+    vector[i] = scale
+    return vector
+
+
+def norm(vector: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in vector))
+
+
+async def raw_points(path: Path, collection: str) -> dict[str, dict[str, Any]]:
+    """What the engine holds, read with a raw client (the adapter must be disconnected)."""
+    client = AsyncQdrantClient(path=str(path))
+    try:
+        records, _ = await client.scroll(collection, limit=10_000, with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in records}
+    finally:
+        await client.close()
+
+
+# -- round trip --------------------------------------------------------------------------------
+
+
+async def test_store_retrieve_search_delete_round_trip(
+    qdrant: QdrantAdapter, vectors: Callable[..., list[list[float]]]
+) -> None:
+    [vec] = vectors(1)
+    data = {
+        "vector": vec,
+        "content": "the user asked about invoices",
+        "session_id": "test-s1",
+        "metadata": {"topic": "billing", "turn": 3},
+    }
+    before = {**data, "vector": list(vec), "metadata": dict(data["metadata"])}
+    pid = await qdrant.store(data)
+    assert data == before
+    assert str(uuid.UUID(pid)) == pid
+
+    record = await qdrant.retrieve(pid)
+    assert record is not None
+    assert record["id"] == pid
+    assert record["content"] == "the user asked about invoices"
+    assert record["session_id"] == "test-s1"
+    assert record["metadata"] == {"topic": "billing", "turn": 3}
+    assert datetime.fromisoformat(record["created_at"]).tzinfo is not None
+    assert "vector" not in record
+
+    with_vec = await qdrant.retrieve(pid, with_vector=True)
+    assert with_vec is not None
+    assert len(with_vec["vector"]) == DIM
+    assert norm(with_vec["vector"]) == pytest.approx(1.0, abs=1e-5)  # Cosine: normalized
+
+    hits = await qdrant.search({"vector": vec, "limit": 5})
+    assert [h["id"] for h in hits] == [pid]
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert hits[0]["content"] == "the user asked about invoices"
+
+    assert await qdrant.count() == 1
+    assert await qdrant.delete(pid) is True
+    assert await qdrant.retrieve(pid) is None
+    assert await qdrant.delete(pid) is False
+    assert await qdrant.delete(str(uuid.uuid4())) is False
+    assert await qdrant.count() == 0
+    assert await qdrant.search({"vector": vec}) == []
+
+
+async def test_caller_id_makes_store_idempotent(qdrant: QdrantAdapter) -> None:
+    pid = str(uuid.uuid4())
+    vec = [0.1] * DIM
+    assert await qdrant.store({"id": pid, "vector": vec, "content": "v1"}) == pid
+    assert await qdrant.store({"id": pid.upper(), "vector": vec, "content": "v2"}) == pid
+    assert await qdrant.count() == 1
+    record = await qdrant.retrieve(pid)
+    assert record is not None
+    assert record["content"] == "v2"
+    assert await qdrant.store({"id": 12, "vector": vec}) == "12"
+    assert (await qdrant.retrieve("12")) is not None
+
+
+# -- ranking -----------------------------------------------------------------------------------
+
+
+async def test_nearest_first_and_threshold_cuts(make_qdrant: Make) -> None:
+    qa = make_qdrant(vector_size=8)
+    await qa.connect()
+    ids = {
+        "same": await qa.store({"vector": axis(0), "content": "same"}),
+        "close": await qa.store({"vector": [1.0, 0.5, 0, 0, 0, 0, 0, 0], "content": "close"}),
+        "orthogonal": await qa.store({"vector": axis(1), "content": "orthogonal"}),
+        "opposite": await qa.store({"vector": axis(0, scale=-1.0), "content": "opposite"}),
+    }
+    hits = await qa.search({"vector": axis(0, scale=3.0), "limit": 10})
+    assert [h["content"] for h in hits] == ["same", "close", "orthogonal", "opposite"]
+    assert [h["id"] for h in hits] == list(ids.values())
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(1.0, abs=1e-6)
+    assert scores[1] == pytest.approx(1 / math.sqrt(1.25), abs=1e-6)
+
+    assert [h["content"] for h in await qa.search({"vector": axis(0), "limit": 2})] == [
+        "same",
+        "close",
+    ]
+    above = await qa.search({"vector": axis(0), "score_threshold": 0.5})
+    assert [h["content"] for h in above] == ["same", "close"]
+    assert [
+        h["content"] for h in await qa.search({"vector": axis(0), "score_threshold": 0.95})
+    ] == ["same"]
+
+
+async def test_euclid_ranks_by_smallest_distance(make_qdrant: Make) -> None:
+    qa = make_qdrant(vector_size=8, distance="euclid")
+    await qa.connect()
+    await qa.store({"vector": axis(0, scale=5.0), "content": "far"})
+    await qa.store({"vector": axis(0, scale=1.5), "content": "near"})
+    hits = await qa.search({"vector": axis(0), "limit": 2})
+    assert [h["content"] for h in hits] == ["near", "far"]
+    assert hits[0]["score"] == pytest.approx(0.5, abs=1e-5)
+    # For distances the threshold is a maximum.
+    close = await qa.search({"vector": axis(0), "score_threshold": 1.0})
+    assert [h["content"] for h in close] == ["near"]
+
+
+# -- filters -----------------------------------------------------------------------------------
+
+
+async def test_filters_by_session_and_metadata(
+    qdrant: QdrantAdapter, vectors: Callable[..., list[list[float]]]
+) -> None:
+    vecs = vectors(6, seed=11)
+    plan = [
+        ("test-a", "billing", "en"),
+        ("test-a", "billing", "fr"),
+        ("test-a", "support", "en"),
+        ("test-b", "billing", "en"),
+        ("test-b", "support", "en"),
+        ("test-b", "support", "de"),
+    ]
+    ids = await qdrant.store_many(
+        {"vector": v, "session_id": s, "metadata": {"topic": t, "lang": lang}, "content": str(i)}
+        for i, (v, (s, t, lang)) in enumerate(zip(vecs, plan, strict=True))
+    )
+    query = vecs[0]
+
+    async def found(**q: Any) -> set[str]:
+        return {h["id"] for h in await qdrant.search({"vector": query, "limit": 100, **q})}
+
+    assert await found(session_id="test-a") == set(ids[:3])
+    assert await found(session_id="test-b") == set(ids[3:])
+    assert await found(filter={"topic": "billing"}) == {ids[0], ids[1], ids[3]}
+    assert await found(filter={"metadata.topic": "support", "lang": "en"}) == {ids[2], ids[4]}
+    assert await found(session_id="test-b", filter={"topic": "support"}) == {ids[4], ids[5]}
+    assert await found(filter={"session_id": "test-a", "lang": ["fr", "de"]}) == {ids[1]}
+    assert await found(session_id="test-c") == set()
+    assert await qdrant.count(session_id="test-a") == 3
+    assert await qdrant.count(filter={"lang": "en"}) == 4
+
+
+# -- volume ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_store_many_5000_then_count(qdrant: QdrantAdapter) -> None:
+    records = [
+        {"vector": [math.sin(i + d) for d in range(DIM)], "content": f"c{i}", "session_id": "s"}
+        for i in range(5000)
+    ]
+    ids = await qdrant.store_many(records)
+    assert len(ids) == len(set(ids)) == 5000
+    assert await qdrant.count() == 5000
+    assert await qdrant.count(session_id="s") == 5000
+    for index in (0, 1234, 4999):
+        record = await qdrant.retrieve(ids[index])
+        assert record is not None
+        assert record["content"] == f"c{index}"
+
+
+async def test_embedded_engine_does_not_block_the_event_loop(
+    qdrant: QdrantAdapter, vectors: Callable[..., list[list[float]]]
+) -> None:
+    # The embedded engine never suspends; run on this loop, no tick could happen meanwhile.
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        await qdrant.store_many({"vector": v} for v in vectors(300))
+    finally:
+        task.cancel()
+    assert ticks > 10
+    assert await qdrant.count() == 300
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+
+async def test_data_survives_disconnect_and_reconnect(make_qdrant: Make, qdrant_dir: Path) -> None:
+    first = make_qdrant()
+    await first.connect()
+    pid = await first.store({"vector": [0.2] * DIM, "content": "kept", "session_id": "test-p"})
+    await first.disconnect()
+
+    held = await raw_points(qdrant_dir, first.collection_name)  # lock released: raw client opens
+    assert held[pid]["content"] == "kept"
+
+    second = make_qdrant(collection_name=first.collection_name)
+    await second.connect()
+    record = await second.retrieve(pid)
+    assert record is not None
+    assert record["content"] == "kept"
+    assert await second.count() == 1
+    hits = await second.search({"vector": [0.2] * DIM, "session_id": "test-p"})
+    assert [h["id"] for h in hits] == [pid]
+
+
+async def test_second_client_on_a_locked_path_is_refused_cleanly(make_qdrant: Make) -> None:
+    first = make_qdrant()
+    await first.connect()
+    second = make_qdrant(collection_name=first.collection_name)
+    with pytest.raises(StorageConnectionError, match="is locked by another client"):
+        await second.connect()
+    assert not second.is_connected
+    gc.collect()  # a leaked lock file or SQLite handle would warn now (warnings are errors)
+    await first.disconnect()
+    await second.connect()
+    assert await second.count() == 0
+
+
+async def test_in_memory_location(vectors: Callable[..., list[list[float]]]) -> None:
+    async with QdrantAdapter({"location": ":memory:", "collection_name": "test-mem"}) as qa:
+        [vec] = vectors(1)
+        pid = await qa.store({"vector": vec})
+        assert [h["id"] for h in await qa.search({"vector": vec})] == [pid]
+
+
+# -- mismatches and bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("other", "found"),
+    [
+        ({"vector_size": 128}, "configured for size=128, distance=Cosine"),
+        ({"distance": "Dot"}, "configured for size=384, distance=Dot"),
+    ],
+)
+async def test_mismatched_existing_collection_is_refused_and_untouched(
+    make_qdrant: Make, qdrant_dir: Path, other: dict[str, Any], found: str
+) -> None:
+    original = make_qdrant()
+    await original.connect()
+    pid = await original.store({"vector": [0.3] * DIM, "content": "original"})
+    await original.disconnect()
+
+    wrong = make_qdrant(collection_name=original.collection_name, **other)
+    with pytest.raises(StorageDataError) as info:
+        await wrong.connect()
+    message = str(info.value)
+    assert "exists with size=384, distance=Cosine" in message
+    assert found in message
+    assert original.collection_name in message
+    assert not wrong.is_connected
+
+    held = await raw_points(qdrant_dir, original.collection_name)
+    assert list(held) == [pid]
+    client = AsyncQdrantClient(path=str(qdrant_dir))
+    try:
+        info_after = await client.get_collection(original.collection_name)
+        assert info_after.config.params.vectors.size == 384  # type: ignore[union-attr]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        ([0.1] * (DIM - 1), f"has {DIM - 1} dimensions; the collection expects {DIM}"),
+        ([0.1] * (DIM + 1), f"has {DIM + 1} dimensions"),
+        ([0.1] * (DIM - 1) + [math.nan], rf"vector\[{DIM - 1}\]' is nan"),
+        ([math.inf] + [0.1] * (DIM - 1), r"vector\[0\]' is inf"),
+        (["0.1"] * DIM, r"must be a number, got str"),
+        ("not a vector", "must be a list"),
+    ],
+)
+async def test_bad_vectors_are_refused_and_nothing_is_written(
+    qdrant: QdrantAdapter, vector: Any, message: str
+) -> None:
+    with pytest.raises(StorageDataError, match=message):
+        await qdrant.store({"vector": vector, "content": "bad"})
+    with pytest.raises(StorageDataError, match=message):
+        await qdrant.store_many([{"vector": [0.1] * DIM}, {"vector": vector}])
+    with pytest.raises(StorageDataError, match=message):
+        await qdrant.search({"vector": vector})
+    assert await qdrant.count() == 0
+
+
+async def test_malformed_ids_are_data_errors(qdrant: QdrantAdapter) -> None:
+    for bad in ("nope", "-3", "12345678-1234"):
+        with pytest.raises(StorageDataError, match="Malformed point id"):
+            await qdrant.retrieve(bad)
+        with pytest.raises(StorageDataError, match="Malformed point id"):
+            await qdrant.delete(bad)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def test_backend_metrics_and_drop_collection(make_qdrant: Make) -> None:
+    qa = make_qdrant(vector_size=8)
+    await qa.connect()
+    await qa.store_many([{"vector": axis(i % 8)} for i in range(10)])
+    metrics = await qa.get_metrics()
+    assert metrics["backend_specific"]["point_count"] == 10
+    assert metrics["backend_specific"]["mode"] == "embedded"
+
+    assert await qa.drop_collection() is True
+    with pytest.raises(StorageNotFoundError):
+        await qa.count()
+    assert await qa.drop_collection() is False
+    await qa.disconnect()
+    await qa.connect()  # recreates it, empty
+    assert await qa.count() == 0
+
+
+async def test_created_at_is_kept_in_utc(qdrant: QdrantAdapter) -> None:
+    when = datetime(2025, 10, 20, 10, 0, tzinfo=UTC)
+    pid = await qdrant.store({"vector": [0.5] * DIM, "created_at": when})
+    record = await qdrant.retrieve(pid)
+    assert record is not None
+    assert datetime.fromisoformat(record["created_at"]) == when
