@@ -6,6 +6,7 @@ other process is never mistaken for ours (and never signalled).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -28,6 +29,21 @@ LOOPBACK = "127.0.0.1"
 # collected (no zombies while we live) and no "still running" ResourceWarning fires on GC.
 _CHILDREN: dict[int, subprocess.Popen[Any]] = {}
 _CHILDREN_LOCK = threading.Lock()
+
+
+@atexit.register
+def _release_children() -> None:
+    """At exit, let go of the services still running without a "still running" warning.
+
+    They outlive this process by design (each leads its own session; init adopts them), but a
+    ``Popen`` collected at interpreter teardown with no exit status warns (ResourceWarning),
+    e.g. after a test restarted a service in-process.
+    """
+    with _CHILDREN_LOCK:
+        for proc in _CHILDREN.values():
+            if proc.poll() is None:
+                proc.returncode = 0  # not ours to wait for: this process ends first
+        _CHILDREN.clear()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from mas_storage import (
     StorageError,
     StorageNotFoundError,
     StorageQueryError,
+    StorageTimeoutError,
     validate_required_fields,
 )
 
@@ -61,7 +62,9 @@ class Neo4jAdapter(StorageAdapter):
 
     * ``uri`` (or ``url``): ``bolt://`` or ``neo4j://`` address; required.
     * ``user`` (``neo4j``) and ``password`` (required); ``database`` (``neo4j``).
-    * ``timeout`` (10 s): server-side transaction timeout and connection-acquisition bound.
+    * ``timeout`` (10 s): server-side transaction timeout, connection-acquisition bound, and
+      the client-side deadline of every call (a frozen server raises ``StorageTimeoutError``).
+    * ``max_connection_pool_size`` (100): pooled connections; further callers wait for one.
     * ``connection_timeout`` (5 s), ``max_retry_time`` (2 s): how long the driver tries to
       connect, and retries transient failures, before an error surfaces. Kept short so an
       outage fails fast and the same adapter recovers when the server is back.
@@ -454,13 +457,21 @@ class Neo4jAdapter(StorageAdapter):
     async def _transact(
         self, work: Callable[[AsyncManagedTransaction], Awaitable[_T]], *, write: bool
     ) -> _T:
-        """Run ``work`` in a managed transaction (retried by the driver on transient errors)."""
+        """Run ``work`` in a managed transaction (retried by the driver on transient errors).
+
+        The whole call, retries included, is bounded by ``timeout`` on the client side too: a
+        server that stops answering (frozen, or a half-open socket) cannot hang it, and the
+        driver drops the connection of a call cancelled this way.
+        """
         driver = self._driver
         if driver is None:  # connect() failed or disconnect() ran: the core checked before
             raise StorageQueryError("Neo4j driver is closed")
         fn = unit_of_work(timeout=self.timeout)(work)
         try:
-            async with driver.session(database=self.database) as session:
+            async with (
+                asyncio.timeout(self.timeout),
+                driver.session(database=self.database) as session,
+            ):
                 if write:
                     out = await session.execute_write(fn)
                 else:
@@ -493,7 +504,10 @@ class Neo4jAdapter(StorageAdapter):
             self._counters[name] += getattr(counters, name, 0)
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
-        return map_neo4j_error(exc, op, user=self.user, uri=self.uri)
+        mapped = map_neo4j_error(exc, op, user=self.user, uri=self.uri)
+        if mapped is None and isinstance(exc, TimeoutError):  # the deadline of _transact
+            return StorageTimeoutError(f"Neo4j did not answer within {self.timeout:g}s ('timeout')")
+        return mapped
 
     async def _get_backend_metrics(self) -> dict[str, Any] | None:
         """Counters of committed work, plus node/relationship counts (one read query)."""

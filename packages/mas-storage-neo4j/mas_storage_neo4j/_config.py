@@ -67,6 +67,8 @@ def parse_config(cfg: Mapping[str, Any], *, need_credentials: bool = True) -> Ne
                 cfg, "connection_acquisition_timeout", timeout
             ),
             "max_transaction_retry_time": _positive(cfg, "max_retry_time", 2.0),
+            # Callers beyond the pool size wait (up to connection_acquisition_timeout).
+            "max_connection_pool_size": int(_positive(cfg, "max_connection_pool_size", 100)),
             "user_agent": "mas-storage-neo4j/0.1",
             # Server notifications ("label does not exist", ...) are logged at WARNING by the
             # driver for every query; off unless asked for.

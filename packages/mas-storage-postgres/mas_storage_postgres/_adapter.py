@@ -129,7 +129,7 @@ class PostgresAdapter(StorageAdapter):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self._cfg = PostgresConfig.from_mapping(self.config)
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: AsyncConnectionPool[_BoundedConnection] | None = None
         self._lifecycle = asyncio.Lock()
 
     @property
@@ -138,14 +138,14 @@ class PostgresAdapter(StorageAdapter):
         return self._cfg.table
 
     @property
-    def pool(self) -> AsyncConnectionPool | None:
+    def pool(self) -> AsyncConnectionPool[_BoundedConnection] | None:
         """The open pool, or ``None`` before ``connect()`` and after ``disconnect()``."""
         return self._pool
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
         return map_error(exc, op, timeout=self._cfg.timeout, pool_size=self._cfg.pool_size)
 
-    def _open_pool(self) -> AsyncConnectionPool:
+    def _open_pool(self) -> AsyncConnectionPool[_BoundedConnection]:
         # The core refuses calls before connect(); this covers a call racing disconnect().
         if self._pool is None:
             raise PoolClosed("the adapter was disconnected")
@@ -189,6 +189,10 @@ class PostgresAdapter(StorageAdapter):
                 connection_class=_BoundedConnection,
                 configure=self._configure_connection,
                 check=AsyncConnectionPool.check_connection,
+                # Background reconnection backs off exponentially (1, 2, 4, ... s): after a long
+                # outage a slot could wait long after the server is back. Give a slot up after
+                # `timeout` instead; the pool then grows again on demand, trying at once.
+                reconnect_timeout=self._cfg.timeout,
                 name=f"mas-postgres-{self._cfg.table}",
                 open=False,
             )

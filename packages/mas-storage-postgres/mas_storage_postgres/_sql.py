@@ -67,6 +67,13 @@ def _where(conditions: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("TRUE")
 
 
+def _render(statement: sql.Composable) -> sql.SQL:
+    """``statement`` rendered to text once. psycopg re-renders a ``Composed`` on every execute
+    (about 15 us for a SELECT, measured in ``tests/benchmarks/bench_postgres.py``); plain
+    ``SQL`` costs nothing. Only whitelisted names are ever rendered (identifiers quoted)."""
+    return sql.SQL(statement.as_string(None))
+
+
 def int_in(value: Any, key: str, low: int, high: int) -> int:
     """``value`` as an int in ``[low, high]``, else :class:`StorageDataError` naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -100,38 +107,44 @@ def _fact_type(value: Any) -> str:
 
 
 @functools.cache
-def insert(table: str) -> sql.Composed:
+def insert(table: str) -> sql.SQL:
     """``INSERT`` of one row of ``table`` (values in :data:`COLUMNS` order), returning ``id``."""
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
-        sql.Identifier(table),
-        _names(COLUMNS[table]),
-        sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS[table])),
+    return _render(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+            sql.Identifier(table),
+            _names(COLUMNS[table]),
+            sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS[table])),
+        )
     )
 
 
 @functools.cache
-def copy_rows(table: str) -> sql.Composed:
+def copy_rows(table: str) -> sql.SQL:
     """Binary ``COPY`` of ``id`` plus :data:`COLUMNS` of ``table``."""
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), _names(("id", *COLUMNS[table]))
+    return _render(
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(table), _names(("id", *COLUMNS[table]))
+        )
     )
 
 
 @functools.cache
-def select_by_id(table: str, include_expired: bool) -> sql.Composed:
+def select_by_id(table: str, include_expired: bool) -> sql.SQL:
     """One row of ``table`` by ``id``."""
     conditions: list[sql.Composable] = [sql.SQL("id = %s")]
     if not include_expired:
         conditions.append(ACTIVE)
-    return sql.SQL("SELECT {} FROM {} WHERE {}").format(
-        _names(SELECT[table]), sql.Identifier(table), _where(conditions)
+    return _render(
+        sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            _names(SELECT[table]), sql.Identifier(table), _where(conditions)
+        )
     )
 
 
 @functools.cache
-def delete_by_id(table: str) -> sql.Composed:
+def delete_by_id(table: str) -> sql.SQL:
     """Delete one row of ``table`` by ``id``."""
-    return sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table))
+    return _render(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table)))
 
 
 def count(
@@ -151,7 +164,7 @@ def count(
     return statement, params
 
 
-def search(table: str, query: Any) -> tuple[sql.Composed, list[Any]]:
+def search(table: str, query: Any) -> tuple[sql.SQL, list[Any]]:
     """The generic ``search``: filters, whitelisted sort and order, pagination."""
     if not isinstance(query, Mapping):
         raise StorageDataError(f"A search query must be a dict, got {type(query).__name__}")
@@ -161,44 +174,66 @@ def search(table: str, query: Any) -> tuple[sql.Composed, list[Any]]:
             f"Unknown search keys for {table}: {', '.join(sorted(map(str, unknown)))}; "
             f"allowed: {', '.join(sorted(_SEARCH_KEYS[table]))}"
         )
-    conditions: list[sql.Composable] = []
+    filters: list[str] = []
     params: list[Any] = []
     if "session_id" in query:
-        conditions.append(sql.SQL("session_id = %s"))
+        filters.append("session_id")
         params.append(validate_session_id(query["session_id"]))
     if "turn_id" in query:
-        conditions.append(sql.SQL("turn_id = %s"))
+        filters.append("turn_id")
         params.append(validate_turn_id(query["turn_id"]))
     if "fact_type" in query:
-        conditions.append(sql.SQL("fact_type = %s"))
+        filters.append("fact_type")
         params.append(_fact_type(query["fact_type"]))
     if query.get("min_confidence") is not None:
-        conditions.append(sql.SQL("confidence >= %s"))
+        filters.append("min_confidence")
         params.append(min_confidence(query["min_confidence"]))
-    if not _flag(query, "include_expired"):
-        conditions.append(ACTIVE)
+    include_expired = _flag(query, "include_expired")
     sort = query.get("sort", _DEFAULT_SORT[table])
     if not isinstance(sort, str) or sort not in SORT_COLUMNS[table]:
         raise StorageDataError(
             f"Cannot sort {table} by {sort!r}; allowed: {', '.join(SORT_COLUMNS[table])}"
         )
     order = query.get("order", "desc")
-    direction = _ORDERS.get(order.lower()) if isinstance(order, str) else None
-    if direction is None:
-        raise StorageDataError(f"'order' must be 'asc' or 'desc', got {order!r}")
+    order = order.lower() if isinstance(order, str) else None
+    if order not in _ORDERS:
+        raise StorageDataError(f"'order' must be 'asc' or 'desc', got {query.get('order')!r}")
     limit = int_in(query.get("limit", 10), "limit", 1, MAX_LIMIT)
     offset = int_in(query.get("offset", 0), "offset", 0, 2**62)
-    statement = sql.SQL(
-        "SELECT {cols} FROM {table} WHERE {where} ORDER BY {sort} {dir}, id {dir} "
-        "LIMIT %s OFFSET %s"
-    ).format(
-        cols=_names(SELECT[table]),
-        table=sql.Identifier(table),
-        where=_where(conditions),
-        sort=sql.Identifier(sort),
-        dir=direction,
-    )
+    statement = _search_statement(table, tuple(filters), include_expired, sort, order)
     return statement, [*params, limit, offset]
+
+
+#: The condition each search filter adds (its value is the next bind parameter).
+_FILTERS: Final = {
+    "session_id": sql.SQL("session_id = %s"),
+    "turn_id": sql.SQL("turn_id = %s"),
+    "fact_type": sql.SQL("fact_type = %s"),
+    "min_confidence": sql.SQL("confidence >= %s"),
+}
+
+
+@functools.cache
+def _search_statement(
+    table: str, filters: tuple[str, ...], include_expired: bool, sort: str, order: str
+) -> sql.SQL:
+    """The search statement of one query shape (all arguments are validated names)."""
+    conditions: list[sql.Composable] = [_FILTERS[name] for name in filters]
+    if not include_expired:
+        conditions.append(ACTIVE)
+    direction = _ORDERS[order]
+    return _render(
+        sql.SQL(
+            "SELECT {cols} FROM {table} WHERE {where} ORDER BY {sort} {dir}, id {dir} "
+            "LIMIT %s OFFSET %s"
+        ).format(
+            cols=_names(SELECT[table]),
+            table=sql.Identifier(table),
+            where=_where(conditions),
+            sort=sql.Identifier(sort),
+            dir=direction,
+        )
+    )
 
 
 @functools.cache

@@ -86,7 +86,9 @@ class RedisAdapter(StorageAdapter):
     * ``refresh_ttl_on_read`` (False): reads extend the TTL too ("active cache");
     * ``retries`` (2): driver retries after a connection error;
     * ``health_check_interval`` (30): seconds idle before a connection is PINGed before use;
-    * ``max_connections`` (unbounded): size of the driver's connection pool.
+    * ``max_connections`` (unbounded): size of the driver's connection pool; when set, callers
+      beyond it wait for a free connection (a ``BlockingConnectionPool``) up to
+      ``pool_timeout`` seconds (default ``socket_timeout``) instead of failing at once.
 
     A ready client can be passed as ``client=``: the adapter uses it and never closes it.
 
@@ -94,8 +96,9 @@ class RedisAdapter(StorageAdapter):
     ``content`` (str, may be empty); ``metadata`` (a JSON-able mapping, default ``{}``) and
     ``timestamp`` (timezone-aware ``datetime`` or ISO 8601 string, default now in UTC) are
     optional; other keys are not cached. A cached turn reads back as ``{"session_id",
-    "turn_id", "content", "timestamp", "metadata"}``. Storing a turn id twice caches it twice;
-    ``retrieve`` returns the newer, ``delete`` removes both.
+    "turn_id", "content", "timestamp", "metadata"}``. Storing a turn id again with another
+    content or timestamp caches it twice (``retrieve`` returns the newer, ``delete`` removes
+    both); replaying the very same entry (a retry) keeps one copy, moved to the head.
 
     **Ids.** ``store`` returns ``session:{session_id}:turns:{turn_id}``. ``retrieve`` takes that
     form; ``delete`` takes it (one turn) or ``session:{session_id}:turns`` (the whole session).
@@ -118,8 +121,9 @@ class RedisAdapter(StorageAdapter):
     **Recovery.** The driver retries a command ``retries`` times after a connection error
     (never after a timeout), reconnecting with a short jittered backoff, so the first call
     after a Redis restart succeeds on the same adapter and calls during an outage fail within
-    about ``socket_timeout`` seconds. A write retried after a connection lost mid-reply may be
-    applied twice (at-least-once).
+    about ``socket_timeout`` seconds. Every write removes an identical entry (``LREM``) before
+    pushing it, in the same transaction, so a write retried after a lost reply, by the driver
+    or by the caller with the same ``timestamp``, is never cached twice.
 
     **Errors.** Connection loss or refused credentials raise
     :class:`~mas_storage.StorageConnectionError`, a timeout
@@ -148,6 +152,9 @@ class RedisAdapter(StorageAdapter):
         max_connections = cfg.get("max_connections")
         self.max_connections: int | None = (
             None if max_connections is None else _int_option(cfg, "max_connections", 0, minimum=1)
+        )
+        self.pool_timeout: float = _float_option(
+            cfg, "pool_timeout", self.socket_timeout, minimum=0.001
         )
         self._client: aioredis.Redis | None = client
         self._owns_client = client is None
@@ -184,9 +191,20 @@ class RedisAdapter(StorageAdapter):
             options["username"] = username
         if password is not None:
             options["password"] = password
+        if self.max_connections is None:
+            if self.url:
+                return aioredis.Redis.from_url(self.url, **options)
+            return aioredis.Redis(host=self.host, port=self.port, db=self.db, **options)
+        # A bounded pool must make callers wait, not fail: redis-py's plain pool raises
+        # MaxConnectionsError as soon as every connection is in use.
+        options["timeout"] = self.pool_timeout
         if self.url:
-            return aioredis.Redis.from_url(self.url, **options)
-        return aioredis.Redis(host=self.host, port=self.port, db=self.db, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+        else:
+            pool = aioredis.BlockingConnectionPool(
+                host=self.host, port=self.port, db=self.db, **options
+            )
+        return aioredis.Redis.from_pool(pool)
 
     async def connect(self) -> None:
         """Create the client (unless one was given) and check that Redis answers ``PING``."""
@@ -327,7 +345,10 @@ class RedisAdapter(StorageAdapter):
         pipe = self._redis.pipeline(transaction=True)
         for key, payloads in groups.items():
             # Older turns beyond the window would be trimmed at once: do not send them.
-            pipe.lpush(key, *(payloads[-window:] if len(payloads) > window else payloads))
+            sent = payloads[-window:] if len(payloads) > window else payloads
+            for payload in sent:  # a replayed entry (a retry) replaces its first copy
+                pipe.lrem(key, 0, payload)
+            pipe.lpush(key, *sent)
             pipe.ltrim(key, 0, window - 1)
             pipe.expire(key, ttl)
         await pipe.execute()
@@ -401,6 +422,8 @@ class RedisAdapter(StorageAdapter):
         if not window:
             return
         pipe = self._redis.pipeline(transaction=True)
+        for payload in payloads:  # a replayed entry (a retry) replaces its first copy
+            pipe.lrem(key, 0, payload)
         pipe.lpush(key, *payloads)
         pipe.ltrim(key, 0, window - 1)
         pipe.expire(key, ttl)

@@ -1,0 +1,835 @@
+"""Fault injection for the reliability suite: one workload runner for every backend.
+
+* :class:`Target`: one backend under test, an adapter connected once plus the idempotent write,
+  the read and the raw-driver census the runner needs. :func:`open_target` builds one per backend
+  (small timeouts, unique ``test-rel-…`` names, everything removed afterwards).
+* :class:`Workload`: a steady mixed load of writes and reads through the target's one adapter;
+  every call is timed and its outcome kept.
+* :class:`StackFaults`: kill -9, graceful restart and SIGSTOP/SIGCONT of the local stack's
+  processes, by the PID the stack recorded (and that process's own children), always with the
+  devstack lock held, so that no other session mistakes a frozen or killed service for a dead one
+  and restarts it underneath the test.
+* :func:`run_outage`: load, fault, recovery, the caller's retries and the census, summed up in an
+  :class:`OutageReport` whose :meth:`~OutageReport.check` holds the assertions of issue #11.
+
+Every report is kept in :data:`REPORTS`; the suite's ``conftest.py`` writes them to
+``.mas/reliability/results.json`` and prints the table at the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from mas_storage import StorageAdapter, StorageConnectionError, StorageTimeoutError
+
+__all__ = [
+    "BACKENDS",
+    "FAULTS",
+    "HOLD",
+    "NETWORK_BACKENDS",
+    "OUTAGE_ERRORS",
+    "REPORTS",
+    "SLACK",
+    "TIMEOUT",
+    "Call",
+    "ConnectSpy",
+    "FaultTimes",
+    "OutageReport",
+    "StackFaults",
+    "Target",
+    "Workload",
+    "fault_run",
+    "open_target",
+    "reopen",
+    "run_outage",
+    "table_lines",
+    "write_results",
+]
+
+#: The per-call timeout configured in every adapter under test (seconds).
+TIMEOUT = 2.0
+#: A failed call must end within the configured timeout plus this (issue #11).
+SLACK = 1.0
+#: Errors an outage may raise; anything else (another StorageError included) fails the test.
+OUTAGE_ERRORS = (StorageConnectionError, StorageTimeoutError)
+NETWORK_BACKENDS = ("postgres", "redis", "typesense", "neo4j")
+BACKENDS = (*NETWORK_BACKENDS, "qdrant")
+#: One row per fault run, in run order (written out by the suite's conftest).
+REPORTS: list[dict[str, Any]] = []
+
+
+# -- the backend under test -------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One adapter under test and what the runner needs to drive and audit it.
+
+    ``write(k)`` stores item ``k`` under an idempotent key (repeating it never adds a copy);
+    ``read(k)`` reads item ``k`` back and raises ``AssertionError`` if it is wrong;
+    ``census(keys)`` counts, through a raw driver (or a fresh client), how many copies of each
+    key the backend holds; ``handle()`` returns the adapter's driver object (pool, client,
+    driver), which must survive every fault unchanged; ``verify(keys)``, when given, checks
+    through the adapter that the backend's indexes serve exactly ``keys`` after the run.
+    """
+
+    name: str
+    adapter: StorageAdapter
+    timeout: float
+    write: Callable[[int], Awaitable[Any]]
+    read: Callable[[int], Awaitable[Any]]
+    census: Callable[[Iterable[int]], Awaitable[Counter[int]]]
+    handle: Callable[[], object]
+    verify: Callable[[set[int]], Awaitable[None]] | None = None
+
+
+class ConnectSpy:
+    """Counts ``connect()`` calls made on one adapter object (instance attribute shadowing)."""
+
+    def __init__(self, adapter: StorageAdapter) -> None:
+        self.count = 0
+        self._adapter = adapter
+        original = adapter.connect
+
+        async def counting() -> None:
+            self.count += 1
+            await original()
+
+        adapter.connect = counting  # type: ignore[method-assign]
+
+    def restore(self) -> None:
+        with contextlib.suppress(AttributeError):
+            del self._adapter.connect
+
+
+# -- the load ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One adapter call of the workload: what, on which key, when, and how it ended."""
+
+    kind: str
+    key: int
+    started: float
+    ended: float
+    error: BaseException | None
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+class Workload:
+    """A steady mixed load: ``workers`` tasks, each writing a new key then reading an old one.
+
+    Keys are consecutive integers; a write that raised leaves its key "unacknowledged" (the
+    backend may or may not have applied it), to be retried by the caller after the outage.
+    Like a real caller, a worker pauses ``pause`` s between rounds and ``backoff`` s after a
+    failed write (a refused connection fails in microseconds).
+    """
+
+    def __init__(
+        self, target: Target, *, workers: int = 4, pause: float = 0.02, backoff: float = 0.1
+    ) -> None:
+        self.target = target
+        self.workers = workers
+        self.pause = pause
+        self.backoff = backoff
+        self.calls: list[Call] = []
+        self.acked: set[int] = set()
+        self.attempted: set[int] = set()
+        self._keys = itertools.count()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._random = random.Random(11)
+
+    async def _timed(self, kind: str, key: int, call: Callable[[int], Awaitable[Any]]) -> bool:
+        started = time.monotonic()
+        try:
+            await call(key)
+        except Exception as exc:  # every outcome is data; the report judges them
+            self.calls.append(Call(kind, key, started, time.monotonic(), exc))
+            return False
+        self.calls.append(Call(kind, key, started, time.monotonic(), None))
+        return True
+
+    async def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = next(self._keys)
+            self.attempted.add(key)
+            if await self._timed("write", key, self.target.write):
+                self.acked.add(key)
+            else:
+                await asyncio.sleep(self.backoff)
+            if self.acked:
+                old = self._random.choice(tuple(self.acked))
+                await self._timed("read", old, self.target.read)
+            await asyncio.sleep(self.pause)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Let every worker finish its current call (no call is cut short), then return."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    def successes_since(self, moment: float) -> int:
+        return sum(1 for c in self.calls if c.error is None and c.started >= moment)
+
+    async def wait_for(self, condition: Callable[[], bool], within: float, what: str) -> None:
+        """Poll ``condition`` until true; fail naming ``what`` after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while not condition():
+            if any(t.done() for t in self._tasks):  # a worker died: surface its exception
+                await asyncio.gather(*self._tasks)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.target.name}: {what} within {within:.0f}s")
+            await asyncio.sleep(0.05)
+
+
+# -- the faults -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultTimes:
+    """``down``: the service stopped serving; ``up``: it answers again (monotonic seconds)."""
+
+    down: float
+    up: float
+
+
+class StackFaults:
+    """Kill, restart and freeze the local stack's services, holding the devstack lock.
+
+    ``Stack.up()`` (every test session's first step) restarts a service whose PID lives but
+    does not answer; holding the stack's lock file for the whole fault makes other sessions wait
+    instead of "repairing" a service this suite froze or killed. The lock is a file lock plus a
+    per-thread re-entrant lock, so it is taken, used (``stop``/``start``) and released on one
+    private thread.
+    """
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="stack-faults")
+        self._held: contextlib.AbstractContextManager[None] | None = None
+        # What a test interrupted mid-fault (e.g. by pytest-timeout) may leave: see close().
+        self._frozen: list[psutil.Process] = []
+        self._down: set[str] = set()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    def _acquire(self) -> None:
+        held = self.stack._exclusive()  # the stack's own lock: up/down/start/stop wait for it
+        held.__enter__()
+        self._held = held
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(None, None, None)
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the devstack lock (other sessions' ``up``/``start``/``stop`` wait)."""
+        await self._run(self._acquire)
+        try:
+            yield
+        finally:
+            await self._run(self._release)
+
+    def processes(self, name: str) -> list[psutil.Process]:
+        """The service's recorded process and its descendants (PostgreSQL's backends)."""
+        pid = self.stack.pid(name)
+        if pid is None:
+            raise AssertionError(f"{name} is not running (no PID file): start the local stack")
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    async def kill(self, name: str, hold: float) -> FaultTimes:
+        """SIGKILL the server (all its processes) mid-load, keep it down ``hold`` s, restart."""
+        async with self.locked():
+            procs = self.processes(name)
+            self._down.add(name)
+            down = time.monotonic()
+            try:
+                for proc in procs:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.send_signal(signal.SIGKILL)
+                await self._run(psutil.wait_procs, procs, 15)
+                await self._run(self.stack.stop, name, kill=True)  # PID file, stray group members
+                await asyncio.sleep(max(0.0, down + hold - time.monotonic()))
+            finally:
+                await self._run(self.stack.start, name)
+                self._down.discard(name)
+            return FaultTimes(down, time.monotonic())
+
+    async def restart(self, name: str, hold: float) -> FaultTimes:
+        """Stop the server gracefully (its own stop signal), keep it down ``hold`` s, restart."""
+        async with self.locked():
+            self._down.add(name)
+            down = time.monotonic()
+            try:
+                await self._run(self.stack.stop, name)
+                await asyncio.sleep(max(0.0, down + hold - time.monotonic()))
+            finally:
+                await self._run(self.stack.start, name)
+                self._down.discard(name)
+            return FaultTimes(down, time.monotonic())
+
+    async def freeze(self, name: str, hold: float) -> FaultTimes:
+        """SIGSTOP the server (all its processes) for ``hold`` s; SIGCONT always follows."""
+        async with self.locked():
+            procs = self.processes(name)
+            self._frozen = procs
+            down = time.monotonic()
+            try:
+                for proc in procs:
+                    proc.send_signal(signal.SIGSTOP)
+                await asyncio.sleep(hold)
+            finally:
+                self._thaw()
+            return FaultTimes(down, time.monotonic())
+
+    def _thaw(self) -> None:
+        procs, self._frozen = self._frozen, []
+        for proc in reversed(procs):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Thaw whatever is still frozen and restart whatever is still down, then stop."""
+        self._thaw()
+        try:
+            for name in sorted(self._down):
+                self._thread.submit(self.stack.start, name).result()
+            self._thread.submit(self._release).result()
+        finally:
+            self._thread.shutdown(wait=True)
+
+
+async def reopen(adapter: StorageAdapter, hold: float) -> FaultTimes:
+    """The embedded Qdrant's "restart": close the local path, wait ``hold`` s, open it again."""
+    down = time.monotonic()
+    try:
+        await adapter.disconnect()
+        await asyncio.sleep(hold)
+    finally:
+        await adapter.connect()
+    return FaultTimes(down, time.monotonic())
+
+
+# -- the run and its report -------------------------------------------------------------------
+
+
+@dataclass
+class OutageReport:
+    """What one fault did to one adapter under load (one row of the measured table)."""
+
+    backend: str
+    fault: str
+    timeout_s: float
+    outage_s: float
+    calls_total: int
+    calls_failed: int
+    error_types: dict[str, int]
+    unexpected_errors: list[str]
+    failures_before_fault: int
+    max_failed_call_s: float
+    first_success_after_s: float | None
+    failed_after_up: int
+    writes_acked: int
+    writes_unacked: int
+    writes_found: int
+    acked_missing: list[int]
+    duplicated: dict[int, int]
+    retried: int
+    found_after_retry: int
+    missing_after_retry: list[int]
+    duplicated_after_retry: dict[int, int]
+    connects: int
+    same_handle: bool
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self, *, expect_connects: int = 0) -> None:
+        """The assertions of issue #11 for one fault run."""
+        where = f"{self.backend}/{self.fault}"
+        assert not self.unexpected_errors, f"{where}: non-outage errors: {self.unexpected_errors}"
+        assert self.failures_before_fault == 0, f"{where}: calls failed before the fault"
+        assert self.calls_failed > 0, f"{where}: no call failed: the fault was not observed"
+        assert self.max_failed_call_s <= self.timeout_s + SLACK, (
+            f"{where}: a failed call took {self.max_failed_call_s:.2f}s "
+            f"(timeout {self.timeout_s:g}s + {SLACK:g}s)"
+        )
+        assert self.first_success_after_s is not None, f"{where}: never served again"
+        assert self.failed_after_up == 0, (
+            f"{where}: {self.failed_after_up} calls made after the backend was back failed"
+        )
+        assert self.connects == expect_connects, f"{where}: {self.connects} connect() calls"
+        assert self.same_handle, f"{where}: the adapter's driver object was replaced"
+        assert not self.acked_missing, f"{where}: acknowledged writes lost: {self.acked_missing}"
+        assert not self.duplicated, f"{where}: writes stored twice: {self.duplicated}"
+        assert not self.missing_after_retry, f"{where}: retried writes missing"
+        assert not self.duplicated_after_retry, (
+            f"{where}: retried writes stored twice: {self.duplicated_after_retry}"
+        )
+
+
+def _is_outage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGE_ERRORS)
+
+
+async def run_outage(
+    target: Target,
+    fault: Callable[[], Awaitable[FaultTimes]],
+    fault_name: str,
+    *,
+    warmup_writes: int = 40,
+    settle_calls: int = 40,
+    recovery_within: float = 120.0,
+) -> OutageReport:
+    """Run the load, inject ``fault`` mid-load, wait for recovery, retry, count; report.
+
+    The caller's retry (every write that raised is repeated with its same key once the backend
+    is back) is the "retried turns" of issue #11: the census afterwards must find every key
+    exactly once.
+    """
+    spy = ConnectSpy(target.adapter)
+    handle = target.handle()
+    load = Workload(target)
+    load.start()
+    try:
+        await load.wait_for(lambda: len(load.acked) >= warmup_writes, 60, "no warm-up")
+        times = await fault()
+        await load.wait_for(
+            lambda: load.successes_since(times.up) >= settle_calls,
+            recovery_within,
+            "service did not resume on the same adapter",
+        )
+    finally:
+        await load.stop()
+        spy.restore()
+    connects = spy.count
+    same_handle = target.handle() is handle and target.adapter.is_connected
+
+    failed = [c for c in load.calls if c.error is not None]
+    unexpected = [
+        f"{c.kind} {type(c.error).__name__}: {c.error}"[:300]
+        for c in failed
+        if c.error is not None and not _is_outage_error(c.error)
+    ]
+    successes_after = [c.ended for c in load.calls if c.error is None and c.ended >= times.up]
+    unacked = sorted(load.attempted - load.acked)
+
+    found = await target.census(sorted(load.attempted))
+    for key in unacked:  # the caller's retry of every write with an unknown outcome
+        await target.write(key)
+    after = await target.census(sorted(load.attempted))
+    if target.verify is not None:
+        await target.verify(set(load.attempted))
+
+    report = OutageReport(
+        backend=target.name,
+        fault=fault_name,
+        timeout_s=target.timeout,
+        outage_s=round(times.up - times.down, 2),
+        calls_total=len(load.calls),
+        calls_failed=len(failed),
+        error_types=dict(Counter(type(c.error).__name__ for c in failed)),
+        unexpected_errors=unexpected,
+        failures_before_fault=sum(1 for c in failed if c.ended < times.down),
+        max_failed_call_s=round(max((c.seconds for c in failed), default=0.0), 2),
+        first_success_after_s=(
+            round(min(successes_after) - times.up, 2) if successes_after else None
+        ),
+        failed_after_up=sum(1 for c in failed if c.started >= times.up),
+        writes_acked=len(load.acked),
+        writes_unacked=len(unacked),
+        writes_found=sum(1 for k in load.attempted if found[k]),
+        acked_missing=sorted(k for k in load.acked if not found[k]),
+        duplicated={k: n for k, n in found.items() if n > 1},
+        retried=len(unacked),
+        found_after_retry=sum(1 for k in load.attempted if after[k]),
+        missing_after_retry=sorted(k for k in load.attempted if not after[k]),
+        duplicated_after_retry={k: n for k, n in after.items() if n > 1},
+        connects=connects,
+        same_handle=same_handle,
+    )
+    REPORTS.append(report.row())
+    return report
+
+
+#: How long a fault keeps a service down or frozen: long enough for calls to fail entirely
+#: inside it (a call may take up to the timeout), short for the others sharing the stack.
+HOLD = TIMEOUT + SLACK + 0.5
+#: Fault kinds of :class:`StackFaults`, with the name each has in the measured table.
+FAULTS = {"kill": "kill -9", "restart": "graceful restart", "freeze": "SIGSTOP"}
+
+
+async def fault_run(
+    faults: StackFaults, outputs: dict[str, Any], backend: str, fault: str
+) -> OutageReport:
+    """One fault of kind ``fault`` (see :data:`FAULTS`) on ``backend`` under load: the report."""
+    inject = {"kill": faults.kill, "restart": faults.restart, "freeze": faults.freeze}[fault]
+    # The lock for the whole run: no other session stops or restarts a service under the load.
+    async with faults.locked(), open_target(backend, outputs) as target:
+        return await run_outage(target, lambda: inject(backend, HOLD), FAULTS[fault])
+
+
+# -- the five targets -------------------------------------------------------------------------
+
+
+def _run_id(prefix: str) -> str:
+    return f"test-rel-{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.asynccontextmanager
+async def open_target(
+    name: str, outputs: dict[str, Any], *, path: Path | None = None, **overrides: Any
+) -> AsyncIterator[Target]:
+    """A connected :class:`Target` for backend ``name``; its data is removed afterwards.
+
+    ``overrides`` go into the adapter's config (e.g. a small pool for the concurrency tests);
+    ``path`` is the embedded Qdrant's directory.
+    """
+    openers = {
+        "postgres": _postgres,
+        "redis": _redis,
+        "typesense": _typesense,
+        "neo4j": _neo4j,
+        "qdrant": _qdrant,
+    }
+    async with openers[name](outputs, path, overrides) as target:
+        yield target
+
+
+@contextlib.asynccontextmanager
+async def _postgres(
+    outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
+) -> AsyncIterator[Target]:
+    import psycopg
+
+    from mas_storage_postgres import PostgresAdapter
+
+    url = outputs["postgres_url"]
+    session = _run_id("pg")
+    config = {
+        "url": url,
+        "timeout": TIMEOUT,
+        "query_timeout": TIMEOUT,
+        "pool_size": 4,
+        "min_size": 1,
+        **overrides,
+    }
+    adapter = PostgresAdapter(config)
+
+    async def write(k: int) -> None:
+        # An explicit turn_id makes add_turn idempotent: a replay returns, adding no row.
+        got = await adapter.add_turn(session, f"turn {k}", {"k": k}, turn_id=k)
+        assert got == k, f"add_turn returned {got} for turn {k}"
+
+    async def read(k: int) -> None:
+        rows = await adapter.search({"session_id": session, "turn_id": k})
+        assert [r["content"] for r in rows] == [f"turn {k}"], f"turn {k} read back as {rows}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT turn_id, count(*) FROM active_context WHERE session_id = %s "
+                "GROUP BY turn_id",
+                (session,),
+            )
+            return Counter({int(k): int(n) for k, n in await cur.fetchall()})
+
+    await adapter.connect()
+    try:
+        yield Target(
+            "postgres", adapter, config["timeout"], write, read, census, lambda: adapter.pool
+        )
+    finally:
+        await adapter.disconnect()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("DELETE FROM active_context WHERE session_id = %s", (session,))
+
+
+@contextlib.asynccontextmanager
+async def _redis(
+    outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
+) -> AsyncIterator[Target]:
+    import redis.asyncio as aioredis
+
+    from mas_storage_redis import RedisAdapter, session_key
+
+    url = outputs["redis_url"]
+    session = _run_id("redis")
+    key = session_key(session)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    config = {
+        "url": url,
+        "socket_timeout": TIMEOUT,
+        "window_size": 100_000,  # keep every turn: the census counts them all
+        "ttl_seconds": 3600,
+        **overrides,
+    }
+    adapter = RedisAdapter(config)
+
+    async def write(k: int) -> None:
+        # A fixed timestamp per turn: a retry sends exactly the same entry.
+        stamp = base + timedelta(microseconds=k)
+        await adapter.cache_turn(session, k, f"turn {k}", {"k": k}, timestamp=stamp)
+
+    async def read(k: int) -> None:
+        turn = await adapter.retrieve(f"{key}:{k}")
+        assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        raw = aioredis.Redis.from_url(url)
+        try:
+            items = await raw.lrange(key, 0, -1)
+        finally:
+            await raw.aclose()
+        return Counter(int(json.loads(item)["turn_id"]) for item in items)
+
+    await adapter.connect()
+    try:
+        yield Target(
+            "redis", adapter, config["socket_timeout"], write, read, census, lambda: adapter.client
+        )
+    finally:
+        await adapter.disconnect()
+        raw = aioredis.Redis.from_url(url)
+        try:
+            await raw.delete(key)
+        finally:
+            await raw.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _typesense(
+    outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
+) -> AsyncIterator[Target]:
+    import httpx
+
+    from mas_storage_typesense import TypesenseAdapter
+
+    url, api_key = outputs["typesense_url"], outputs["typesense_api_key"]
+    collection = _run_id("ts").replace("-", "_")
+    config = {
+        "url": url,
+        "api_key": api_key,
+        "collection_name": collection,
+        "timeout": TIMEOUT,
+        "connect_timeout": TIMEOUT,
+        **overrides,
+    }
+    adapter = TypesenseAdapter(config)
+
+    def raw() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=url, headers={"X-TYPESENSE-API-KEY": api_key}, timeout=30, trust_env=False
+        )
+
+    async def write(k: int) -> None:
+        # upsert by id: a retry replaces the document, never adds one.
+        doc = {
+            "id": f"k{k}",
+            "content": f"fact number {k}",
+            "session_id": collection,
+            "fact_type": "reliability",
+            "confidence": 1.0,
+            "created_at": k,
+        }
+        assert await adapter.upsert(doc) == f"k{k}"
+
+    async def read(k: int) -> None:
+        doc = await adapter.retrieve(f"k{k}")
+        assert doc is not None and doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        async with raw() as client:
+            response = await client.get(f"/collections/{collection}/documents/export")
+            response.raise_for_status()
+        lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        return Counter(int(doc["id"][1:]) for doc in lines)
+
+    async def verify(keys: set[int]) -> None:
+        # Not only the stored documents: the full-text index answers for every one of them.
+        result = await adapter.search({"q": "number", "query_by": "content"}, with_meta=True)
+        assert result["found"] == len(keys), f"search finds {result['found']} of {len(keys)}"
+
+    await adapter.connect()
+    try:
+        yield Target(
+            "typesense",
+            adapter,
+            config["timeout"],
+            write,
+            read,
+            census,
+            lambda: adapter._client,
+            verify,
+        )
+    finally:
+        await adapter.disconnect()
+        async with raw() as client:
+            await client.delete(f"/collections/{collection}")
+
+
+@contextlib.asynccontextmanager
+async def _neo4j(
+    outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
+) -> AsyncIterator[Target]:
+    from neo4j import AsyncGraphDatabase
+
+    from mas_storage_neo4j import Neo4jAdapter
+
+    run = _run_id("neo4j")
+    auth = (outputs.get("neo4j_user") or "neo4j", outputs["neo4j_password"])
+    config = {
+        "url": outputs["neo4j_url"],
+        "user": auth[0],
+        "password": auth[1],
+        "timeout": TIMEOUT,
+        "connection_timeout": TIMEOUT,
+        "max_retry_time": 1.0,
+        **overrides,
+    }
+    adapter = Neo4jAdapter(config)
+
+    async def write(k: int) -> None:
+        # MERGE on id: a retry finds the node, never adds one.
+        entity = {"id": f"{run}-{k}", "k": k, "test_run": run}
+        stored = await adapter.store(
+            {"type": "entity", "label": "TestReliability", "properties": entity}
+        )
+        assert stored == f"{run}-{k}"
+
+    async def read(k: int) -> None:
+        node = await adapter.retrieve(f"{run}-{k}")
+        assert node is not None and node["properties"]["k"] == k, f"{run}-{k} read as {node}"
+
+    async def graph(cypher: str) -> list[Any]:
+        async with AsyncGraphDatabase.driver(
+            outputs["neo4j_url"], auth=auth, notifications_min_severity="OFF"
+        ) as driver:
+            records, _, _ = await driver.execute_query(cypher, {"run": run}, database_="neo4j")
+            return list(records)
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        records = await graph("MATCH (n:TestReliability {test_run: $run}) RETURN n.k AS k")
+        return Counter(int(r["k"]) for r in records)
+
+    await adapter.connect()
+    try:
+        yield Target(
+            "neo4j", adapter, config["timeout"], write, read, census, lambda: adapter._driver
+        )
+    finally:
+        await adapter.disconnect()
+        await graph("MATCH (n {test_run: $run}) DETACH DELETE n")
+
+
+@contextlib.asynccontextmanager
+async def _qdrant(
+    outputs: dict[str, Any], path: Path | None, overrides: dict[str, Any]
+) -> AsyncIterator[Target]:
+    from mas_storage_qdrant import QdrantAdapter
+
+    if path is None:
+        raise ValueError("the embedded Qdrant target needs a private path")
+    config = {"path": str(path), "collection_name": "test_rel", "vector_size": 8, **overrides}
+    adapter = QdrantAdapter(config)
+
+    async def write(k: int) -> None:
+        # The caller's id makes the upsert idempotent: a retry replaces the point.
+        point = {"id": k + 1, "vector": _vector(k), "content": f"episode {k}", "session_id": "r"}
+        assert await adapter.store(point) == str(k + 1)
+
+    async def read(k: int) -> None:
+        record = await adapter.retrieve(str(k + 1))
+        assert record is not None and record["content"] == f"episode {k}", f"{k} read as {record}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        # Point ids are primary keys (no copy is possible): present or not, and nothing else.
+        wanted = list(keys)
+        found = Counter({k: 1 for k in wanted if await adapter.retrieve(str(k + 1)) is not None})
+        total = await adapter.count()
+        assert total == sum(found.values()), f"{total} points for {len(found)} keys written"
+        return found
+
+    await adapter.connect()
+    try:
+        yield Target("qdrant", adapter, TIMEOUT, write, read, census, lambda: adapter)
+    finally:
+        await adapter.disconnect()
+
+
+def _vector(k: int) -> list[float]:
+    return [float((k * 7 + i) % 11) + 1.0 for i in range(8)]
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+#: Columns of the measured table (issue #11's closing note), in order.
+TABLE_COLUMNS = (
+    ("backend", "backend"),
+    ("fault", "fault"),
+    ("outage_s", "outage s"),
+    ("calls_failed", "calls failed"),
+    ("error_types", "error types"),
+    ("max_failed_call_s", "slowest failure s"),
+    ("first_success_after_s", "first success after s"),
+    ("failed_after_up", "failed after up"),
+    ("writes_acked", "writes acked"),
+    ("writes_found", "found after"),
+    ("retried", "retried"),
+    ("found_after_retry", "found after retry"),
+)
+
+
+def table_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The measured table as Markdown lines."""
+    yield "| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |"
+    yield "|" + "---|" * len(TABLE_COLUMNS)
+    for row in rows:
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            value = row.get(key)
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "-"
+            cells.append("-" if value is None else str(value))
+        yield "| " + " | ".join(cells) + " |"
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (with the time and host of the run) as JSON to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
