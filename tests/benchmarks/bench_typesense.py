@@ -2,36 +2,58 @@
 
 Measures, over a collection of 10,000 facts (2,000 with ``--quick``):
 
-* ``store_many`` throughput (docs/s) against a raw JSONL import of the same documents;
-* search latency p50/p95/p99 (ms) and sequential searches/s, typo queries with a session filter;
-* concurrent searches/s (8 tasks);
-* single ``store`` and ``retrieve`` latency.
+* ``store``, ``retrieve`` and ``search`` (two-word typo-tolerant queries filtered on a
+  session) latency and sequential ops/s, adapter and raw httpx (the same requests and the
+  same JSON parsing);
+* 50 tasks searching through one adapter (and through one raw ``httpx.AsyncClient``);
+* ``store_many`` docs/s against a raw JSONL ``/documents/import`` of the same documents in
+  the same chunk size, plus (not with ``--quick``) the adapter's docs/s for several import
+  batch sizes.
 
-Each figure is the median of 5 repetitions after a warm-up. Nothing is asserted. Run from the
-repository root after ``mas-devstack up``::
+Medians of 5 repetitions after a warm-up (``benchkit``). Collections are ``bench_…`` and
+dropped at the end. Run from the repository root after ``mas-devstack up``::
 
-    uv run python tests/benchmarks/bench_typesense.py [--quick]
+    uv run python tests/benchmarks/bench_typesense.py [--quick] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import random
-import statistics
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import benchkit as bk
 import httpx
 
-from mas_storage import load_stack_outputs
-from mas_storage_typesense import TypesenseAdapter, default_schema
+from mas_storage_typesense import DEFAULT_IMPORT_BATCH_SIZE, TypesenseAdapter, default_schema
 
-REPEATS = 5
-CONCURRENCY = 8
+TASKS = 50
+#: The adapter's import chunk; the raw import uses the same.
+CHUNK = DEFAULT_IMPORT_BATCH_SIZE
+TARGETS = [
+    *bk.ratio_targets(),
+    bk.Target(
+        "search p95 (Typesense search)", "ops.search.adapter.p95_ms", "<=", 50.0, "ms", "spec"
+    ),
+    bk.Target(
+        "sequential search",
+        "ops.search.adapter.ops_per_s",
+        ">=",
+        100,
+        "searches/s",
+        "spec (Typesense > 100 searches/s)",
+    ),
+    bk.Target(
+        f"{TASKS} tasks searching",
+        "concurrency.adapter_ops_per_s",
+        ">=",
+        100,
+        "searches/s",
+        "spec (Typesense > 100 searches/s)",
+    ),
+    bk.Target("store_many via import", "batch.adapter_per_s", ">=", 5_000, "docs/s", "issue #12"),
+]
 _VOCABULARY = (
     "user prefers dark mode light theme coffee tea morning evening meeting project deadline "
     "python rust travel paris berlin music jazz running cycling vegetarian allergy peanuts "
@@ -70,48 +92,6 @@ def make_queries(n: int, seed: int) -> list[dict[str, Any]]:
     return queries
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def latency_summary(samples_s: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in samples_s]
-    return {
-        "p50_ms": pct(ms, 50),
-        "p95_ms": pct(ms, 95),
-        "p99_ms": pct(ms, 99),
-        "ops_s": len(ms) / (sum(ms) / 1000),
-    }
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-async def timed_each(calls: list[Callable[[], Awaitable[Any]]]) -> list[float]:
-    out = []
-    for call in calls:
-        start = time.perf_counter()
-        await call()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-async def throughput(calls: list[Callable[[], Awaitable[Any]]], workers: int) -> float:
-    """Calls per second with ``workers`` tasks draining the list."""
-    queue = list(reversed(calls))
-
-    async def worker() -> None:
-        while queue:
-            await queue.pop()()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    return len(calls) / (time.perf_counter() - start)
-
-
 class Raw:
     """The raw-httpx baseline: the same requests and the same JSON parsing, no adapter."""
 
@@ -119,9 +99,9 @@ class Raw:
         self.client = client
         self.docs = f"/collections/{collection}/documents"
 
-    async def import_(self, docs: list[dict[str, Any]]) -> None:
-        for start in range(0, len(docs), 2500):
-            body = "\n".join(json.dumps(d) for d in docs[start : start + 2500])
+    async def import_(self, docs: list[dict[str, Any]], chunk: int) -> None:
+        for start in range(0, len(docs), CHUNK):
+            body = "\n".join(json.dumps(d) for d in docs[start : start + chunk])
             response = await self.client.post(
                 f"{self.docs}/import", params={"action": "upsert"}, content=body.encode()
             )
@@ -156,7 +136,10 @@ class Raw:
 async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     """Measure and return the figures (see the module docstring)."""
     n_docs = 2_000 if quick else 10_000
-    n_searches = 100 if quick else 500
+    calls = 100 if quick else 500
+    warmup = 30 if quick else 100
+    concurrent_calls = 200 if quick else 1_000
+    sweep_sizes = [] if quick else [250, 1000, 5000]
     url, key = outputs["typesense_url"], outputs["typesense_api_key"]
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
     made: list[str] = []
@@ -170,138 +153,121 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         (await client.post("/collections", json=default_schema(name))).raise_for_status()
         return name
 
-    async def adapter_on(name: str) -> TypesenseAdapter:
-        adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": name})
+    async def adapter_on(name: str, **options: Any) -> TypesenseAdapter:
+        adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": name, **options})
         await adapter.connect()
         return adapter
 
     try:
-        # -- store_many vs raw import: a fresh collection per repetition, warm-up first --------
-        adapter_rates, raw_rates = [], []
-        for rep in range(REPEATS + 1):
+        # -- store_many vs raw import: fresh documents; a fresh collection per run (dropped
+        # after it), or with --quick one collection per side (creating collections is slow).
+        shared: dict[str, str] = {}
+
+        async def collection(side: str, rep: int) -> str:
+            if not quick:
+                return await fresh_collection(f"{side}{rep}")
+            if side not in shared:
+                shared[side] = await fresh_collection(f"{side}_shared")
+            return shared[side]
+
+        async def drop_unless_shared(name: str) -> None:
+            if name not in shared.values():
+                await client.delete(f"/collections/{name}")
+                made.remove(name)
+
+        async def a_many(rep: int, **options: Any) -> float:
+            adapter = await adapter_on(await collection("a", rep), **options)
+            try:
+                docs = make_docs(n_docs, seed=rep)
+                return await bk.rate_of(n_docs, adapter.store_many(docs))
+            finally:
+                await adapter.disconnect()
+                await drop_unless_shared(adapter.collection_name)
+
+        async def r_many(rep: int) -> float:
+            name = await collection("r", rep)
             docs = make_docs(n_docs, seed=rep)
-            name = await fresh_collection(f"a{rep}")
-            adapter = await adapter_on(name)
-            last_ids = [d["id"] for d in docs]
-            start = time.perf_counter()
-            await adapter.store_many(docs)
-            rate = n_docs / (time.perf_counter() - start)
-            await adapter.disconnect()
-            raw_name = await fresh_collection(f"r{rep}")
-            raw_docs = make_docs(n_docs, seed=rep)
-            start = time.perf_counter()
-            await Raw(client, raw_name).import_(raw_docs)
-            raw_rate = n_docs / (time.perf_counter() - start)
-            if rep:  # rep 0 is the warm-up
-                adapter_rates.append(rate)
-                raw_rates.append(raw_rate)
-        store_many = {
-            "adapter": {"docs_s": statistics.median(adapter_rates)},
-            "raw": {"docs_s": statistics.median(raw_rates)},
-        }
-        store_many["ratio"] = {
-            "docs_s": store_many["adapter"]["docs_s"] / store_many["raw"]["docs_s"]
-        }
+            try:
+                return await bk.rate_of(n_docs, Raw(client, name).import_(docs, CHUNK))
+            finally:
+                await drop_unless_shared(name)
 
-        # -- search on the last adapter collection (n_docs facts) ---------------------------
-        adapter = await adapter_on(made[-2])
-        raw = Raw(client, made[-2])
-        queries = make_queries(n_searches, seed=42)
-        adapter_calls = [
-            (
-                lambda q=q: adapter.search(
-                    {"q": q["q"], "filters": {"session_id": q["session"]}, "limit": 10}
-                )
-            )
-            for q in queries
+        many = await bk.compare_rates({"adapter": a_many, "raw": r_many})
+        sizes = await bk.sweep(
+            lambda size, rep: a_many(1000 * size + rep, import_batch_size=size),
+            sweep_sizes,
+            known={CHUNK: many["adapter"]},
+        )
+        for name in made:
+            await client.delete(f"/collections/{name}")
+        made.clear()
+
+        # -- single operations on one collection of n_docs facts -----------------------------
+        name = await fresh_collection("ops")
+        loaded = make_docs(n_docs, seed=42)
+        await Raw(client, name).import_(loaded, CHUNK)
+        adapter = await adapter_on(name)
+        raw = Raw(client, name)
+        queries = make_queries(200, seed=42)
+        a_queries = [
+            {"q": q["q"], "filters": {"session_id": q["session"]}, "limit": 10} for q in queries
         ]
-        raw_calls = [(lambda q=q: raw.search(q["q"], q["session"])) for q in queries]
-        await timed_each(adapter_calls[:50])  # warm-up
-        await timed_each(raw_calls[:50])
-        a_lat, r_lat, a_thr, r_thr = [], [], [], []
-        for _ in range(REPEATS):
-            a_lat.append(latency_summary(await timed_each(adapter_calls)))
-            r_lat.append(latency_summary(await timed_each(raw_calls)))
-            a_thr.append(await throughput(adapter_calls, CONCURRENCY))
-            r_thr.append(await throughput(raw_calls, CONCURRENCY))
-        search = {"adapter": median_of(a_lat), "raw": median_of(r_lat)}
-        search["ratio"] = {k: search["adapter"][k] / search["raw"][k] for k in search["raw"]}
-        search_concurrent = {
-            "adapter": {"ops_s": statistics.median(a_thr)},
-            "raw": {"ops_s": statistics.median(r_thr)},
-            "workers": CONCURRENCY,
-        }
-        search_concurrent["ratio"] = {
-            "ops_s": search_concurrent["adapter"]["ops_s"] / search_concurrent["raw"]["ops_s"]
-        }
+        ids = [d["id"] for d in random.Random(1).sample(loaded, 200)]
+        new_docs = make_docs(4 * (warmup + 5 * calls), seed=7)
 
-        # -- single store and retrieve ------------------------------------------------------
-        singles: dict[str, Any] = {}
-        for op in ("store", "retrieve"):
-            a_runs, r_runs = [], []
-            for rep in range(REPEATS + 1):
-                docs = make_docs(100, seed=1000 + rep)
-                if op == "store":
-                    a = [(lambda d=d: adapter.store(d)) for d in docs]
-                    r = [(lambda d=d: raw.store({**d, "id": d["id"] + "r"})) for d in docs]
-                else:
-                    ids = random.Random(rep).sample(last_ids, 100)
-                    a = [(lambda i=i: adapter.retrieve(i)) for i in ids]
-                    r = [(lambda i=i: raw.retrieve(i)) for i in ids]
-                a_s, r_s = await timed_each(a), await timed_each(r)
-                if rep:
-                    a_runs.append(latency_summary(a_s))
-                    r_runs.append(latency_summary(r_s))
-            singles[op] = {"adapter": median_of(a_runs), "raw": median_of(r_runs)}
-            singles[op]["ratio"] = {
-                k: singles[op]["adapter"][k] / singles[op]["raw"][k] for k in singles[op]["raw"]
-            }
-        await adapter.disconnect()
-        return {
-            "documents": n_docs,
-            "searches_per_repetition": n_searches,
-            "repetitions": REPEATS,
-            "store_many": store_many,
-            "search": search,
-            "search_concurrent": search_concurrent,
-            **singles,
+        def a_search(i: int) -> Any:
+            return adapter.search(a_queries[i % 200])
+
+        def r_search(i: int) -> Any:
+            return raw.search(queries[i % 200]["q"], queries[i % 200]["session"])
+
+        contenders = {
+            "store": {
+                "adapter": lambda i: adapter.store(new_docs[2 * i]),
+                "raw": lambda i: raw.store(new_docs[2 * i + 1]),
+            },
+            "retrieve": {
+                "adapter": lambda i: adapter.retrieve(ids[i % 200]),
+                "raw": lambda i: raw.retrieve(ids[i % 200]),
+            },
+            "search": {"adapter": a_search, "raw": r_search},
         }
+        label = "httpx.AsyncClient, same request and JSON parsing"
+        ops = {
+            op: bk.op_entry(await bk.compare(group, calls=calls, warmup=warmup), label)
+            for op, group in contenders.items()
+        }
+        rates = await bk.compare_concurrent(
+            {"adapter": a_search, "raw": r_search}, calls=concurrent_calls, tasks=TASKS
+        )
+        version = (await client.get("/debug")).json().get("version")
+        await adapter.disconnect()
     finally:
         for name in made:
             await client.delete(f"/collections/{name}")
         await client.aclose()
 
-
-def _print(results: dict[str, Any]) -> None:
-    print(
-        f"Typesense: {results['documents']} documents, {results['searches_per_repetition']} "
-        f"searches per repetition, median of {results['repetitions']} repetitions"
+    return bk.backend_result(
+        "typesense",
+        version=version,
+        raw_driver=f"httpx {httpx.__version__}",
+        ops=ops,
+        batch=bk.batch_entry(
+            op="store_many",
+            unit="docs",
+            per_call=n_docs,
+            rates=many,
+            raw_path=f"JSONL /documents/import (action=upsert), chunks of {CHUNK}",
+            batch_size=CHUNK,
+            sweep=sizes,
+        ),
+        concurrency=bk.concurrency_entry(
+            op="search", tasks=TASKS, calls=concurrent_calls, rates=rates
+        ),
+        targets=TARGETS,
+        settings={"calls": calls, "warmup": warmup, "documents": n_docs, "data_prefix": prefix},
     )
-    print(f"{'operation':<22}{'figure':<10}{'adapter':>12}{'raw httpx':>12}{'ratio':>8}")
-    rows = [("store_many", "docs_s"), ("search_concurrent", "ops_s")]
-    rows += [
-        (op, f) for op in ("search", "store", "retrieve") for f in ("p50_ms", "p95_ms", "p99_ms")
-    ]
-    rows += [("search", "ops_s")]
-    for op, figure in rows:
-        entry = results[op]
-        print(
-            f"{op:<22}{figure:<10}{entry['adapter'][figure]:>12.2f}{entry['raw'][figure]:>12.2f}"
-            f"{entry['ratio'][figure]:>8.2f}"
-        )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 documents, fewer searches")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args()
-    results = asyncio.run(run(load_stack_outputs(), quick=args.quick))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        _print(results)
 
 
 if __name__ == "__main__":
-    main()
+    bk.main(run, __doc__, "typesense_api_key")

@@ -154,7 +154,10 @@ async def test_retrieve_round_trip_and_missing(fake, adapter, fact) -> None:
 async def test_retrieve_quotes_the_id_in_the_path(fake, adapter) -> None:
     assert await adapter.retrieve("../../collections?x=1") is None
     request = fake.requests[-1]
-    assert request.url.raw_path == b"/collections/facts/documents/..%2F..%2Fcollections%3Fx%3D1"
+    assert (
+        request.url.raw_path
+        == b"/collections/facts/documents/%2E%2E%2F%2E%2E%2Fcollections%3Fx%3D1"
+    )
 
 
 async def test_retrieve_refuses_an_empty_id(adapter) -> None:

@@ -1,0 +1,208 @@
+"""The one benchmark command (``scripts/bench``): every backend, one report.
+
+Runs ``bench_<backend>.py`` for each backend in turn against the stack outputs
+(``$MAS_STACK_OUTPUTS``, else the local ``.mas/stack-outputs.json``), prints each backend's
+table as it finishes, and writes into ``--out``:
+
+* ``benchmarks.md``: a table per backend with the targets beside the measured figures;
+* ``benchmarks.json``: every raw number, the machine facts and the load averages;
+* ``benchmarks.png``: adapter ÷ raw per operation.
+
+``--out`` defaults to ``docs/`` for a full run and to ``.mas/bench/`` for ``--quick``, so a
+quick run never overwrites the published report unless asked to. A backend that fails is
+reported as not measured and makes the exit status 1; a target not met does not (this is a
+benchmark, not a test).
+
+Usage, from the repository root with the stack up::
+
+    scripts/bench [--quick] [--backends redis,postgres] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchkit import loadavg
+from report import text_table, write_reports
+
+from mas_storage import load_stack_outputs, redact
+
+BACKENDS = ("postgres", "redis", "qdrant", "neo4j", "typesense")
+#: Stack-outputs keys of which one must be set to reach each backend.
+NEEDS = {
+    "postgres": ("postgres_url",),
+    "redis": ("redis_url",),
+    "qdrant": ("qdrant_url", "qdrant_path"),
+    "neo4j": ("neo4j_password",),
+    "typesense": ("typesense_api_key",),
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description="Benchmark every adapter against its raw driver."
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run (CI proves it works)")
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"comma-separated subset of {','.join(BACKENDS)} (default: all)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for benchmarks.md/.json/.png (default: docs/, or .mas/bench/ with --quick)",
+    )
+    args = parser.parse_args(argv)
+    chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(BACKENDS))
+    if unknown or not chosen:
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    args.backends = list(dict.fromkeys(chosen))
+    if args.out is None:
+        args.out = ROOT / (".mas/bench" if args.quick else "docs")
+    return args
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+def _git_commit() -> str:
+    """The short commit, marked when tracked files have uncommitted changes."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}"
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU count and model, platform, Python, commit and the load average now."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu_count": usable,
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "git": _git_commit(),
+        "loadavg_start": loadavg(),
+    }
+
+
+def _secrets(outputs: dict[str, Any]) -> list[str]:
+    """Every credential in the outputs (passwords, keys, URL passwords), for redaction."""
+    from urllib.parse import urlsplit
+
+    found = []
+    for key, value in outputs.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if key.endswith(("password", "api_key")):
+            found.append(value)
+        elif key.endswith("url"):
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
+    return found
+
+
+async def run_backend(backend: str, outputs: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """One backend's result, with its load averages; ``{"error": ...}`` when it fails."""
+    start_load, started = loadavg(), time.perf_counter()
+    if not any(outputs.get(key) for key in NEEDS[backend]):
+        result: dict[str, Any] = {
+            "backend": backend,
+            "error": f"no {' or '.join(NEEDS[backend])} in the stack outputs",
+        }
+    else:
+        try:
+            module = importlib.import_module(f"bench_{backend}")
+            result = await module.run(outputs, quick=quick)
+        except Exception as exc:  # a failed backend is reported, the others still run
+            message = redact(f"{type(exc).__name__}: {exc}", _secrets(outputs))
+            result = {"backend": backend, "error": message}
+    result.setdefault("facts", {})
+    result["facts"]["loadavg_start"] = start_load
+    result["facts"]["loadavg_end"] = loadavg()
+    result["facts"]["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+async def run_all(backends: list[str], outputs: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """Every chosen backend in turn, printing each table as it finishes."""
+    results = {}
+    for backend in backends:
+        print(f"-- {backend} ...", flush=True)
+        results[backend] = await run_backend(backend, outputs, quick)
+        print(text_table(results[backend]), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    outputs = load_stack_outputs()
+    machine = machine_facts()
+    print(
+        f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), "
+        f"Python {machine['python']}, load average {machine['loadavg_start']}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+    backends = asyncio.run(run_all(args.backends, outputs, args.quick))
+    machine["loadavg_end"] = loadavg()
+    document = {
+        "generated_at": generated,
+        "quick": args.quick,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "machine": machine,
+        "backends": backends,
+    }
+    paths = write_reports(document, args.out)
+    targets = [t for r in backends.values() for t in r.get("targets", [])]
+    met = sum(1 for t in targets if t["met"])
+    failed = [b for b, r in backends.items() if "error" in r]
+    print(
+        f"\n{met} of {len(targets)} targets met; {document['duration_s']:.0f} s; wrote "
+        + ", ".join(str(p) for p in paths.values())
+    )
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
