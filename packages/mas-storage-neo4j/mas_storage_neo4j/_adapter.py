@@ -131,9 +131,13 @@ class Neo4jAdapter(StorageAdapter):
         """Create the ``id`` uniqueness constraints of the base label and of ``labels``.
 
         Idempotent (``IF NOT EXISTS``) and safe against a concurrent creator. Returns the
-        labels ensured so far.
+        labels ensured so far. Every label is checked before any constraint is created (a
+        string is refused, not split into one-letter labels).
         """
-        await self._ensure_labels([self.entity_label, *labels])
+        wanted = [self.entity_label, *cy.check_list(labels, "labels")]
+        for label in wanted:
+            cy.ident(label)
+        await self._ensure_labels(wanted)
         return sorted(self._ensured)
 
     # -- the generic contract ----------------------------------------------------------------

@@ -8,7 +8,7 @@ once, at construction, so a bad value fails before any connection is attempted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -99,7 +99,7 @@ def _count(config: Mapping[str, Any], key: str, default: int, minimum: int) -> i
 class PostgresConfig:
     """The adapter's validated settings."""
 
-    url: str
+    url: str = field(repr=False)  # holds the password: never in a repr (tracebacks, debuggers)
     pool_size: int = 10
     min_size: int = 2
     timeout: float = 5.0

@@ -94,7 +94,10 @@ def map_error(
         return StorageConnectionError
     if code:
         return StorageQueryError
-    # No SQLSTATE: the client side failed (refused, reset, timed out, closed connection).
+    # No SQLSTATE: the client side failed (refused, reset, timed out, closed connection), or
+    # refused a value before sending it (a NUL character in a text parameter: bad input).
+    if isinstance(exc, psycopg.DataError):
+        return StorageDataError
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
         return StorageTimeoutError if op != "connect" else StorageConnectionError
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):

@@ -2,7 +2,9 @@
 
 A turn is stored as compact JSON ``{"session_id", "turn_id", "content", "timestamp",
 "metadata"}``: strict (NaN and Infinity are refused) and ASCII-escaped, so any Python string,
-lone surrogates included, reads back unchanged. Every problem raises
+lone surrogates included, reads back unchanged, with one exception JSON imposes: a high
+surrogate directly followed by a low one (``"\\ud800\\udc00"``) reads back as the one
+character the pair encodes (``"\\U00010000"``). Every problem raises
 :class:`~mas_storage.StorageDataError` naming it.
 """
 
@@ -19,6 +21,7 @@ from ._keys import session_key
 
 __all__ = ["decode_turn", "decode_turns", "encode_turn", "list_range"]
 
+_HUGE = 2**62
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 
@@ -114,6 +117,10 @@ def list_range(limit: Any, offset: Any) -> tuple[int, int, int | None] | None:
         raise StorageDataError(f"offset must be an int, got {offset!r}")
     if limit == 0:
         return None
+    # LRANGE takes signed 64-bit indexes and a list holds fewer than 2**32 items: clamping
+    # changes no result, and Redis no longer refuses a huge limit or offset.
+    limit = min(limit, _HUGE)
+    offset = max(-_HUGE, min(offset, _HUGE))
     if offset >= 0:
         return offset, offset + limit - 1, None
     # The last -offset turns (all of them when the list is shorter), then the first `limit`:

@@ -27,7 +27,13 @@ from mas_storage import (
 
 from ._errors import TypesenseImportError, error_for_response, map_httpx_error, server_message
 from ._filters import build_filter, matches_exactly
-from ._schema import DEFAULT_COLLECTION, DocumentRules, check_schema, default_schema
+from ._schema import (
+    DEFAULT_COLLECTION,
+    DocumentRules,
+    check_schema,
+    default_schema,
+    id_segment,
+)
 
 __all__ = ["TypesenseAdapter"]
 
@@ -198,11 +204,15 @@ class TypesenseAdapter(StorageAdapter):
     def _doc_path(self, doc_id: str) -> str:
         if not isinstance(doc_id, str) or not doc_id:
             raise StorageDataError(f"Document id must be a non-empty string, got {doc_id!r}")
-        return f"{self._docs_path}/{quote(doc_id, safe='')}"
+        return f"{self._docs_path}/{id_segment(doc_id)}"
 
     def _is_missing_doc(self, response: httpx.Response) -> bool:
-        """A 404 for the document itself (not for a missing collection)."""
-        return response.status_code == 404 and server_message(response).startswith(_DOC_NOT_FOUND)
+        """A 404 for the document itself (not for a missing collection).
+
+        Searched for, not matched at the start: for an id holding a NUL character Typesense
+        cuts its JSON answer at the NUL, and only the raw text is left to read.
+        """
+        return response.status_code == 404 and _DOC_NOT_FOUND in server_message(response)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

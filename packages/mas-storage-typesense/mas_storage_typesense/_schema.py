@@ -12,14 +12,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from time import time_ns
 from typing import Any
+from urllib.parse import quote
 
 from mas_storage import StorageDataError
 
 __all__ = [
     "DEFAULT_COLLECTION",
+    "MAX_ID_URL_CHARS",
     "DocumentRules",
     "check_schema",
     "default_schema",
+    "id_segment",
     "now_ms",
     "required_fields",
 ]
@@ -52,6 +55,25 @@ def default_schema(name: str = DEFAULT_COLLECTION) -> dict[str, Any]:
             {"name": "metadata", "type": "object", "optional": True},
         ],
     }
+
+
+#: Longest id, URL-encoded: ``retrieve`` and ``delete`` put the id in the request path.
+MAX_ID_URL_CHARS = 8000
+
+
+def id_segment(doc_id: str) -> str:
+    """``doc_id`` as one URL path segment; an id too long for a request path is refused.
+
+    Dots are encoded too: httpx resolves a ``.`` or ``..`` segment, so ``delete("..")`` would
+    hit (and drop) the collection itself. Typesense decodes ``%2E`` back into the id.
+    """
+    segment = quote(doc_id, safe="").replace(".", "%2E")
+    if len(segment) > MAX_ID_URL_CHARS:
+        raise StorageDataError(
+            f"Document id is too long: {len(segment)} characters URL-encoded, at most "
+            f"{MAX_ID_URL_CHARS} (it must fit in a request path)"
+        )
+    return segment
 
 
 def now_ms() -> int:
@@ -153,6 +175,8 @@ class DocumentRules:
             raise StorageDataError(
                 f"Field 'id' must be a non-empty string, got {type(doc_id).__name__}"
             )
+        else:
+            id_segment(doc_id)  # an id too long to address could never be read or deleted
         if self.sets_created_at:
             created = doc.get("created_at")
             if created is None:
