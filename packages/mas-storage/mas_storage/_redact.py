@@ -9,8 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["MASK", "mask_url", "redact"]
 
 MASK = "***"
+# Bounded quantifiers keep this linear: messages quote caller input, which may be huge, and an
+# unbounded ``[^@\s]*`` would rescan to the end of the text from every "scheme://" it meets.
 _USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@"
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]{0,256}):(?P<pw>[^@\s]{0,256})@"
 )
 
 

@@ -1,0 +1,346 @@
+"""No password or API key of the stack outputs in logs, errors, reprs or metrics (issue #11).
+
+One module-scoped run drives all five adapters through their normal operations and through
+the failure paths that carry credentials, with every logger at DEBUG (the root, mas_storage,
+the adapters, neo4j, httpx, httpcore, redis, psycopg, qdrant_client...), and collects:
+
+* every log record (message, arguments, traceback), scanned by :class:`hostile.SecretWatch`;
+* every exception raised: ``str`` and ``repr``, and those of its chained causes and ``.orig``;
+* ``repr``/``str`` of every adapter (connected, disconnected, failed), of the driver objects
+  the adapters expose, and of every object an adapter holds (config objects, clients,
+  collectors); plain values (``config``, URL strings, key tuples) are the credentials the
+  adapter needs to connect and are left out;
+* every metrics export (dict, json, prometheus, csv, markdown), which records error messages.
+
+The failure paths: the real password with a wrong user, the real password on a closed port
+(connection refused), the real password with one character added (a wrong password that
+contains the real one), a wrong API key, and bad queries. The tests then assert on parts of
+what was collected. The secrets searched for are the stack's (``hostile.stack_secrets``) plus
+the wrong credentials made from them, plus a stand-in Qdrant API key for the server-mode path
+when the outputs have none (the local stack runs Qdrant embedded).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as token
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from hostile import (
+    LoopThread,
+    SecretWatch,
+    exception_texts,
+    find_secrets,
+    stack_secrets,
+)
+
+from mas_storage import (
+    StorageAdapter,
+    StorageConnectionError,
+    StorageDataError,
+    StorageError,
+    StorageQueryError,
+)
+from mas_storage_neo4j import Neo4jAdapter
+from mas_storage_postgres import PostgresAdapter
+from mas_storage_qdrant import QdrantAdapter
+from mas_storage_redis import RedisAdapter
+from mas_storage_typesense import TypesenseAdapter
+
+RUN = f"test-secrets-{uuid.uuid4().hex[:8]}"
+METRIC_FORMATS = ("dict", "json", "prometheus", "csv", "markdown")
+PLAIN_VALUES = (str, bytes, int, float, bool, tuple, list, dict, set, frozenset, type(None))
+
+
+def _closed_port() -> int:
+    """A loopback port in 61000-61999 nothing listens on (connections are refused)."""
+    for port in range(61990, 61000, -1):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no closed port in 61000-61999")
+
+
+def _with(url: str, *, user: str | None = None, password: str | None = None, port: int = 0) -> str:
+    """``url`` with its user, password or port replaced."""
+    parts = urlsplit(url)
+    user = parts.username if user is None else user
+    password = parts.password if password is None else password
+    auth = f"{user or ''}:{password}@" if password else (f"{user}@" if user else "")
+    return urlunsplit(parts._replace(netloc=f"{auth}{parts.hostname}:{port or parts.port}"))
+
+
+@dataclass(repr=False)  # a failing test prints its fixtures' reprs: no secrets list in it
+class Scan:
+    """What one run collected: texts by origin, errors by scenario, and the log watch."""
+
+    secrets: list[str]
+    watch: SecretWatch
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    async def expect(
+        self, where: str, call: Awaitable[Any], cls: type[StorageError] = StorageError
+    ) -> None:
+        """Await ``call``, which must raise ``cls``; keep every text of the error."""
+        try:
+            await call
+        except BaseException as exc:
+            self.errors[where] = exc
+            self.texts += [(f"error of {where}", text) for text in exception_texts(exc)]
+            if not isinstance(exc, cls):
+                raise AssertionError(f"{where}: expected {cls.__name__}, got {exc!r}") from exc
+            return
+        raise AssertionError(f"{where}: expected {cls.__name__}, nothing was raised")
+
+    def adapter(self, where: str, adapter: StorageAdapter) -> None:
+        """Keep ``repr``/``str`` of the adapter, of the driver object it exposes, and of every
+        object it holds (config objects, clients, collectors: what a traceback or a debugger
+        shows). Plain values (strings, tuples, dicts...) are the credentials themselves, which
+        the adapter must hold to connect, and are left out, like ``config``."""
+        self.texts += [(f"repr of {where}", repr(adapter)), (f"str of {where}", str(adapter))]
+        for name in ("client", "pool", "driver"):
+            value = getattr(adapter, name, None)
+            if value is not None:
+                self.texts.append((f"repr of {where}.{name}", repr(value)))
+        for name, value in vars(adapter).items():
+            if not isinstance(value, PLAIN_VALUES):
+                self.texts.append((f"repr of {where}.{name}", repr(value)))
+
+    async def metrics(self, where: str, adapter: StorageAdapter) -> None:
+        for fmt in METRIC_FORMATS:
+            self.texts.append((f"{fmt} metrics of {where}", str(await adapter.export_metrics(fmt))))
+
+    def leaks(self, prefix: str) -> list[str]:
+        return [
+            f"{origin}: {leak}"
+            for origin, text in self.texts
+            if origin.startswith(prefix)
+            for leak in find_secrets([text], self.secrets)
+        ]
+
+
+# -- the scenarios, one per backend --------------------------------------------------------------
+
+
+async def _postgres(o: dict[str, Any], scan: Scan, closed: int) -> None:
+    url = o["postgres_url"]
+    password = urlsplit(url).password
+    async with PostgresAdapter({"url": url, "pool_size": 2, "min_size": 1}) as pg:
+        rid = await pg.store({"session_id": RUN, "turn_id": 1, "content": "hello"})
+        assert await pg.retrieve(rid) is not None
+        await scan.expect("postgres bad sort", pg.search({"sort": "id; DROP TABLE x"}))
+        await scan.expect(
+            "postgres NUL", pg.store({"session_id": RUN, "turn_id": 2, "content": "\x00"})
+        )
+        await scan.expect(
+            "postgres duplicate turn",
+            pg.store({"session_id": RUN, "turn_id": 1, "content": "again"}),
+            StorageDataError,
+        )
+        assert await pg.delete(rid)
+        scan.adapter("postgres connected", pg)
+        await scan.metrics("postgres", pg)
+    scan.adapter("postgres disconnected", pg)
+    for where, bad in (
+        ("postgres wrong user", _with(url, user="nobody")),
+        ("postgres closed port", _with(url, port=closed)),
+        ("postgres wrong password", _with(url, password=f"{password}x")),
+    ):
+        adapter = PostgresAdapter({"url": bad, "timeout": 5})
+        await scan.expect(where, adapter.connect(), StorageConnectionError)
+        await scan.expect(f"{where} (store)", adapter.store({}), StorageConnectionError)
+        scan.adapter(where, adapter)
+        await scan.metrics(where, adapter)
+        await adapter.disconnect()
+
+
+async def _redis(o: dict[str, Any], scan: Scan, closed: int) -> None:
+    url = o["redis_url"]
+    password = urlsplit(url).password
+    async with RedisAdapter({"url": url}) as rd:
+        await rd.store({"session_id": RUN, "turn_id": 1, "content": "hello"})
+        assert await rd.clear_session(RUN)
+        await scan.expect("redis bad id", rd.retrieve("session:x:turns:nope"), StorageDataError)
+        scan.adapter("redis connected", rd)
+        await scan.metrics("redis", rd)
+    for where, config in (
+        ("redis wrong user", {"url": _with(url, user="nobody")}),
+        ("redis closed port", {"url": _with(url, port=closed), "retries": 0}),
+        ("redis wrong password", {"url": _with(url, password=f"{password}x")}),
+        ("redis password key", {"url": _with(url, port=closed), "password": password}),
+    ):
+        adapter = RedisAdapter(config)
+        await scan.expect(where, adapter.connect(), StorageConnectionError)
+        scan.adapter(where, adapter)
+        await scan.metrics(where, adapter)
+        await adapter.disconnect()
+
+
+async def _neo4j(o: dict[str, Any], scan: Scan, closed: int) -> None:
+    url, password = o["neo4j_url"], o["neo4j_password"]
+    user = o.get("neo4j_user") or "neo4j"
+    async with Neo4jAdapter({"url": url, "user": user, "password": password}) as nj:
+        await nj.search({"cypher": "RETURN $x AS x", "params": {"x": 1}})
+        await scan.expect("neo4j bad cypher", nj.search({"cypher": "MATCH (n"}), StorageQueryError)
+        await scan.expect(
+            "neo4j bad label", nj.store({"type": "entity", "label": "a`b", "properties": {}})
+        )
+        scan.adapter("neo4j connected", nj)
+        await scan.metrics("neo4j", nj)
+    for where, config in (
+        ("neo4j wrong user", {"url": url, "user": "nobody", "password": password}),
+        ("neo4j wrong password", {"url": url, "user": user, "password": f"{password}x"}),
+        (
+            "neo4j closed port",
+            {"url": _with(url, port=closed), "user": user, "password": password},
+        ),
+        ("neo4j password in url", {"url": _with(url, user=user, password=password, port=closed)}),
+    ):
+        adapter = Neo4jAdapter({**config, "connection_timeout": 3})
+        await scan.expect(where, adapter.connect(), StorageConnectionError)
+        scan.adapter(where, adapter)
+        await scan.metrics(where, adapter)
+        await adapter.disconnect()
+
+
+async def _typesense(o: dict[str, Any], scan: Scan, closed: int) -> None:
+    url, key = o["typesense_url"], o["typesense_api_key"]
+    collection = RUN.replace("-", "_")
+    async with TypesenseAdapter({"url": url, "api_key": key, "collection_name": collection}) as ts:
+        doc_id = await ts.store(
+            {"content": "hello", "session_id": RUN, "fact_type": "f", "confidence": 0.5}
+        )
+        assert await ts.retrieve(doc_id) is not None
+        await scan.expect("typesense bad filter", ts.search({"q": "*", "filter_by": "((("}))
+        await scan.expect(
+            "typesense backtick", ts.search({"q": "*", "filters": {"session_id": "`"}})
+        )
+        scan.adapter("typesense connected", ts)
+        await scan.metrics("typesense", ts)
+        await ts.drop_collection()
+    for where, config in (
+        ("typesense wrong key", {"url": url, "api_key": f"{key}x"}),
+        ("typesense closed port", {"url": _with(url, port=closed), "api_key": key, "retries": 0}),
+    ):
+        adapter = TypesenseAdapter({**config, "collection_name": collection})
+        await scan.expect(where, adapter.connect(), StorageConnectionError)
+        scan.adapter(where, adapter)
+        await scan.metrics(where, adapter)
+        await adapter.disconnect()
+
+
+async def _qdrant(o: dict[str, Any], scan: Scan, closed: int, path: str, key: str) -> None:
+    config = {"path": path, "collection_name": "secrets", "vector_size": 4}
+    async with QdrantAdapter(config) as qd:
+        pid = await qd.store({"vector": [0.1, 0.2, 0.3, 0.4], "content": "hello"})
+        assert await qd.retrieve(pid) is not None
+        await scan.expect("qdrant NaN", qd.store({"vector": [float("nan")] * 4}), StorageDataError)
+        scan.adapter("qdrant embedded", qd)
+        await scan.metrics("qdrant", qd)
+    adapter = QdrantAdapter(
+        {"url": f"http://127.0.0.1:{closed}", "api_key": key, "timeout": 3, "vector_size": 4}
+    )
+    await scan.expect("qdrant closed port", adapter.connect(), StorageConnectionError)
+    scan.adapter("qdrant closed port", adapter)
+    await scan.metrics("qdrant closed port", adapter)
+    await adapter.disconnect()
+
+
+@pytest.fixture(scope="module")
+def scan(stack_outputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
+    qdrant_key = stack_outputs.get("qdrant_api_key") or f"qdrant-{token.token_hex(16)}"
+    found = stack_secrets({**stack_outputs, "qdrant_api_key": qdrant_key})
+    wrong = [f"{secret}x" for secret in found]  # the wrong passwords made from real ones
+    watch = SecretWatch([*found, *wrong])
+    result = Scan([*found, *wrong], watch)
+    closed = _closed_port()
+    path = str(tmp_path_factory.mktemp("qdrant-secrets"))
+    loop = LoopThread("secrets")
+    try:
+        with watch.watching():
+            loop.run(_postgres(stack_outputs, result, closed))
+            loop.run(_redis(stack_outputs, result, closed))
+            loop.run(_neo4j(stack_outputs, result, closed))
+            loop.run(_typesense(stack_outputs, result, closed))
+            loop.run(_qdrant(stack_outputs, result, closed, path, qdrant_key))
+        yield result
+    finally:
+        loop.close()
+
+
+# -- the assertions ------------------------------------------------------------------------------
+
+
+def test_drivers_logged_at_debug(scan: Scan) -> None:
+    """The watch really saw DEBUG traffic of the drivers (else the log check proves nothing)."""
+    seen = scan.watch.by_logger
+    for name in ("mas_storage", "neo4j", "httpx", "httpcore", "psycopg"):
+        assert seen[name] > 0, f"no record of {name!r} at DEBUG: {dict(seen)}"
+
+
+def test_no_secret_in_any_log_record(scan: Scan) -> None:
+    scan.watch.assert_clean()
+
+
+def test_every_failure_path_raised_a_storage_error(scan: Scan) -> None:
+    """Each scenario raised its StorageError (checked as it ran), and no raw driver error."""
+    assert len(scan.errors) >= 20
+    for where, exc in scan.errors.items():
+        assert isinstance(exc, StorageError), f"{where}: {exc!r}"
+
+
+def test_no_secret_in_errors_or_their_causes(scan: Scan) -> None:
+    leaks = scan.leaks("error of")
+    assert not leaks, "\n".join(leaks)
+
+
+def test_no_secret_in_reprs(scan: Scan) -> None:
+    leaks = scan.leaks("repr of") + scan.leaks("str of")
+    assert not leaks, "\n".join(leaks)
+
+
+def test_no_secret_in_metrics_exports(scan: Scan) -> None:
+    leaks = [leak for fmt in METRIC_FORMATS for leak in scan.leaks(f"{fmt} metrics")]
+    assert not leaks, "\n".join(leaks)
+
+
+def test_the_checks_catch_a_leak(scan: Scan) -> None:
+    """The mechanism can fail: a secret in a DEBUG record, in a chained cause or in a repr is
+    found (in a private watch, so the module's own stays clean)."""
+    secret = scan.secrets[0]
+    watch = SecretWatch([secret])
+    with watch.watching():
+        logging.getLogger("neo4j.io").debug("C: HELLO %r", {"credentials": secret})
+    assert len(watch.leaks) == 1 and secret not in watch.leaks[0]
+    cause = OSError(f"refused for :{secret}@host")
+    err = StorageConnectionError("masked", orig=ValueError("wrapped"))
+    err.__cause__ = cause
+    assert find_secrets(exception_texts(err), [secret])
+    assert find_secrets([repr({"url": f"redis://:{secret}@h"})], [secret])
+
+
+def test_redact_is_linear_on_huge_input() -> None:
+    """Every error message goes through ``redact()``, and messages quote bad input, so a huge
+    id or field must not stall the caller (and its event loop) for minutes.
+
+    Run in a child process with a generous bound: linear work takes milliseconds for these
+    300 kB messages, the quadratic one over a minute each.
+    """
+    code = (
+        "from mas_storage import redact\n"
+        "redact('x ' + 'a' * 300_000, ['0123456789abcdef'])\n"
+        "redact('a://' * 75_000)\n"
+    )
+    try:
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("redact() did not finish a 300 kB message within 10 s")
