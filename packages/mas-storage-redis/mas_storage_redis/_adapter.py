@@ -1,24 +1,13 @@
 """Redis adapter: the L1 turn cache (the spec's Priority 3 and 3A).
 
 Each session's recent turns live in one Redis LIST, ``session:{session_id}:turns``, most recent
-first, as compact JSON objects. A write is one MULTI/EXEC transaction: ``LPUSH`` the turn,
-``LTRIM`` the list to ``window_size`` and ``EXPIRE`` it after ``ttl_seconds``. A read is one
-``LRANGE`` (plus ``EXPIRE`` in the same round trip when ``refresh_ttl_on_read`` is on).
+first, as compact JSON objects. A write is one ``EVAL`` of :data:`_PUSH_SCRIPT` (one for a
+whole ``store_many`` batch): atomic on the server, it de-duplicates, pushes, trims to
+``window_size`` and sets the TTL. A read is one ``LRANGE`` (plus ``EXPIRE`` in the same round
+trip when ``refresh_ttl_on_read`` is on).
 
-Performance, measured with ``tests/benchmarks/bench_redis.py`` (Redis 7.0.15 on 127.0.0.1,
-Python 3.11.7, redis-py 8.1 with hiredis, one connection, sequential calls, 3000 calls x 5
-repetitions, medians; a 2-vCPU machine shared with other work, so tails are noisy)::
-
-    operation                  p50 ms  p95 ms  p99 ms   ops/s   raw ops/s  adapter/raw
-    store (MULTI/EXEC)          0.155   0.203   0.278    6093      6280       0.97
-    retrieve (10-turn window)   0.086   0.111   0.143   11074     12029       0.92
-    search (10 turns)           0.106   0.130   0.185    9455     10524       0.90
-    search, refresh_ttl_on_read 0.141   0.211   0.272    5616      5878       0.96
-    store_many (1000 sessions x 10 turns, one MULTI/EXEC): 127,920 turns/s (raw 133,969, 0.95)
-
-The spec's targets (read < 1 ms, write < 2 ms, > 10,000 ops/s with batching) are met with a
-wide margin. With the shared metrics collector switched off the adapter/raw ratios were 1.00,
-0.95, 0.96 and 1.03: the adapter's own code costs about 1-2 us of CPU per call.
+Performance is measured by ``tests/benchmarks/bench_redis.py`` against the raw driver doing the
+same work (``scripts/bench`` writes the report, ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -26,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -54,12 +43,45 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED = ("session_id", "turn_id", "content")
 _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
-#: Longest TTL accepted (about 68 years). Redis refuses larger EXPIREs only when the MULTI/EXEC
-#: runs, after the LPUSH was applied: a write would half-succeed and leave a key that never
-#: expires. So larger values are refused before anything is sent.
+#: Longest TTL accepted (about 68 years). Redis refuses larger EXPIREs only when the write runs,
+#: after the LPUSH was applied: a write would half-succeed and leave a key that never expires.
+#: So larger values are refused before anything is sent.
 _MAX_TTL = 2**31 - 1
 #: Largest window: LTRIM's bounds are signed 64-bit (same half-write hazard as the TTL).
 _MAX_WINDOW = 2**31 - 1
+
+#: Every write, one atomic script run (EVAL) for any number of sessions. KEYS are the session
+#: lists; ARGV is ``window, ttl, n_1 .. n_k, payloads of key 1 .. payloads of key k`` (each
+#: key's payloads oldest first). It first refuses, before writing anything, a key that holds
+#: something other than a list (a MULTI/EXEC would apply the other commands and half-write).
+#: Then, per key: drop entries identical to a payload (a replayed write, e.g. a retry after a
+#: lost reply, keeps one copy), LPUSH the payloads in chunks (Lua's unpack() is bounded), LTRIM
+#: to the window, EXPIRE. One command per call instead of 3 + one LREM per turn: measured in
+#: ``tests/benchmarks/bench_redis.py``. EVAL, not EVALSHA: Redis caches the compiled script by
+#: its SHA1 anyway, and a restarted server needs no SCRIPT LOAD.
+_PUSH_SCRIPT = """
+local window, ttl, nkeys = tonumber(ARGV[1]), ARGV[2], #KEYS
+for k = 1, nkeys do
+  local kind = redis.call('TYPE', KEYS[k]).ok
+  if kind ~= 'list' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. kind .. ', not a list')
+  end
+end
+local first = 3 + nkeys
+for k = 1, nkeys do
+  local key, last = KEYS[k], first + tonumber(ARGV[2 + k]) - 1
+  for i = first, last do
+    redis.call('LREM', key, 0, ARGV[i])
+  end
+  for i = first, last, 1000 do
+    redis.call('LPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
+  end
+  redis.call('LTRIM', key, 0, window - 1)
+  redis.call('EXPIRE', key, ttl)
+  first = last + 1
+end
+return nkeys
+"""
 
 #: Driver exception -> storage error; the first match wins (subclasses before their bases).
 _ERROR_RULES: tuple[tuple[type[Exception], type[StorageError]], ...] = (
@@ -122,7 +144,7 @@ class RedisAdapter(StorageAdapter):
     (never after a timeout), reconnecting with a short jittered backoff, so the first call
     after a Redis restart succeeds on the same adapter and calls during an outage fail within
     about ``socket_timeout`` seconds. Every write removes an identical entry (``LREM``) before
-    pushing it, in the same transaction, so a write retried after a lost reply, by the driver
+    pushing it, in the same script run, so a write retried after a lost reply, by the driver
     or by the caller with the same ``timestamp``, is never cached twice.
 
     **Errors.** Connection loss or refused credentials raise
@@ -319,39 +341,45 @@ class RedisAdapter(StorageAdapter):
     async def store_many(self, turns: Iterable[Mapping[str, Any]]) -> list[str]:
         """Cache many turns, across sessions, in one atomic round trip; return their ids.
 
-        Every turn is validated before anything is sent. Turns of one session are pushed in
-        the order given (the last one given becomes the most recent) with one ``LPUSH``, then
-        one ``LTRIM`` and one ``EXPIRE`` per session, all in one MULTI/EXEC transaction.
+        Every turn is validated before anything is sent. Then one ``EVAL`` of the write script
+        pushes each session's turns in the order given (the last one given becomes the most
+        recent) with one ``LPUSH``, then one ``LTRIM`` and one ``EXPIRE`` per session. Turns
+        without a ``timestamp`` share the batch's (one clock read per call).
         """
         if isinstance(turns, (Mapping, str, bytes)):
             raise StorageDataError("store_many() takes an iterable of turn mappings")
         ids: list[str] = []
         groups: dict[str, list[str]] = {}
+        keys: dict[Any, str] = {}  # session id -> key, built (and checked) once per session
+        now = datetime.now(UTC).isoformat()  # the turns without a timestamp share the batch's
         for index, turn in enumerate(turns):
             try:
-                key, payload, rid = self._encode_turn(turn)
+                sid = turn.get("session_id") if type(turn) is dict else None
+                key = keys.get(sid) if type(sid) is str else None
+                key, payload, rid = self._encode_turn(turn, key=key, now=now)
             except StorageDataError as exc:
                 raise StorageDataError(f"turns[{index}]: {exc.message}") from exc
             ids.append(rid)
             group = groups.get(key)
             if group is None:
                 groups[key] = [payload]
+                keys[sid] = key
             else:
                 group.append(payload)
         window = self.window_size
         if not groups or not window:
             return ids
-        ttl = self.ttl_seconds
-        pipe = self._redis.pipeline(transaction=True)
-        for key, payloads in groups.items():
+        counts: list[int] = []
+        sent: list[str] = []
+        for payloads in groups.values():
             # Older turns beyond the window would be trimmed at once: do not send them.
-            sent = payloads[-window:] if len(payloads) > window else payloads
-            for payload in sent:  # a replayed entry (a retry) replaces its first copy
-                pipe.lrem(key, 0, payload)
-            pipe.lpush(key, *sent)
-            pipe.ltrim(key, 0, window - 1)
-            pipe.expire(key, ttl)
-        await pipe.execute()
+            if len(payloads) > window:
+                payloads = payloads[-window:]
+            counts.append(len(payloads))
+            sent.extend(payloads)
+        await self._redis.eval(
+            _PUSH_SCRIPT, len(groups), *groups, window, self.ttl_seconds, *counts, *sent
+        )
         return ids
 
     # -- session utilities and the Priority 6 domain API -------------------------------------
@@ -395,7 +423,9 @@ class RedisAdapter(StorageAdapter):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _encode_turn(self, data: Mapping[str, Any]) -> tuple[str, str, str]:
+    def _encode_turn(
+        self, data: Mapping[str, Any], *, key: str | None = None, now: str | None = None
+    ) -> tuple[str, str, str]:
         if type(data) is not dict or not (
             "session_id" in data and "turn_id" in data and "content" in data
         ):
@@ -406,6 +436,8 @@ class RedisAdapter(StorageAdapter):
             data["content"],
             data.get("metadata"),
             data.get("timestamp"),
+            key=key,
+            now=now,
         )
 
     def _ttl(self, ttl: object) -> int:
@@ -421,13 +453,7 @@ class RedisAdapter(StorageAdapter):
         window = self.window_size
         if not window:
             return
-        pipe = self._redis.pipeline(transaction=True)
-        for payload in payloads:  # a replayed entry (a retry) replaces its first copy
-            pipe.lrem(key, 0, payload)
-        pipe.lpush(key, *payloads)
-        pipe.ltrim(key, 0, window - 1)
-        pipe.expire(key, ttl)
-        await pipe.execute()
+        await self._redis.eval(_PUSH_SCRIPT, 1, key, window, ttl, len(payloads), *payloads)
 
     async def _read(self, key: str, start: int, end: int) -> list[Any]:
         client = self._redis

@@ -27,10 +27,22 @@ _loads = json.loads
 
 
 def encode_turn(
-    session_id: Any, turn_id: Any, content: Any, metadata: Any, timestamp: Any
+    session_id: Any,
+    turn_id: Any,
+    content: Any,
+    metadata: Any,
+    timestamp: Any,
+    *,
+    key: str | None = None,
+    now: str | None = None,
 ) -> tuple[str, str, str]:
-    """Validate one turn and return ``(key, json_payload, record_id)``. Never mutates input."""
-    key = session_key(session_id)
+    """Validate one turn and return ``(key, json_payload, record_id)``. Never mutates input.
+
+    A batch passes its session's ``key`` once built (``session_key(session_id)``) and ``now``,
+    the ISO time its turns without a ``timestamp`` get: one clock read per batch, not per turn.
+    """
+    if key is None:
+        key = session_key(session_id)
     if type(turn_id) is not int:
         if not isinstance(turn_id, int) or isinstance(turn_id, bool):
             raise StorageDataError(f"turn_id must be an int, got {type(turn_id).__name__}")
@@ -47,7 +59,7 @@ def encode_turn(
         "session_id": session_id,
         "turn_id": turn_id,
         "content": content,
-        "timestamp": _timestamp(timestamp),
+        "timestamp": now if timestamp is None and now is not None else _timestamp(timestamp),
         "metadata": metadata,
     }
     try:

@@ -279,6 +279,50 @@ async def test_store_many_across_50_sessions(
     assert [t["turn_id"] for t in await held(raw, sids[0])] == [9, 8, 7, 6, 5]
 
 
+async def test_store_many_refuses_a_non_list_key_before_writing_any_session(
+    redis_adapter: RedisAdapter, raw: aioredis.Redis, sessions: Callable[..., str]
+) -> None:
+    good, bad = sessions(), sessions()
+    await raw.set(session_key(bad), b"a string, not a list")
+    turns = [{"session_id": sid, "turn_id": 1, "content": "x"} for sid in (good, bad)]
+    with pytest.raises(StorageDataError, match="not a list"):
+        await redis_adapter.store_many(turns)
+    # The script checks every key first: the session before the bad one got nothing either.
+    assert await raw.exists(session_key(good)) == 0
+    assert await raw.get(session_key(bad)) == b"a string, not a list"
+
+
+async def test_replaying_a_batch_caches_each_turn_once(
+    redis_adapter: RedisAdapter, raw: aioredis.Redis, sessions: Callable[..., str]
+) -> None:
+    sids = [sessions() for _ in range(3)]
+    stamp = "2025-10-20T10:00:00+00:00"  # a retry sends the very same entries
+    batch = [
+        {"session_id": sid, "turn_id": t, "content": f"{sid}/{t}", "timestamp": stamp}
+        for t in range(3)
+        for sid in sids
+    ]
+    await redis_adapter.store_many(batch)
+    await redis_adapter.store_many(batch)
+    await redis_adapter.store(batch[0])
+    for sid in sids:
+        kept = [t["turn_id"] for t in await held(raw, sid)]
+        assert sorted(kept) == [0, 1, 2]
+    # The replayed single store moved its entry to the head, still one copy.
+    assert [t["turn_id"] for t in await held(raw, sids[0])] == [0, 2, 1]
+
+
+async def test_store_many_pushes_more_than_one_lua_chunk(
+    redis_url: str, raw: aioredis.Redis, session_id: str
+) -> None:
+    # The script pushes 1,000 values per LPUSH (Lua's unpack() is bounded): cross that line.
+    async with RedisAdapter({"url": redis_url, "window_size": 2500}) as adapter:
+        turns = [{"session_id": session_id, "turn_id": i, "content": "x"} for i in range(2345)]
+        await adapter.store_many(turns)
+    kept = [t["turn_id"] for t in await held(raw, session_id)]
+    assert kept == list(range(2344, -1, -1))
+
+
 # -- connection failures and recovery ------------------------------------------------------------
 
 

@@ -3,6 +3,11 @@
 Single commands are ``AsyncMock``s (set ``return_value`` / ``side_effect`` per test). Pipelines
 record their commands; ``executed`` holds ``(transaction, commands)`` for every executed one,
 so a test can assert exactly what the adapter sent and in how many round trips.
+
+Writes go through the adapter's one Lua script (``EVAL``): the fake keeps each call's raw
+arguments in ``evals`` and also appends to ``executed`` the commands the script runs for them
+(``LREM`` per payload, ``LPUSH``, ``LTRIM``, ``EXPIRE`` per key) as one atomic unit. What the
+script really does on a server is tested against Redis in ``tests/integration/redis``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,23 @@ class FakeRedis:
         self.executed: list[tuple[bool, list[tuple[Any, ...]]]] = []
         self.pipeline_results: list[list[Any]] = []
         self.pipeline_error: BaseException | None = None
+        self.evals: list[tuple[Any, ...]] = []
+
+    async def eval(self, script: str, numkeys: int, *args: Any) -> int:
+        """Record an EVAL of the write script and the commands it runs (see the module doc)."""
+        self.evals.append((script, numkeys, *args))
+        keys, (window, ttl, *rest) = args[:numkeys], args[numkeys:]
+        counts, payloads = rest[:numkeys], rest[numkeys:]
+        commands: list[tuple[Any, ...]] = []
+        for key, count in zip(keys, counts, strict=True):
+            mine, payloads = payloads[:count], payloads[count:]
+            commands += [("lrem", key, 0, payload) for payload in mine]
+            commands += [("lpush", key, *mine), ("ltrim", key, 0, window - 1), ("expire", key, ttl)]
+        assert not payloads, "more payloads than the counts announce"
+        self.executed.append((True, commands))
+        if self.pipeline_error is not None:
+            raise self.pipeline_error
+        return numkeys
 
     def pipeline(self, transaction: bool = True) -> FakePipeline:
         return FakePipeline(self, transaction)

@@ -395,6 +395,11 @@ async def test_store_many_groups_by_session_in_one_transaction(
         ("expire", "session:s0:turns", 3600),
     ]
     assert [json.loads(v)["turn_id"] for v in commands[3][2:]] == [1, 3, 5]
+    # One EVAL of the write script: keys, window, ttl, per-key counts, then the payloads.
+    [(_, numkeys, *args)] = fake.evals
+    assert numkeys == 2
+    assert args[:6] == ["session:s0:turns", "session:s1:turns", 3, 3600, 3, 3]
+    assert len(args) == 6 + 6
 
 
 async def test_store_many_sends_no_more_than_the_window(make_adapter: Any, fake: Any) -> None:
