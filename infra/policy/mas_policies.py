@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -259,35 +259,42 @@ def _validate_credentials(args: ResourceValidationArgs, report_violation: Report
         _report(report_violation, check_credentials_secret(args.props, secret_outputs))
 
 
+def _mandatory(
+    name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None]
+) -> ResourceValidationPolicy:
+    """A rule that blocks the deployment when violated: every rule of this pack is one."""
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
 POLICIES: list[ResourceValidationPolicy] = [
-    ResourceValidationPolicy(
-        name="images-pinned",
-        description="Images are pinned to an exact tag or digest: no 'latest', no untagged.",
-        validate=_validate_images,
-        enforcement_level=EnforcementLevel.MANDATORY,
+    _mandatory(
+        "images-pinned",
+        "Images are pinned to an exact tag or digest: no 'latest', no untagged.",
+        _validate_images,
     ),
-    ResourceValidationPolicy(
-        name="containers-healthcheck-restart",
-        description="Every container has a healthcheck and a restart policy.",
-        validate=_validate_health,
-        enforcement_level=EnforcementLevel.MANDATORY,
+    _mandatory(
+        "containers-healthcheck-restart",
+        "Every container has a healthcheck and a restart policy.",
+        _validate_health,
     ),
-    ResourceValidationPolicy(
-        name="volumes-retained",
-        description="Every data volume is protected, so its data outlives destroy and replace.",
-        validate=_validate_volumes,
-        enforcement_level=EnforcementLevel.MANDATORY,
+    _mandatory(
+        "volumes-retained",
+        "Every data volume is protected, so its data outlives destroy and replace.",
+        _validate_volumes,
     ),
-    ResourceValidationPolicy(
-        name="ports-not-public",
-        description="No port is published on 0.0.0.0 (or ::): only on a host's lab address.",
-        validate=_validate_ports,
-        enforcement_level=EnforcementLevel.MANDATORY,
+    _mandatory(
+        "ports-not-public",
+        "No port is published on 0.0.0.0 (or ::): only on a host's lab address.",
+        _validate_ports,
     ),
-    ResourceValidationPolicy(
-        name="credentials-secret",
-        description="Credential-bearing env values are secret; no literal credential in args.",
-        validate=_validate_credentials,
-        enforcement_level=EnforcementLevel.MANDATORY,
+    _mandatory(
+        "credentials-secret",
+        "Credential-bearing env values are secret; no literal credential in args.",
+        _validate_credentials,
     ),
 ]

@@ -157,49 +157,44 @@ def neo4j_runtime(*, fetch: bool = True, log: Path | None = None) -> Neo4jRuntim
             if not fetch:
                 raise DevstackError(f"Neo4j {version} jars are not in {lib_dir}: {BOOTSTRAP_HINT}")
             _say(f"fetching Neo4j {version} jars from Maven Central into {lib_dir} (once)")
-            tmp = base / "lib.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(lib_dir, ignore_errors=True)
-            _run_tool(
-                [
-                    "mvn",
-                    "-B",
-                    "-ntp",
-                    "-Dstyle.color=never",
-                    "-f",
-                    str(pom),
-                    "dependency:copy-dependencies",
-                    "-DincludeScope=runtime",
-                    f"-DoutputDirectory={tmp}",
-                ],
-                "fetching the Neo4j jars with Maven",
-                log,
-            )
-            (tmp / ".complete").write_text(version + "\n", encoding="utf-8")
-            os.replace(tmp, lib_dir)
+            with _built_into(lib_dir, base / "lib.tmp") as tmp:
+                _run_tool(
+                    [
+                        "mvn",
+                        "-B",
+                        "-ntp",
+                        "-Dstyle.color=never",
+                        "-f",
+                        str(pom),
+                        "dependency:copy-dependencies",
+                        "-DincludeScope=runtime",
+                        f"-DoutputDirectory={tmp}",
+                    ],
+                    "fetching the Neo4j jars with Maven",
+                    log,
+                )
+                (tmp / ".complete").write_text(version + "\n", encoding="utf-8")
         if not (classes_dir / "Launcher.class").is_file():
             if not fetch:
                 raise DevstackError(f"the Neo4j launcher is not compiled: {BOOTSTRAP_HINT}")
             _say(f"compiling the Neo4j launcher into {classes_dir}")
-            tmp = base / "launcher.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(classes_dir, ignore_errors=True)
-            _run_tool(
-                [
-                    "javac",
-                    "--release",
-                    "17",
-                    "-cp",
-                    f"{lib_dir}{os.sep}*",
-                    "-d",
-                    str(tmp),
-                    str(source),
-                ],
-                "compiling Launcher.java",
-                log,
-            )
-            os.replace(tmp, classes_dir)
+            with _built_into(classes_dir, base / "launcher.tmp") as tmp:
+                command = ["javac", "--release", "17", "-cp", f"{lib_dir}{os.sep}*"]
+                _run_tool([*command, "-d", str(tmp), str(source)], "compiling Launcher.java", log)
     return runtime
+
+
+@contextmanager
+def _built_into(final: Path, tmp: Path) -> Iterator[Path]:
+    """Build into a fresh ``tmp`` directory, then move it to ``final`` in one rename.
+
+    A build that fails or is interrupted leaves no half-filled ``final`` behind: the next run
+    starts over instead of trusting it.
+    """
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    yield tmp
+    os.replace(tmp, final)
 
 
 def java() -> str:
