@@ -51,6 +51,9 @@ SEARCH_KEYS = frozenset(
 PointId = int | str
 _FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 _MAX_UINT64 = 2**64 - 1
+#: A UUID already in the canonical form Qdrant returns: used as is, without a uuid.UUID round trip
+#: (1.5 us, which is a third of an embedded lookup by id).
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PLAIN_NUMBERS = frozenset({float, int})
 
 
@@ -70,6 +73,8 @@ def parse_id(value: Any) -> PointId:
             return value
         raise StorageDataError(f"Point id {value} is out of range: ids are unsigned 64-bit ints")
     if isinstance(value, str):
+        if len(value) == 36 and _CANONICAL_UUID.fullmatch(value):
+            return value
         text = value.strip()
         if text.isdigit():
             return parse_id(int(text))
