@@ -1,7 +1,8 @@
 """mas-storage-postgres: L1 active context and L2 working memory on PostgreSQL.
 
 ``PostgresAdapter`` (registry kind ``"postgres"``) implements the generic storage contract
-and the turn/fact domain API on the schema of ``migrations/0001_active_context.sql``.
+and the turn/fact domain API on the schema of the repository's ``migrations/`` (0001 and
+0002, which adds the facts' ``idempotency_key``).
 ``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs.
 """
 

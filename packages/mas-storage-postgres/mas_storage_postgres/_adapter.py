@@ -3,9 +3,10 @@
 One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections: a single statement is one
 round trip, and multi-statement work opens an explicit transaction (pipelined where it can be).
 The statements live in :mod:`._sql` (whitelisted names, bind parameters only), validation in
-:mod:`._records`, error classification in :mod:`._errors`. The core wraps every public
-coroutine here (connection check, metrics, error translation through ``_map_error``), so no
-method catches driver errors itself.
+:mod:`._records`, error classification in :mod:`._errors`, the replay rule of facts written
+with an ``idempotency_key`` in :mod:`._facts`. The core wraps every public coroutine here
+(connection check, metrics, error translation through ``_map_error``), so no method catches
+driver errors itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mas_storage import StorageAdapter, StorageDataError, StorageError, mask_url
 from . import _sql
 from ._config import ACTIVE_CONTEXT, WORKING_MEMORY, PostgresConfig
 from ._errors import map_error
+from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
 from ._records import (
     COLUMNS,
     parse_id,
@@ -55,6 +57,7 @@ _COPY_TYPES: Final = {
         "timestamptz",
         "timestamptz",
         "timestamptz",
+        "text",
     ],
 }
 #: First key of the two-int advisory locks that serialise turn numbering per session.
@@ -227,12 +230,15 @@ class PostgresAdapter(StorageAdapter):
 
         ``active_context`` needs ``session_id``, ``turn_id``, ``content``; ``working_memory``
         needs ``session_id``, ``fact_type``, ``content`` and takes ``confidence`` (1.0),
-        ``source_turn_ids`` and ``updated_at``. Both take ``metadata`` (a dict), ``created_at``
-        and ``ttl_expires_at`` (timezone-aware; rules in :mod:`mas_storage_postgres._records`).
+        ``source_turn_ids``, ``updated_at`` and ``idempotency_key`` (the same replay rule as
+        :meth:`add_fact`). Both take ``metadata`` (a dict), ``created_at`` and
+        ``ttl_expires_at`` (timezone-aware; rules in :mod:`mas_storage_postgres._records`).
         A duplicate ``(session_id, turn_id)`` raises :class:`StorageDataError`.
         """
         table = self._cfg.table
         values = _bind(prepare_record(data, table), table)
+        if table == WORKING_MEMORY and values[-1] is not None:
+            return str(await self._insert_keyed_fact(values))
         async with self._open_pool().connection() as conn:
             cur = await conn.execute(_sql.insert(table), values)
             row = await cur.fetchone()
@@ -306,6 +312,15 @@ class PostgresAdapter(StorageAdapter):
         drawn from the table's sequence in one query and the rows streamed with binary
         ``COPY``, which measured about twice as fast as ``executemany`` in pipeline mode (see
         the README). A row the server refuses (a duplicate turn) rolls the whole batch back.
+
+        Facts with an ``idempotency_key`` follow :meth:`add_fact`'s rule: a fact whose key its
+        session holds already, with the same fields, is not written again and its stored id
+        is returned in its place; other fields raise :class:`StorageDataError` naming the
+        record, and nothing of the batch is written. So a re-run of a batch that (maybe)
+        committed adds nothing. A key repeated within one session of the batch is refused
+        before anything is sent. Such a batch is copied into a temporary table and moved with
+        one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (about half the speed of the plain
+        ``COPY``, twice that of ``executemany``; see the README).
         """
         table = self._cfg.table
         now = datetime.now(UTC)
@@ -317,16 +332,23 @@ class PostgresAdapter(StorageAdapter):
                 raise StorageDataError(f"Record {index}: {exc.message}") from None
         if not prepared:
             return []
+        keyed = table == WORKING_MEMORY and batch_has_keys(prepared)
         async with self._open_pool().connection() as conn, conn.transaction():
             cur = await conn.execute(_sql.RESERVE_IDS, (table, len(prepared)))
             row = await cur.fetchone()
             assert row is not None
             ids = row[0]
-            async with conn.cursor().copy(_sql.copy_rows(table)) as copier:
+            if keyed:
+                await conn.execute(_sql.create_fact_batch())
+            into = _sql.FACT_BATCH if keyed else None
+            async with conn.cursor().copy(_sql.copy_rows(table, into)) as copier:
                 copier.set_types(_COPY_TYPES[table])
                 for record_id, values in zip(ids, prepared, strict=True):
                     await copier.write_row((record_id, *values))
-        return [str(record_id) for record_id in ids]
+            if keyed:  # skip the facts stored before, check that they are the same
+                ids = await move_fact_batch(conn, ids, prepared)
+            result = [str(record_id) for record_id in ids]
+        return result
 
     # -- domain API: turns (L1) ---------------------------------------------------------------
 
@@ -423,11 +445,20 @@ class PostgresAdapter(StorageAdapter):
         metadata: dict[str, Any] | None = None,
         ttl: datetime | timedelta | None = None,
         created_at: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Add a fact to ``working_memory`` and return its id (default lifetime: 7 days).
 
-        Facts have no natural key: a blind retry of a call whose reply was lost can add the
-        fact twice. Check with :meth:`get_facts` before retrying when that matters.
+        Facts have no natural key, so a blind retry of a call whose reply was lost (a
+        :class:`StorageTimeoutError` after the INSERT committed) would add the fact twice.
+        Pass ``idempotency_key`` (1 to 255 characters, unique per session) to make the call
+        safe to retry: repeating it with the same ``fact_type``, ``content``, ``confidence``,
+        ``source_turn_ids`` and ``metadata`` returns the stored fact's id and writes nothing;
+        the same key with other fields raises :class:`StorageDataError` and leaves the stored
+        fact as it was. The times are not compared (a retry computes its own). The key stays
+        taken until the fact is deleted (``delete``, ``clear_session``, expiry cleanup), and
+        :meth:`update_fact` keeps it: a late replay of the original call after an update is
+        refused as other content.
         """
         record: dict[str, Any] = {
             "session_id": session_id,
@@ -436,14 +467,22 @@ class PostgresAdapter(StorageAdapter):
             "confidence": confidence,
             "source_turn_ids": source_turn_ids,
             "metadata": metadata,
+            "idempotency_key": idempotency_key,
             **self._times(ttl, created_at),
         }
         values = _bind(prepare_record(record, WORKING_MEMORY), WORKING_MEMORY)
+        if idempotency_key is not None:
+            return await self._insert_keyed_fact(values)
         async with self._open_pool().connection() as conn:
             cur = await conn.execute(_sql.insert(WORKING_MEMORY), values)
             row = await cur.fetchone()
         assert row is not None
         return int(row[0])
+
+    async def _insert_keyed_fact(self, values: list[Any]) -> int:
+        """Insert a prepared fact that has a key (the replay rule of :meth:`add_fact`)."""
+        async with self._open_pool().connection() as conn:
+            return await insert_keyed_fact(conn, values)
 
     async def get_facts(
         self,
@@ -478,7 +517,8 @@ class PostgresAdapter(StorageAdapter):
         """Change the given fields of a fact; ``False`` when the fact does not exist.
 
         ``updated_at`` is moved by the table's trigger. ``ttl_expires_at=None`` makes the fact
-        permanent. Repeating an update changes nothing more: it is safe to retry.
+        permanent. Repeating an update changes nothing more: it is safe to retry. The fact's
+        ``idempotency_key`` is never changed.
         """
         given = {
             "content": content,

@@ -37,6 +37,12 @@ CONSTRAINT_RULES: Final = {
         "ttl_expires_at must be later than created_at; a new record cannot be born expired "
         "(pass its real created_at to import an expired one)"
     ),
+    # migration 0002 (the adapter writes keys with ON CONFLICT, so these are for other writers)
+    "valid_idempotency_key": "idempotency_key must be 1 to 255 characters",
+    "unique_session_idempotency_key": (
+        "a session holds each idempotency_key once (partial unique index on "
+        "(session_id, idempotency_key))"
+    ),
 }
 
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -45,6 +51,7 @@ _CONNECTION_CLASSES: Final = ("08", "28", "53")  # connection, authorization, re
 _CONNECTION_CODES: Final = frozenset({"57P01", "57P02", "57P03", "3D000"})  # shutdowns, no db
 _TIMEOUT_CODES: Final = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
 _UNDEFINED_TABLE: Final = "42P01"
+_UNDEFINED_COLUMN: Final = "42703"
 
 
 def _integrity_message(exc: psycopg.Error) -> str:
@@ -89,6 +96,11 @@ def map_error(
         return StorageQueryError(
             f"{exc.diag.message_primary or exc}: the schema is missing; apply the migrations "
             "('uv run yoyo apply' from the repository root)"
+        )
+    if code == _UNDEFINED_COLUMN:
+        return StorageQueryError(
+            f"{exc.diag.message_primary or exc}: the schema may be older than the adapter; "
+            "apply the pending migrations ('uv run yoyo apply' from the repository root)"
         )
     if code in _CONNECTION_CODES or code.startswith(_CONNECTION_CLASSES):
         return StorageConnectionError

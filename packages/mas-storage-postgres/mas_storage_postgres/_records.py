@@ -13,6 +13,9 @@ Time rules:
   turns, 7 days for facts); explicit ``None`` means never expires.
 * ``ttl_expires_at`` must be later than ``created_at`` (the schema's ``valid_ttl`` check). A new
   record cannot be born expired; to keep an expired record, pass its real ``created_at``.
+
+A fact may carry an ``idempotency_key`` (migration 0002): a string of 1 to 255 characters
+without NUL, unique per session, or ``None`` (no key).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from ._config import ACTIVE_CONTEXT, DEFAULT_TTL, WORKING_MEMORY
 
 __all__ = [
     "COLUMNS",
+    "IDEMPOTENCY_KEY_MAX",
     "REQUIRED",
     "parse_id",
     "prepare_record",
     "row_to_dict",
     "to_aware_datetime",
+    "validate_idempotency_key",
     "validate_session_id",
     "validate_turn_id",
 ]
@@ -58,6 +63,7 @@ COLUMNS: Final = {
         "created_at",
         "updated_at",
         "ttl_expires_at",
+        "idempotency_key",  # migration 0002; always last (the adapter reads it as values[-1])
     ),
 }
 REQUIRED: Final = {
@@ -66,6 +72,7 @@ REQUIRED: Final = {
 }
 _SESSION_ID_MAX = 255  # VARCHAR(255)
 _FACT_TYPE_MAX = 50  # VARCHAR(50)
+IDEMPOTENCY_KEY_MAX: Final = 255  # CHECK valid_idempotency_key (characters)
 _INT4_MAX = 2**31 - 1
 #: One encoder for every record (json.dumps with options builds a new one per call). NaN and
 #: Infinity are refused: PostgreSQL's jsonb has no such numbers.
@@ -99,6 +106,24 @@ def validate_session_id(value: Any) -> str:
         raise StorageDataError("Field 'session_id' must be a non-empty string")
     if len(value) > _SESSION_ID_MAX:
         raise StorageDataError(f"Field 'session_id' is longer than {_SESSION_ID_MAX} characters")
+    return value
+
+
+def validate_idempotency_key(value: Any) -> str | None:
+    """A fact's idempotency key: ``None``, or 1 to 255 characters without NUL."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise StorageDataError(
+            "Field 'idempotency_key' must be a non-empty string (or None for no key), got "
+            + (repr(value) if isinstance(value, str) else type(value).__name__)
+        )
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise StorageDataError(
+            f"Field 'idempotency_key' is longer than {IDEMPOTENCY_KEY_MAX} characters"
+        )
+    if "\x00" in value:
+        raise StorageDataError("Field 'idempotency_key' contains a NUL character")
     return value
 
 
@@ -246,6 +271,7 @@ def prepare_record(
         created_at,
         updated_at,
         ttl,
+        validate_idempotency_key(data.get("idempotency_key")),
     )
 
 

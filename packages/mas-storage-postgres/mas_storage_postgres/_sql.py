@@ -21,19 +21,25 @@ from ._records import COLUMNS, validate_session_id, validate_turn_id
 
 __all__ = [
     "ACTIVE",
+    "FACT_BATCH",
+    "FACT_BATCH_CONFLICTS",
     "MAX_LIMIT",
     "RESERVE_IDS",
+    "SAME_FACT",
     "SAME_TURN",
     "SELECT",
     "TURN_LOCK",
+    "add_fact_keyed",
     "add_turn_auto",
     "add_turn_explicit",
     "cleanup",
     "copy_rows",
     "count",
+    "create_fact_batch",
     "delete_by_id",
     "facts",
     "insert",
+    "insert_fact_batch",
     "int_in",
     "min_confidence",
     "recent_turns",
@@ -119,11 +125,13 @@ def insert(table: str) -> sql.SQL:
 
 
 @functools.cache
-def copy_rows(table: str) -> sql.SQL:
-    """Binary ``COPY`` of ``id`` plus :data:`COLUMNS` of ``table``."""
+def copy_rows(table: str, into: str | None = None) -> sql.SQL:
+    """Binary ``COPY`` of ``id`` plus :data:`COLUMNS` of ``table``, into ``table`` itself or
+    into :data:`FACT_BATCH` (``into``)."""
+    assert into in (None, FACT_BATCH), into
     return _render(
         sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(table), _names(("id", *COLUMNS[table]))
+            sql.Identifier(into or table), _names(("id", *COLUMNS[table]))
         )
     )
 
@@ -246,6 +254,87 @@ def add_turn_explicit() -> sql.Composed:
         _names(COLUMNS[ACTIVE_CONTEXT]),
         sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS[ACTIVE_CONTEXT])),
     )
+
+
+# -- idempotent facts (migration 0002) ------------------------------------------------------
+
+#: Infers the partial unique index ``unique_session_idempotency_key``: a fact whose key its
+#: session already holds is skipped (no row back); facts without a key never conflict.
+_ON_KEY_CONFLICT: Final = sql.SQL(
+    "ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+#: The fields a replay must repeat for the stored fact to count as the same one. The times are
+#: left out: a retry computes its own created_at and expiry.
+_FACT_FIELDS: Final = ("fact_type", "content", "confidence", "source_turn_ids", "metadata")
+#: The temporary table a keyed ``store_many`` copies into (dropped at commit or rollback).
+FACT_BATCH: Final = "mas_fact_batch"
+
+
+@functools.cache
+def add_fact_keyed() -> sql.SQL:
+    """Insert a fact with a key (values in :data:`COLUMNS` order); no row back when the
+    session already holds the key."""
+    return _render(
+        sql.SQL("INSERT INTO working_memory ({}) VALUES ({}) {} RETURNING id").format(
+            _names(COLUMNS[WORKING_MEMORY]),
+            sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS[WORKING_MEMORY])),
+            _ON_KEY_CONFLICT,
+        )
+    )
+
+
+#: The fact holding a session's key, and whether its fields equal the replay's (params: the
+#: five :data:`_FACT_FIELDS` values, session_id, idempotency_key).
+SAME_FACT: Final = sql.SQL(
+    "SELECT id, (fact_type, content, confidence, source_turn_ids, metadata) "
+    "IS NOT DISTINCT FROM (%s, %s, %s, %s::int4[], %s) "
+    "FROM working_memory WHERE session_id = %s AND idempotency_key = %s"
+)
+
+
+@functools.cache
+def create_fact_batch() -> sql.SQL:
+    """The keyed batch's temporary table: the columns of ``working_memory`` with their exact
+    types, no rows, no constraints; it lives until the transaction ends."""
+    return _render(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE {batch} ON COMMIT DROP AS "
+            "SELECT {cols} FROM working_memory WITH NO DATA"
+        ).format(batch=sql.Identifier(FACT_BATCH), cols=_names(SELECT[WORKING_MEMORY]))
+    )
+
+
+@functools.cache
+def insert_fact_batch() -> sql.SQL:
+    """Move the batch into ``working_memory``; returns the ids of the rows inserted (the
+    others hold a key their session already has).
+
+    Rows go in key order, so two batches sharing keys wait for each other's keys in the same
+    order (one waits, neither deadlocks); key-less rows (NULLs sort last) then in id order.
+    """
+    cols = _names(SELECT[WORKING_MEMORY])
+    return _render(
+        sql.SQL(
+            "INSERT INTO working_memory ({}) SELECT {} FROM {} "
+            "ORDER BY session_id, idempotency_key, id {} RETURNING id"
+        ).format(cols, cols, sql.Identifier(FACT_BATCH), _ON_KEY_CONFLICT)
+    )
+
+
+#: For each batch row not inserted: its reserved id, the id of the fact holding its key
+#: (``NULL`` if that fact is gone already) and whether the fields are the same.
+FACT_BATCH_CONFLICTS: Final = _render(
+    sql.SQL(
+        "SELECT b.id, w.id, ({w}) IS NOT DISTINCT FROM ({b}) FROM {batch} b "
+        "LEFT JOIN working_memory w "
+        "ON w.session_id = b.session_id AND w.idempotency_key = b.idempotency_key "
+        "WHERE b.idempotency_key IS NOT NULL AND w.id IS DISTINCT FROM b.id"
+    ).format(
+        w=sql.SQL(", ").join(sql.Identifier("w", c) for c in _FACT_FIELDS),
+        b=sql.SQL(", ").join(sql.Identifier("b", c) for c in _FACT_FIELDS),
+        batch=sql.Identifier(FACT_BATCH),
+    )
+)
 
 
 #: Same content and metadata as a turn already stored? (an idempotent replay of add_turn)

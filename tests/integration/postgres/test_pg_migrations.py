@@ -1,7 +1,10 @@
-"""Migration 0001_active_context against the real PostgreSQL, each test in a fresh database.
+"""The migrations against the real PostgreSQL, each test in a fresh database.
 
-The schema is read back from the catalogs (information_schema, pg_indexes, pg_proc, pg_views,
-pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's bookkeeping.
+``0001_active_context`` creates the two tables and everything around them;
+``0002_fact_idempotency`` adds ``working_memory.idempotency_key`` with its CHECK and partial
+unique index. The schema is read back from the catalogs (information_schema, pg_indexes,
+pg_proc, pg_views, pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ SNAPSHOT_QUERIES = {
         WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1""",
 }
 
+FIRST = "0001_active_context"
+SECOND = "0002_fact_idempotency"
+ALL = [FIRST, SECOND]
+
 TABLES = {"active_context", "working_memory"}
 VIEWS = {"v_active_context_stats", "v_working_memory_stats"}
 INDEXES = {
@@ -83,6 +90,7 @@ INDEXES = {
     "idx_working_memory_confidence",
     "idx_working_memory_expires",
     "idx_working_memory_updated",
+    "unique_session_idempotency_key",  # 0002
 }
 FUNCTIONS = {
     "update_updated_at_column",
@@ -99,6 +107,7 @@ CONSTRAINTS = {
     ("working_memory", "valid_confidence", "c"),
     ("working_memory", "valid_fact_type", "c"),
     ("working_memory", "valid_ttl_wm", "c"),
+    ("working_memory", "valid_idempotency_key", "c"),  # 0002
 }
 
 
@@ -112,22 +121,28 @@ def backend_for(url: str) -> Any:
     return get_backend(yoyo_database_url(url))
 
 
-def apply(url: str) -> list[str]:
+def migrations(only: str | None) -> Any:
+    """Every migration, or ``only`` that one (``yoyo apply|rollback -r`` picks the same way)."""
+    found = read_migrations(str(MIGRATIONS))
+    return found if only is None else found.filter(lambda m: m.id == only)
+
+
+def apply(url: str, only: str | None = None) -> list[str]:
     backend = backend_for(url)
     try:
         with backend.lock():
-            todo = backend.to_apply(read_migrations(str(MIGRATIONS)))
+            todo = backend.to_apply(migrations(only))
             backend.apply_migrations(todo)
             return [m.id for m in todo]
     finally:
         backend.connection.close()
 
 
-def rollback(url: str) -> list[str]:
+def rollback(url: str, only: str | None = None) -> list[str]:
     backend = backend_for(url)
     try:
         with backend.lock():
-            todo = backend.to_rollback(read_migrations(str(MIGRATIONS)))
+            todo = backend.to_rollback(migrations(only))
             backend.rollback_migrations(todo)
             return [m.id for m in todo]
     finally:
@@ -142,8 +157,8 @@ def empty_schema(fresh_db: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture
 def migrated(fresh_db: str) -> Iterator[psycopg.Connection[Any]]:
-    """A fresh database with the migration applied, and an autocommit connection to it."""
-    assert apply(fresh_db) == ["0001_active_context"]
+    """A fresh database with every migration applied, and an autocommit connection to it."""
+    assert apply(fresh_db) == ALL
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         yield conn
 
@@ -155,7 +170,7 @@ def test_apply_creates_exactly_the_expected_objects(
     fresh_db: str, empty_schema: dict[str, list[tuple[Any, ...]]]
 ) -> None:
     assert all(not rows for rows in empty_schema.values()), empty_schema
-    assert apply(fresh_db) == ["0001_active_context"]
+    assert apply(fresh_db) == ALL
     snap = snapshot(fresh_db)
     assert {(name, kind) for name, kind in snap["tables"]} == {
         *((t, "BASE TABLE") for t in TABLES),
@@ -193,7 +208,7 @@ def test_columns_types_defaults_and_timestamptz(migrated: psycopg.Connection[Any
         ("working_memory", c)
         for c in (
             "id", "session_id", "fact_type", "content", "confidence", "source_turn_ids",
-            "metadata", "created_at", "updated_at", "ttl_expires_at",
+            "metadata", "created_at", "updated_at", "ttl_expires_at", "idempotency_key",
         )
     }  # fmt: skip
     for (table, column), (dtype, nullable, default, length) in base.items():
@@ -216,6 +231,7 @@ def test_columns_types_defaults_and_timestamptz(migrated: psycopg.Connection[Any
     assert wm["confidence"][0] == "double precision"
     assert wm["confidence"][2] == "1.0"
     assert (wm["source_turn_ids"][0], wm["source_turn_ids"][2]) == ("ARRAY", "'{}'::integer[]")
+    assert wm["idempotency_key"] == ("text", "YES", None, None)  # 0002: nullable, no default
 
 
 def test_partial_ttl_indexes_and_constraint_definitions(migrated: psycopg.Connection[Any]) -> None:
@@ -234,6 +250,15 @@ def test_partial_ttl_indexes_and_constraint_definitions(migrated: psycopg.Connec
         "CHECK (((ttl_expires_at IS NULL) OR (ttl_expires_at > created_at)))"
     )
     assert defs["valid_fact_type"] == "CHECK ((length((fact_type)::text) > 0))"
+    # 0002: a partial unique index (no constraint), and a named length CHECK.
+    assert indexes["unique_session_idempotency_key"] == (
+        "CREATE UNIQUE INDEX unique_session_idempotency_key ON public.working_memory "
+        "USING btree (session_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+    )
+    assert defs["valid_idempotency_key"] == (
+        "CHECK (((idempotency_key IS NULL) OR ((length(idempotency_key) >= 1) AND "
+        "(length(idempotency_key) <= 255))))"
+    )
 
 
 def test_every_table_column_function_and_view_is_commented(
@@ -256,13 +281,15 @@ def test_every_table_column_function_and_view_is_commented(
 
 
 def test_second_apply_is_a_no_op(fresh_db: str) -> None:
-    assert apply(fresh_db) == ["0001_active_context"]
+    assert apply(fresh_db) == ALL
     first = snapshot(fresh_db)
     assert apply(fresh_db) == []
     assert snapshot(fresh_db) == first
     with psycopg.connect(fresh_db) as conn:
-        log = conn.execute("SELECT migration_id, operation FROM _yoyo_log").fetchall()
-    assert log == [("0001_active_context", "apply")]
+        log = conn.execute(
+            "SELECT migration_id, operation FROM _yoyo_log ORDER BY created_at_utc, id"
+        ).fetchall()
+    assert log == [(FIRST, "apply"), (SECOND, "apply")]
 
 
 def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
@@ -270,7 +297,7 @@ def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
 ) -> None:
     apply(fresh_db)
     first = snapshot(fresh_db)
-    assert rollback(fresh_db) == ["0001_active_context"]
+    assert rollback(fresh_db) == [SECOND, FIRST]  # newest first
     assert snapshot(fresh_db) == empty_schema
     with psycopg.connect(fresh_db) as conn:
         leftovers = conn.execute(
@@ -288,14 +315,55 @@ def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
 
 
 def test_rollback_refuses_to_cascade_into_foreign_objects(fresh_db: str) -> None:
-    """An object the migration did not create stops the rollback; nothing is dropped."""
-    apply(fresh_db)
+    """An object 0001 did not create stops 0001's rollback; nothing of 0001 is dropped.
+
+    Each migration rolls back in its own transaction, newest first: 0002 goes, then 0001
+    fails as a whole, leaving exactly the schema of 0001 alone.
+    """
+    apply(fresh_db, FIRST)
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE VIEW someone_elses AS SELECT id FROM active_context")
-    before = snapshot(fresh_db)
+    only_first = snapshot(fresh_db)
+    apply(fresh_db)
     with pytest.raises(psycopg.errors.DependentObjectsStillExist):
         rollback(fresh_db)
+    assert snapshot(fresh_db) == only_first
+
+
+def test_rollback_of_0002_refuses_to_cascade_into_a_view_on_the_key(fresh_db: str) -> None:
+    apply(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE VIEW keyed AS SELECT id, idempotency_key FROM working_memory")
+    before = snapshot(fresh_db)
+    with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+        rollback(fresh_db, SECOND)
     assert snapshot(fresh_db) == before
+
+
+def test_rollback_of_0002_alone_restores_exactly_the_0001_schema(fresh_db: str) -> None:
+    assert apply(fresh_db, FIRST) == [FIRST]
+    only_first = snapshot(fresh_db)
+    assert apply(fresh_db) == [SECOND]
+    both = snapshot(fresh_db)
+    assert both != only_first
+    assert rollback(fresh_db, SECOND) == [SECOND]
+    assert snapshot(fresh_db) == only_first
+    assert apply(fresh_db) == [SECOND]
+    assert snapshot(fresh_db) == both
+
+
+def test_0002_on_a_table_with_facts_keeps_them_without_a_key(fresh_db: str) -> None:
+    apply(fresh_db, FIRST)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        ids = [insert_fact(conn, content=f"old {i}") for i in range(3)]
+        apply(fresh_db)
+        stored = conn.execute(
+            "SELECT id, content, idempotency_key FROM working_memory ORDER BY id"
+        ).fetchall()
+        assert stored == [(i, f"old {n}", None) for n, i in enumerate(ids)]
+        insert_fact(conn, idempotency_key="k")
+        rollback(fresh_db, SECOND)
+        assert conn.execute("SELECT count(*) FROM working_memory").fetchone() == (4,)
 
 
 def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> None:
@@ -314,15 +382,25 @@ def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> No
             check=True,
         )
 
-    assert "U         0001_active_context" in yoyo("list").stdout
+    listing = yoyo("list").stdout
+    assert f"U         {FIRST}" in listing
+    assert f"U         {SECOND}" in listing
     yoyo("apply")
-    assert "A         0001_active_context" in yoyo("list").stdout
+    listing = yoyo("list").stdout
+    assert f"A         {FIRST}" in listing
+    assert f"A         {SECOND}" in listing
     assert {t for t, _ in snapshot(fresh_db)["tables"]} == TABLES | VIEWS
-    result = yoyo("rollback")
+    first = yoyo("rollback")  # batch mode: the last migration only
+    listing = yoyo("list").stdout
+    assert f"A         {FIRST}" in listing
+    assert f"U         {SECOND}" in listing
+    assert "idempotency_key" not in str(snapshot(fresh_db)["columns"])
+    result = yoyo("rollback", "--all")
     assert all(not rows for rows in snapshot(fresh_db).values())
     password = psycopg.conninfo.conninfo_to_dict(fresh_db).get("password")
     if password:
-        assert password not in result.stdout + result.stderr
+        for run in (first, result):
+            assert password not in run.stdout + run.stderr
 
 
 # -- constraints ---------------------------------------------------------------------------
@@ -402,14 +480,44 @@ def test_too_long_values_are_refused(migrated: psycopg.Connection[Any]) -> None:
         insert_fact(migrated, fact_type="t" * 51)
 
 
+def test_idempotency_key_is_unique_per_session_only(migrated: psycopg.Connection[Any]) -> None:
+    insert_fact(migrated, idempotency_key="k-1")
+    insert_fact(migrated, session_id="other", idempotency_key="k-1")  # other session: fine
+    for _ in range(3):
+        insert_fact(migrated)  # without a key: as many as wanted (NULLs are distinct)
+    with pytest.raises(pe.UniqueViolation) as info:
+        insert_fact(migrated, idempotency_key="k-1")
+    assert info.value.diag.constraint_name == "unique_session_idempotency_key"
+    # The adapter's statement: ON CONFLICT infers the partial index, a replay inserts nothing.
+    statement = (
+        "INSERT INTO working_memory (session_id, fact_type, content, idempotency_key) "
+        "VALUES ('s', 't', 'x', %s) ON CONFLICT (session_id, idempotency_key) "
+        "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+    )
+    assert migrated.execute(statement, ("k-1",)).fetchall() == []
+    assert len(migrated.execute(statement, ("k-2",)).fetchall()) == 1
+    assert len(migrated.execute(statement, (None,)).fetchall()) == 1
+    assert remaining(migrated, "working_memory") == 7
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_idempotency_key_length_is_a_check_violation(
+    migrated: psycopg.Connection[Any], key: str
+) -> None:
+    insert_fact(migrated, idempotency_key="é" * 255)  # characters, not bytes
+    with pytest.raises(pe.CheckViolation) as info:
+        insert_fact(migrated, idempotency_key=key)
+    assert info.value.diag.constraint_name == "valid_idempotency_key"
+
+
 def test_defaults_fill_a_minimal_row(migrated: psycopg.Connection[Any]) -> None:
     fact_id = insert_fact(migrated)
-    confidence, sources, metadata, created, updated, ttl = migrated.execute(
-        "SELECT confidence, source_turn_ids, metadata, created_at, updated_at, ttl_expires_at "
-        "FROM working_memory WHERE id = %s",
+    confidence, sources, metadata, created, updated, ttl, key = migrated.execute(
+        "SELECT confidence, source_turn_ids, metadata, created_at, updated_at, ttl_expires_at, "
+        "idempotency_key FROM working_memory WHERE id = %s",
         (fact_id,),
     ).fetchone()
-    assert (confidence, sources, metadata, ttl) == (1.0, [], {}, None)
+    assert (confidence, sources, metadata, ttl, key) == (1.0, [], {}, None, None)
     assert created == updated
     assert created.tzinfo is not None
 

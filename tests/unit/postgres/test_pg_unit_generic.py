@@ -52,8 +52,12 @@ async def test_store_fact_fills_the_defaults(l2: Pair) -> None:
     pool.script(Result(rows=[(7,)]))
     assert await adapter.store({"session_id": "s", "fact_type": "goal", "content": "ship"}) == "7"
     params = pool.executed[-1][1]
-    session_id, fact_type, content, confidence, sources, metadata, created, updated, ttl = params
+    session_id, fact_type, content, confidence, sources, metadata, created, updated, ttl, key = (
+        params
+    )
     assert (session_id, fact_type, content, confidence, sources) == ("s", "goal", "ship", 1.0, [])
+    assert key is None  # no idempotency key: the plain INSERT, no ON CONFLICT
+    assert "ON CONFLICT" not in pool.executed[-1][0]
     assert jsonb_text(metadata) == {}
     assert updated == created
     assert ttl - created == timedelta(days=7)
