@@ -260,9 +260,12 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             f"{many['raw_executemany']:,.0f} rows/s.",
             "Where the adapter's extra CPU goes (pyinstrument): record validation and JSON "
             "encoding of `metadata` (`store`, `store_many`), the shared metrics (~2 us per "
-            "call), and for `search` the conversion of each row's two timestamps to ISO "
-            "strings (the API's contract). SQL statements are rendered to text once and "
-            "cached: psycopg re-rendered `sql.Composed` on every execute before.",
+            "call), the bounded wait on every reply (`query_timeout`: what turns a frozen "
+            "server into a `StorageTimeoutError`), and for `search` the API's row form (ids "
+            "as strings, ISO timestamps). Timestamps are read straight from PostgreSQL's "
+            "text into `isoformat()` strings by a psycopg loader on the adapter's "
+            "connections, instead of a `datetime` then `astimezone().isoformat()` "
+            "(~2.8 us per row before). SQL statements are rendered to text once and cached.",
         ],
     )
 

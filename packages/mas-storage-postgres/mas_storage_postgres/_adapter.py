@@ -29,6 +29,7 @@ from . import _sql
 from ._config import ACTIVE_CONTEXT, WORKING_MEMORY, PostgresConfig
 from ._errors import map_error
 from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
+from ._isotime import register as register_iso_timestamptz
 from ._records import (
     COLUMNS,
     parse_id,
@@ -211,8 +212,10 @@ class PostgresAdapter(StorageAdapter):
             logger.info("Connected to PostgreSQL at %s", mask_url(self._cfg.url))
 
     async def _configure_connection(self, conn: _BoundedConnection) -> None:
-        """Pool hook for each new connection: bound its waits by ``query_timeout``."""
+        """Pool hook for each new connection: bound its waits by ``query_timeout``; read
+        ``timestamptz`` as the ISO strings the API returns (:mod:`._isotime`)."""
         conn.reply_timeout = self._cfg.query_timeout
+        register_iso_timestamptz(conn)
 
     async def disconnect(self) -> None:
         """Close the pool. Safe before ``connect()`` and when called twice."""

@@ -30,6 +30,9 @@ from mas_storage import StorageDataError
 
 from ._config import ACTIVE_CONTEXT, DEFAULT_TTL, WORKING_MEMORY
 
+#: The timestamp columns of both tables (``row_to_dict`` converts exactly these).
+_TIME_COLUMNS: Final = ("created_at", "updated_at", "ttl_expires_at")
+
 __all__ = [
     "COLUMNS",
     "IDEMPOTENCY_KEY_MAX",
@@ -276,17 +279,23 @@ def prepare_record(
 
 
 def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A result row as the API returns it: ``id`` as a string, ISO timestamps, metadata dict."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
+    """A result row as the API returns it: ``id`` as a string, ISO timestamps, metadata dict.
+
+    The adapter's connections already read ``timestamptz`` as ISO strings (:mod:`._isotime`);
+    a ``datetime`` (from any other connection) is converted here. Runs once per row returned,
+    so it touches only the columns that need it.
+    """
+    out = dict(row)
+    for key in _TIME_COLUMNS:
+        value = out.get(key)
         if isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat()
-        elif key == "metadata":
-            if value is None:
-                value = {}
-            elif isinstance(value, str | bytes):
-                value = json.loads(value)
-        out[key] = value
+            out[key] = value.astimezone(UTC).isoformat()
+    if "metadata" in out:
+        value = out["metadata"]
+        if value is None:
+            out["metadata"] = {}
+        elif isinstance(value, str | bytes):
+            out["metadata"] = json.loads(value)
     if "id" in out:
         out["id"] = str(out["id"])
     return out
