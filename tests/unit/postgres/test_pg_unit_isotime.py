@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from psycopg.postgres import types
@@ -49,4 +49,4 @@ def test_the_fast_path_agrees_with_the_fallback() -> None:
         fraction = "" if digits == 0 else "." + "123456"[:digits]
         sent = f"2024-02-29 23:59:58{fraction}+00"
         expected = datetime.fromisoformat(sent.replace(" ", "T") + ":00")
-        assert load(sent) == expected.astimezone(timezone.utc).isoformat()
+        assert load(sent) == expected.astimezone(UTC).isoformat()
