@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_secrets import MaskedOutputs
 
 from mas_storage import load_stack_outputs
 
@@ -33,10 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def stack_outputs() -> Iterator[dict[str, Any]]:
-    """The stack outputs (``postgres_url``, ``redis_url``, ...) of the backends under test."""
+    """The stack outputs (``postgres_url``, ``redis_url``, ...) of the backends under test.
+
+    A :class:`~stack_secrets.MaskedOutputs`: a failing test's report prints its arguments, and
+    this dict's ``repr`` masks every password and API key.
+    """
     named = os.environ.get("MAS_STACK_OUTPUTS")
     if named:
-        yield load_stack_outputs(Path(named))
+        yield MaskedOutputs(load_stack_outputs(Path(named)))
         return
     from mas_devstack import Stack
 
@@ -45,7 +50,7 @@ def stack_outputs() -> Iterator[dict[str, Any]]:
     previous = os.environ.get("MAS_STACK_OUTPUTS")
     os.environ["MAS_STACK_OUTPUTS"] = str(stack.outputs_path)
     try:
-        yield dict(result.outputs)
+        yield MaskedOutputs(result.outputs)
     finally:
         if previous is None:
             os.environ.pop("MAS_STACK_OUTPUTS", None)

@@ -373,3 +373,15 @@ def test_down_stops_everything_and_leaves_no_listening_port(
     assert not list(throwaway.layout.run_dir.glob("*.pid"))
     assert throwaway.down() == []
     assert all(not s.running for n, s in throwaway.status().items() if n != "qdrant")
+
+
+def test_the_outputs_fixture_never_shows_a_secret(stack_outputs: dict[str, Any]) -> None:
+    """A failing test's report prints ``stack_outputs``: its repr masks every secret."""
+    from urllib.parse import urlsplit
+
+    secrets = [stack_outputs[k] for k in ("neo4j_password", "typesense_api_key")]
+    secrets += [urlsplit(stack_outputs[k]).password for k in ("postgres_url", "redis_url")]
+    assert all(secrets), "the local stack has a secret for every backend"
+    shown = repr(stack_outputs)
+    assert not [s for s in secrets if s in shown]
+    assert stack_outputs["postgres_url"].startswith("postgresql://")  # the values are intact

@@ -1,5 +1,12 @@
-"""Fixtures of the reliability suite, and the measured table it prints at the end of a run.
+"""Fixtures of the reliability suite, its secrets sweep, and what it prints at the end of a run.
 
+* ``secret_sweep`` (session, autouse): every test of the suite runs under one
+  :class:`secretwatch.SecretSweep`: every logger at DEBUG, every record scanned for the stack's
+  passwords and API keys, and so are the exceptions the helpers collect, whatever escapes a
+  test, every failure report, and the ``repr`` of every adapter created. A leak anywhere fails
+  the run at the end (an error at the teardown of the last test, naming where each was seen).
+* ``stack_outputs``: the outputs of ``tests/conftest.py``, with the secrets masked in their
+  ``repr`` (a failing test's report prints its arguments).
 * ``faults`` (session): :class:`faults.StackFaults` on the local stack (``local_stack`` of
   ``tests/conftest.py``; skipped when ``MAS_STACK_OUTPUTS`` names external backends). Its
   teardown thaws any process still frozen and restarts any service still down, whatever happened
@@ -8,7 +15,8 @@
   path, and other suites open the stack's own path).
 
 Every fault run appends a row to :data:`faults.REPORTS`; at the end of the session the rows are
-written to ``.mas/reliability/results.json`` and printed as a table (with or without ``-s``).
+written to ``.mas/reliability/results.json`` and printed as a table (with or without ``-s``),
+followed by the sweep's one-line summary (records scanned per logger family, exceptions, reprs).
 """
 
 from __future__ import annotations
@@ -19,9 +27,60 @@ from typing import Any
 
 import pytest
 from faults import REPORTS, StackFaults, table_lines, write_results
+from secretwatch import SecretSweep, running_sweep, stack_secrets
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 RESULTS = ROOT / ".mas" / "reliability" / "results.json"
+SWEEP = pytest.StashKey[SecretSweep]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_sweep(
+    request: pytest.FixtureRequest, stack_outputs: dict[str, Any]
+) -> Iterator[SecretSweep]:
+    """The session's secrets sweep; it stops after the suite's last test (see
+    :func:`pytest_runtest_teardown`), or here, and fails the run if anything leaked."""
+    sweep = SecretSweep(stack_secrets(stack_outputs))
+    request.config.stash[SWEEP] = sweep
+    sweep.start()
+    try:
+        yield sweep
+    finally:
+        sweep.stop()  # raises SecretLeak: an error at the teardown of the last test
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Name the running test in whatever the sweep finds from now on (and start the sweep
+    again if the session ran tests of other directories in between)."""
+    sweep = item.config.stash.get(SWEEP, None)
+    if sweep is not None:
+        if running_sweep() is None:
+            sweep.start()
+        sweep.where = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Feed the sweep each phase's report: the adapters created, what escaped, what is shown."""
+    report = yield
+    sweep = running_sweep()  # None after the session fixture's teardown
+    if sweep is not None:
+        sweep.after_phase(item.nodeid, call, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Stop the sweep after the suite's last test, even when the session goes on with tests of
+    other directories: they must not run with every logger at DEBUG under this watch."""
+    try:
+        return (yield)
+    finally:
+        sweep = running_sweep()
+        if sweep is not None and (nextitem is None or HERE not in nextitem.path.resolve().parents):
+            sweep.stop()
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +99,16 @@ def qdrant_path(tmp_path: Path) -> Path:
     return tmp_path / "qdrant"
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Write the fault runs of this session to ``RESULTS`` and print the measured table."""
-    if not REPORTS:
-        return
-    write_results(RESULTS, REPORTS)
-    terminalreporter.section("reliability: measured outages")
-    for line in table_lines(REPORTS):
-        terminalreporter.write_line(line)
-    terminalreporter.write_line(f"(rows written to {RESULTS.relative_to(ROOT)})")
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Write the fault runs of this session to ``RESULTS`` and print the measured table, then
+    the secrets sweep's summary line."""
+    if REPORTS:
+        write_results(RESULTS, REPORTS)
+        terminalreporter.section("reliability: measured outages")
+        for line in table_lines(REPORTS):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"(rows written to {RESULTS.relative_to(ROOT)})")
+    sweep = config.stash.get(SWEEP, None)
+    if sweep is not None:
+        terminalreporter.section("reliability: secrets sweep")
+        terminalreporter.write_line(sweep.summary())

@@ -11,6 +11,8 @@
   and restarts it underneath the test.
 * :func:`run_outage`: load, fault, recovery, the caller's retries and the census, summed up in an
   :class:`OutageReport` whose :meth:`~OutageReport.check` holds the assertions of issue #11.
+  Every error the load collected is also handed to the session's secrets sweep
+  (:mod:`secretwatch`): message, ``repr`` and chained causes must carry no password or API key.
 
 Every report is kept in :data:`REPORTS`; the suite's ``conftest.py`` writes them to
 ``.mas/reliability/results.json`` and prints the table at the end of the run.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from secretwatch import active_sweep
 
 from mas_storage import StorageAdapter, StorageConnectionError, StorageTimeoutError
 
@@ -436,6 +439,10 @@ async def run_outage(
     same_handle = target.handle() is handle and target.adapter.is_connected
 
     failed = [c for c in load.calls if c.error is not None]
+    sweep = active_sweep()
+    for c in failed:
+        if c.error is not None:
+            sweep.exception(c.error, f"{target.name}/{fault_name} {c.kind}")
     unexpected = [
         f"{c.kind} {type(c.error).__name__}: {c.error}"[:300]
         for c in failed

@@ -1,4 +1,4 @@
-"""The one mechanism of the hostile-input suite: a loop thread, a state guard, strategies, secrets.
+"""The one mechanism of the hostile-input suite: a loop thread, a state guard, strategies.
 
 Hypothesis drives synchronous test bodies; the adapters live on a private event loop in a
 daemon thread (:class:`LoopThread`), so hypothesis never meets pytest-asyncio's session loop.
@@ -12,14 +12,17 @@ which checks the contract of issue #11 for that one call:
   same as before the call, so nothing was half-written;
 * read-only calls (``pure``) leave the state unchanged whatever they return;
 * no password or API key of the stack outputs is in the error's ``str``/``repr``, nor in those
-  of its chained causes and ``.orig``.
+  of its chained causes and ``.orig`` (each error goes through the session's secrets sweep,
+  :mod:`secretwatch`);
+* the error's message is bounded (:data:`MESSAGE_BOUND` characters), however large the input
+  it complains about.
 
-:class:`SecretWatch` is the logging side of the secrets check: with every logger at DEBUG, it
-scans each record for the stack's secrets. :func:`hostile_session` gives a test module both
-(a loop thread and a watch); :func:`explore` runs one property for :data:`EXAMPLES` examples
-with a fixed seed and no example database; the strategies below (:func:`hostile_text`,
-:func:`any_value`, :func:`records`, :func:`vectors`, :data:`INJECTIONS`...) are shared by the
-five backend modules.
+The logging side of the secrets check is the session's sweep too: every logger is at DEBUG for
+the whole suite, and each record is scanned. :func:`hostile_session` gives a test module a loop
+thread and its window on the sweep's log watch (the records its calls logged);
+:func:`explore` runs one property for :data:`EXAMPLES` examples with a fixed seed and no
+example database; the strategies below (:func:`hostile_text`, :func:`any_value`,
+:func:`records`, :func:`vectors`, :data:`INJECTIONS`...) are shared by the five backend modules.
 """
 
 from __future__ import annotations
@@ -27,19 +30,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import logging
 import os
 import threading
 import zlib
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
 
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from secretwatch import WatchWindow, active_sweep, stack_secrets
 
 from mas_storage import StorageError
 
@@ -47,25 +49,21 @@ __all__ = [
     "CALL_TIMEOUT",
     "EXAMPLES",
     "INJECTIONS",
-    "LOGGERS",
+    "MESSAGE_BOUND",
     "CallHung",
     "HostileSession",
     "LoopThread",
     "Outcome",
-    "SecretWatch",
     "StateGuard",
     "any_value",
     "arguments",
-    "exception_texts",
     "explore",
-    "find_secrets",
     "hostile_session",
     "hostile_text",
     "huge_text",
     "json_objects",
     "maybe",
     "records",
-    "stack_secrets",
     "vectors",
     "weighted",
 ]
@@ -77,28 +75,8 @@ _T = TypeVar("_T")
 EXAMPLES = int(os.environ.get("MAS_HOSTILE_EXAMPLES", "500"))
 #: Seconds one adapter call may take before the suite calls it a hang.
 CALL_TIMEOUT = 60.0
-
-#: Every logger the adapters and their drivers write to (the secrets check watches them all).
-LOGGERS = (
-    "",  # root
-    "mas_storage",
-    "mas_storage_postgres",
-    "mas_storage_redis",
-    "mas_storage_qdrant",
-    "mas_storage_neo4j",
-    "mas_storage_typesense",
-    "neo4j",
-    "httpx",
-    "httpcore",
-    "redis",
-    "psycopg",
-    "psycopg.pool",
-    "qdrant_client",
-    "urllib3",
-    "grpc",
-    "asyncio",
-)
-
+#: The longest message a StorageError may carry, whatever the input (the core's documented cap).
+MESSAGE_BOUND = 2000
 
 # -- the event loop the adapters live on -------------------------------------------------------
 
@@ -135,153 +113,6 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)
         self.loop.close()
-
-
-# -- secrets -----------------------------------------------------------------------------------
-
-
-def stack_secrets(outputs: Mapping[str, Any]) -> list[str]:
-    """Every password and API key of the stack outputs (also URL-encoded, where it differs)."""
-    found: list[str] = []
-    for key, value in outputs.items():
-        if not isinstance(value, str) or not value:
-            continue
-        if key.endswith(("_password", "_api_key")):
-            found.append(value)
-        elif key.endswith("_url"):
-            password = urlsplit(value).password
-            if password:
-                found.append(password)
-    for secret in list(found):
-        encoded = quote(secret, safe="")
-        if encoded != secret:
-            found.append(encoded)
-    assert all(len(s) >= 8 for s in found), "a stack secret is too short to search for"
-    return sorted(set(found))
-
-
-def exception_texts(exc: BaseException) -> list[str]:
-    """``str`` and ``repr`` of ``exc`` and of every exception chained to it (cause, context,
-    ``.orig``), each once."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts += [str(current), repr(current), *map(str, getattr(current, "__notes__", ()))]
-        for linked in (current.__cause__, current.__context__, getattr(current, "orig", None)):
-            if isinstance(linked, BaseException):
-                todo.append(linked)
-    return texts
-
-
-def find_secrets(texts: Iterable[str], secrets: Sequence[str]) -> list[str]:
-    """The texts that contain one of ``secrets``: an excerpt around the hit, every secret in
-    it masked (a failure report must not print what it found)."""
-    longest_first = sorted(secrets, key=len, reverse=True)
-    leaks = []
-    for text in texts:
-        for secret in secrets:
-            at = text.find(secret)
-            if at >= 0:
-                excerpt = text[max(0, at - 80) : at + len(secret) + 40]
-                for known in longest_first:
-                    excerpt = excerpt.replace(known, "<SECRET>")
-                leaks.append(excerpt)
-    return leaks
-
-
-class SecretWatch(logging.Filter):
-    """Scans every log record (message, arguments, traceback) for the stack's secrets.
-
-    :meth:`watching` turns every logger to DEBUG: the root and every logger of :data:`LOGGERS`
-    by level, and every logger that exists by this watch as a filter. A logger's filter sees
-    each record logged on it before any handler does: the watch scans the record, then lets it
-    through only if it would have been emitted without the watch. So pytest's log capture sees
-    what it always sees, while the DEBUG records of thousands of calls are scanned, not stored.
-    A handler on the root scans the records of loggers created while watching (they carry no
-    filter).
-    """
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = list(secrets)
-        self.records = 0
-        self.leaks: list[str] = []
-        self.recent: deque[str] = deque(maxlen=50)
-        self.by_logger: Counter[str] = Counter()
-        self._floor: dict[str, int] = {}
-        self._late = _LateRecords(self)
-
-    def scan(self, record: logging.LogRecord) -> None:
-        """Check one record; each record is scanned once."""
-        if getattr(record, "_secret_scanned", False):
-            return
-        record._secret_scanned = True
-        try:
-            message = record.getMessage()
-        except Exception as exc:  # a malformed record is a finding of its own
-            message = f"<unformattable record {record.msg!r}: {exc!r}>"
-        texts = [message, repr(record.args)]
-        if record.exc_info and record.exc_info[1] is not None:
-            texts += exception_texts(record.exc_info[1])
-            texts.append(logging.Formatter().formatException(record.exc_info))
-        if record.stack_info:
-            texts.append(record.stack_info)
-        self.records += 1
-        self.by_logger[record.name.split(".")[0]] += 1
-        self.recent.append(f"{record.name} {record.levelname}: {message[:300]}")
-        found = find_secrets(texts, self.secrets)
-        if found:  # one entry per record: its first leaking text
-            self.leaks.append(f"{record.name} {record.levelname}: {found[0]}")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.scan(record)
-        return record.levelno >= self._floor.get(record.name, logging.WARNING)
-
-    @contextmanager
-    def watching(self) -> Iterator[SecretWatch]:
-        """Watch every logger at DEBUG (see the class docstring); restore everything after."""
-        manager = logging.Logger.manager
-        named = [logging.getLogger(name) for name in LOGGERS]
-        existing = [log for log in manager.loggerDict.values() if isinstance(log, logging.Logger)]
-        loggers = list({id(log): log for log in [*named, *existing]}.values())
-        self._floor = {log.name: log.getEffectiveLevel() for log in loggers}
-        levels = [(log, log.level) for log in named]
-        for log in loggers:
-            log.addFilter(self)
-        for log in named:
-            log.setLevel(logging.DEBUG)
-        root = logging.getLogger()
-        root.addHandler(self._late)
-        try:
-            yield self
-        finally:
-            root.removeHandler(self._late)
-            for log, level in levels:
-                log.setLevel(level)
-            for log in loggers:
-                log.removeFilter(self)
-
-    def assert_clean(self) -> None:
-        """Fail naming every leak seen."""
-        assert not self.leaks, f"secrets in {len(self.leaks)} log records:\n" + "\n".join(
-            self.leaks[:20]
-        )
-
-
-class _LateRecords(logging.Handler):
-    """Scans the records that reach the root from loggers without the watch's filter."""
-
-    def __init__(self, watch: SecretWatch) -> None:
-        super().__init__(logging.DEBUG)
-        self.watch = watch
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.watch.scan(record)
 
 
 # -- the state guard ---------------------------------------------------------------------------
@@ -332,15 +163,9 @@ class StateGuard:
     state; it runs on the same loop as the adapter, before and after every call.
     """
 
-    def __init__(
-        self,
-        loop: LoopThread,
-        snapshot: Callable[[], Awaitable[Any]],
-        secrets: Sequence[str],
-    ) -> None:
+    def __init__(self, loop: LoopThread, snapshot: Callable[[], Awaitable[Any]]) -> None:
         self.loop = loop
         self.snapshot = snapshot
-        self.secrets = list(secrets)
         self.tally: Counter[tuple[str, str]] = Counter()
         self.broken: str | None = None
         #: The state after the last checked call, reused as the next call's "before" (one
@@ -424,9 +249,14 @@ class StateGuard:
         return Outcome(value=value)
 
     def _check_error(self, op: str, err: StorageError) -> None:
-        leaks = find_secrets(exception_texts(err), self.secrets)
+        leaks = active_sweep().exception(err, op)
         assert not leaks, f"{op}: a secret is in the error or its causes: {leaks}"
-        assert err.backend, f"{op}: {type(err).__name__} names no backend: {err!r}"
+        assert err.backend, f"{op}: {type(err).__name__} names no backend: {_shorten(err)}"
+        size = max(len(str(err)), len(str(err.message)))
+        assert size <= MESSAGE_BOUND, (
+            f"{op}: {type(err).__name__} carries a message of {size:,} characters (bound "
+            f"{MESSAGE_BOUND:,}): {_shorten(str(err))}"
+        )
 
     def assert_exercised(self, op: str, *, accepted: bool = True, rejected: bool = True) -> None:
         """The examples of ``op`` reached both outcomes (so both paths were checked)."""
@@ -442,30 +272,29 @@ class StateGuard:
 
 @dataclass
 class HostileSession:
-    """What one test module shares: the loop its adapters live on, and the secret watch."""
+    """What one test module shares: the loop its adapters live on, and its log window."""
 
     loop: LoopThread
-    secrets: list[str] = field(repr=False)  # a failing test prints its fixtures' reprs
-    watch: SecretWatch
+    watch: WatchWindow
 
     def guard(self, snapshot: Callable[[], Awaitable[Any]]) -> StateGuard:
         """A :class:`StateGuard` over ``snapshot`` on this session's loop."""
-        return StateGuard(self.loop, snapshot, self.secrets)
+        return StateGuard(self.loop, snapshot)
 
 
 @contextmanager
 def hostile_session(outputs: Mapping[str, Any], name: str) -> Iterator[HostileSession]:
-    """A loop thread and a DEBUG secret watch for one test module; both undone on exit.
+    """A loop thread for one test module, and its window on the session's log watch.
 
     The module's last test asserts ``session.watch`` clean: every record the module's calls
-    logged (adapters and drivers, at DEBUG) is scanned for the stack's secrets.
+    logged (adapters and drivers, at DEBUG) was scanned for the stack's secrets.
     """
-    secrets = stack_secrets(outputs)
+    sweep = active_sweep()
+    missing = set(stack_secrets(outputs)) - set(sweep.secrets)
+    assert not missing, "the session's sweep does not search for these outputs' secrets"
     loop = LoopThread(f"hostile-{name}")
-    watch = SecretWatch(secrets)
     try:
-        with watch.watching():
-            yield HostileSession(loop, secrets, watch)
+        yield HostileSession(loop, sweep.watch.window())
     finally:
         loop.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from faults import BACKENDS, Target, open_target
+from secretwatch import active_sweep
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,8 +52,12 @@ def pool_limit(target: Target) -> int:
 
 
 async def gather_all(calls: list[Any]) -> None:
-    """Run ``calls`` concurrently; fail listing every exception (none may be raised)."""
+    """Run ``calls`` concurrently; fail listing every exception (none may be raised, and each
+    one is scanned for secrets before its text goes into the failure report)."""
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            active_sweep().exception(outcome, "of a concurrent call")
     errors = Counter(f"{type(o).__name__}: {o}"[:200] for o in outcomes if isinstance(o, Exception))
     assert not errors, f"{sum(errors.values())} of {len(calls)} calls failed: {errors}"
 

@@ -4,7 +4,8 @@ One module-scoped run drives all five adapters through their normal operations a
 the failure paths that carry credentials, with every logger at DEBUG (the root, mas_storage,
 the adapters, neo4j, httpx, httpcore, redis, psycopg, qdrant_client...), and collects:
 
-* every log record (message, arguments, traceback), scanned by :class:`hostile.SecretWatch`;
+* every log record (message, arguments, traceback), scanned by the session's sweep
+  (:mod:`secretwatch`; this module looks at its window of it);
 * every exception raised: ``str`` and ``repr``, and those of its chained causes and ``.orig``;
 * ``repr``/``str`` of every adapter (connected, disconnected, failed), of the driver objects
   the adapters expose, and of every object an adapter holds (config objects, clients,
@@ -15,9 +16,15 @@ the adapters, neo4j, httpx, httpcore, redis, psycopg, qdrant_client...), and col
 The failure paths: the real password with a wrong user, the real password on a closed port
 (connection refused), the real password with one character added (a wrong password that
 contains the real one), a wrong API key, and bad queries. The tests then assert on parts of
-what was collected. The secrets searched for are the stack's (``hostile.stack_secrets``) plus
-the wrong credentials made from them, plus a stand-in Qdrant API key for the server-mode path
-when the outputs have none (the local stack runs Qdrant embedded).
+what was collected. The secrets searched for are the stack's (``secretwatch.stack_secrets``)
+plus the wrong credentials made from them, plus a stand-in Qdrant API key for the server-mode
+path when the outputs have none (the local stack runs Qdrant embedded); those are added to the
+session's sweep too, so they must not appear anywhere for the rest of the run either. Every
+error and adapter collected here also goes through the sweep.
+
+The last tests check the checkers: a private watch nested in the session's catches a planted
+secret, and a whole pytest run whose tests leak one ends red (a child process, with the suite's
+own conftest and a made-up stack).
 """
 
 from __future__ import annotations
@@ -27,16 +34,21 @@ import secrets as token
 import socket
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from hostile import (
-    LoopThread,
+from hostile import LoopThread
+from secretwatch import (
     SecretWatch,
+    WatchWindow,
+    active_sweep,
+    adapter_texts,
     exception_texts,
     find_secrets,
     stack_secrets,
@@ -57,7 +69,7 @@ from mas_storage_typesense import TypesenseAdapter
 
 RUN = f"test-secrets-{uuid.uuid4().hex[:8]}"
 METRIC_FORMATS = ("dict", "json", "prometheus", "csv", "markdown")
-PLAIN_VALUES = (str, bytes, int, float, bool, tuple, list, dict, set, frozenset, type(None))
+HERE = Path(__file__).resolve().parent
 
 
 def _closed_port() -> int:
@@ -80,10 +92,10 @@ def _with(url: str, *, user: str | None = None, password: str | None = None, por
 
 @dataclass(repr=False)  # a failing test prints its fixtures' reprs: no secrets list in it
 class Scan:
-    """What one run collected: texts by origin, errors by scenario, and the log watch."""
+    """What one run collected: texts by origin, errors by scenario, and the log window."""
 
     secrets: list[str]
-    watch: SecretWatch
+    watch: WatchWindow
     texts: list[tuple[str, str]] = field(default_factory=list)
     errors: dict[str, BaseException] = field(default_factory=dict)
 
@@ -96,24 +108,17 @@ class Scan:
         except BaseException as exc:
             self.errors[where] = exc
             self.texts += [(f"error of {where}", text) for text in exception_texts(exc)]
+            active_sweep().exception(exc, where)
             if not isinstance(exc, cls):
                 raise AssertionError(f"{where}: expected {cls.__name__}, got {exc!r}") from exc
             return
         raise AssertionError(f"{where}: expected {cls.__name__}, nothing was raised")
 
     def adapter(self, where: str, adapter: StorageAdapter) -> None:
-        """Keep ``repr``/``str`` of the adapter, of the driver object it exposes, and of every
-        object it holds (config objects, clients, collectors: what a traceback or a debugger
-        shows). Plain values (strings, tuples, dicts...) are the credentials themselves, which
-        the adapter must hold to connect, and are left out, like ``config``."""
-        self.texts += [(f"repr of {where}", repr(adapter)), (f"str of {where}", str(adapter))]
-        for name in ("client", "pool", "driver"):
-            value = getattr(adapter, name, None)
-            if value is not None:
-                self.texts.append((f"repr of {where}.{name}", repr(value)))
-        for name, value in vars(adapter).items():
-            if not isinstance(value, PLAIN_VALUES):
-                self.texts.append((f"repr of {where}.{name}", repr(value)))
+        """Keep the texts of ``secretwatch.adapter_texts``: ``repr``/``str`` of the adapter and
+        of the objects it holds (in this state: connected, disconnected or failed)."""
+        self.texts += [(f"{what} of {where}", text) for what, text in adapter_texts(adapter)]
+        active_sweep().adapter(adapter, where)
 
     async def metrics(self, where: str, adapter: StorageAdapter) -> None:
         for fmt in METRIC_FORMATS:
@@ -260,18 +265,18 @@ def scan(stack_outputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     qdrant_key = stack_outputs.get("qdrant_api_key") or f"qdrant-{token.token_hex(16)}"
     found = stack_secrets({**stack_outputs, "qdrant_api_key": qdrant_key})
     wrong = [f"{secret}x" for secret in found]  # the wrong passwords made from real ones
-    watch = SecretWatch([*found, *wrong])
-    result = Scan([*found, *wrong], watch)
+    sweep = active_sweep()
+    sweep.add_secrets([*found, *wrong])
+    result = Scan([*found, *wrong], sweep.watch.window())
     closed = _closed_port()
     path = str(tmp_path_factory.mktemp("qdrant-secrets"))
     loop = LoopThread("secrets")
     try:
-        with watch.watching():
-            loop.run(_postgres(stack_outputs, result, closed))
-            loop.run(_redis(stack_outputs, result, closed))
-            loop.run(_neo4j(stack_outputs, result, closed))
-            loop.run(_typesense(stack_outputs, result, closed))
-            loop.run(_qdrant(stack_outputs, result, closed, path, qdrant_key))
+        loop.run(_postgres(stack_outputs, result, closed))
+        loop.run(_redis(stack_outputs, result, closed))
+        loop.run(_neo4j(stack_outputs, result, closed))
+        loop.run(_typesense(stack_outputs, result, closed))
+        loop.run(_qdrant(stack_outputs, result, closed, path, qdrant_key))
         yield result
     finally:
         loop.close()
@@ -313,19 +318,112 @@ def test_no_secret_in_metrics_exports(scan: Scan) -> None:
     assert not leaks, "\n".join(leaks)
 
 
-def test_the_checks_catch_a_leak(scan: Scan) -> None:
+def test_the_checks_catch_a_leak() -> None:
     """The mechanism can fail: a secret in a DEBUG record, in a chained cause or in a repr is
-    found (in a private watch, so the module's own stays clean)."""
-    secret = scan.secrets[0]
+    found. The secret is made up, and the watch private, nested in the session's: the session's
+    watch scans the same record but does not know this secret, so the run stays green."""
+    secret = f"made-up-{token.token_hex(12)}"
+    session = active_sweep().watch
+    before = session.records
     watch = SecretWatch([secret])
     with watch.watching():
         logging.getLogger("neo4j.io").debug("C: HELLO %r", {"credentials": secret})
-    assert len(watch.leaks) == 1 and secret not in watch.leaks[0]
+    assert watch.leak_count == 1 and secret not in watch.leaks[0]
+    assert session.records > before  # both watches scanned the record
+    assert logging.getLogger("neo4j").level == logging.DEBUG  # still the session's level
     cause = OSError(f"refused for :{secret}@host")
     err = StorageConnectionError("masked", orig=ValueError("wrapped"))
     err.__cause__ = cause
     assert find_secrets(exception_texts(err), [secret])
     assert find_secrets([repr({"url": f"redis://:{secret}@h"})], [secret])
+
+
+#: A made-up stack for the child run below: its password, API key and the tests that leak them.
+CHILD_CONFTEST = """
+import importlib.util
+import sys
+
+import pytest
+
+sys.path[:0] = [{here!r}, {tests!r}]
+from secretwatch import MaskedOutputs
+
+_spec = importlib.util.spec_from_file_location("reliability_conftest", {conftest!r})
+suite = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(suite)
+secret_sweep = suite.secret_sweep
+pytest_runtest_makereport = suite.pytest_runtest_makereport
+pytest_terminal_summary = suite.pytest_terminal_summary
+
+
+@pytest.fixture(scope="session")
+def stack_outputs():
+    return MaskedOutputs(
+        postgres_url="postgresql://mas:{password}@127.0.0.1:1/db", typesense_api_key="{key}"
+    )
+"""
+CHILD_TESTS = """
+import logging
+
+from mas_storage import StorageAdapter
+
+
+class Leaky(StorageAdapter):
+    kind = "leaky"
+
+    def __repr__(self):
+        return "<Leaky key={key}>"
+
+    async def connect(self): ...
+    async def disconnect(self): ...
+    async def store(self, data): ...
+    async def retrieve(self, id): ...
+    async def search(self, query): ...
+    async def delete(self, id): ...
+
+
+def test_a_driver_logs_the_password_at_debug():
+    logging.getLogger("psycopg.pool").debug("connecting to postgresql://mas:{password}@db")
+
+
+def test_an_adapter_repr_shows_the_key():
+    Leaky({{}})
+
+
+def test_clean():
+    logging.getLogger("mas_storage").debug("nothing to see")
+"""
+
+
+def test_the_sweep_fails_a_run_that_leaks(tmp_path: Path) -> None:
+    """A pytest run under this suite's conftest, with tests that pass but leak a secret (a
+    DEBUG record, an adapter repr), ends red: an error at the session's end naming both leaks
+    (secrets masked), exit status 1, and the summary line counts them."""
+    password, key = f"pw-{token.token_hex(12)}", f"key-{token.token_hex(12)}"
+    fill = {"password": password, "key": key}
+    conftest = HERE / "conftest.py"
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(CHILD_CONFTEST).format(
+            here=str(HERE), tests=str(HERE.parent), conftest=str(conftest), **fill
+        )
+    )
+    (tmp_path / "test_leaky.py").write_text(textwrap.dedent(CHILD_TESTS).format(**fill))
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = child.stdout + child.stderr
+    assert child.returncode == 1, out
+    assert "3 passed, 1 error" in out, out
+    assert "ERROR at teardown of test_clean" in out, out
+    assert "2 secret leak(s)" in out, out
+    assert "[test_leaky.py::test_a_driver_logs_the_password_at_debug] log record: psycopg" in out
+    assert "[test_leaky.py::test_an_adapter_repr_shows_the_key] repr of Leaky" in out, out
+    assert "leaks: 2" in out, out
+    assert password not in out and key not in out, "the report printed a secret it found"
 
 
 def test_redact_is_linear_on_huge_input() -> None:

@@ -1,13 +1,39 @@
-"""Input validators shared by every adapter (the spec's Priority 1 helpers)."""
+"""Input validators shared by every adapter (the spec's Priority 1 helpers), and
+:func:`quote_value`, the bounded way for an error message to quote what the caller passed."""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._exceptions import StorageDataError
 
-__all__ = ["validate_field_types", "validate_required_fields"]
+__all__ = ["QUOTE_CHARS", "quote_value", "validate_field_types", "validate_required_fields"]
+
+#: The longest quote :func:`quote_value` returns.
+QUOTE_CHARS = 120
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel = 3
+_QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = 80
+_QUOTE.maxdict = _QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = _QUOTE.maxfrozenset = 6
+
+
+def quote_value(value: Any) -> str:
+    """A short ``repr`` of a caller's value for an error message (:data:`QUOTE_CHARS` at most).
+
+    Long strings and numbers keep their start and end, containers their first items
+    (:mod:`reprlib`), so a 1 MB value names itself in a line, and a ``__repr__`` that raises
+    gives a placeholder instead of a second error. Use it instead of ``{value!r}``.
+    """
+    try:
+        text = _QUOTE.repr(value)
+    except Exception:  # e.g. an int beyond the interpreter's digit limit, or a broken __len__
+        text = f"<{type(value).__name__} object>"
+    if len(text) > QUOTE_CHARS:  # a container of long items: its start and end
+        half = (QUOTE_CHARS - 3) // 2
+        text = f"{text[:half]}...{text[-half:]}"
+    return text
 
 
 def validate_required_fields(data: Mapping[str, Any], required: Iterable[str]) -> None:
