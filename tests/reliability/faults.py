@@ -553,12 +553,20 @@ async def _postgres(
     }
     adapter = PostgresAdapter(config)
 
+    # Even keys are turns (L1), odd keys facts (L2): both tables under the same outage. Each
+    # write is replay-safe: an explicit turn_id, or the fact's idempotency_key (migration 0002).
     async def write(k: int) -> None:
-        # An explicit turn_id makes add_turn idempotent: a replay returns, adding no row.
+        if k % 2:
+            await adapter.add_fact(session, f"rel-{k}", f"fact {k}", idempotency_key=f"k{k}")
+            return
         got = await adapter.add_turn(session, f"turn {k}", {"k": k}, turn_id=k)
         assert got == k, f"add_turn returned {got} for turn {k}"
 
     async def read(k: int) -> None:
+        if k % 2:
+            facts = await adapter.get_facts(session, f"rel-{k}")
+            assert [f["content"] for f in facts] == [f"fact {k}"], f"fact {k} read as {facts}"
+            return
         rows = await adapter.search({"session_id": session, "turn_id": k})
         assert [r["content"] for r in rows] == [f"turn {k}"], f"turn {k} read back as {rows}"
 
@@ -566,8 +574,10 @@ async def _postgres(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             cur = await conn.execute(
                 "SELECT turn_id, count(*) FROM active_context WHERE session_id = %s "
-                "GROUP BY turn_id",
-                (session,),
+                "GROUP BY turn_id UNION ALL "
+                "SELECT substr(idempotency_key, 2)::int, count(*) FROM working_memory "
+                "WHERE session_id = %s GROUP BY idempotency_key",
+                (session, session),
             )
             return Counter({int(k): int(n) for k, n in await cur.fetchall()})
 
@@ -579,7 +589,11 @@ async def _postgres(
     finally:
         await adapter.disconnect()
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute("DELETE FROM active_context WHERE session_id = %s", (session,))
+            for table in ("active_context", "working_memory"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE session_id = %s",  # noqa: S608 (fixed names)
+                    (session,),
+                )
 
 
 @contextlib.asynccontextmanager

@@ -3,8 +3,9 @@
 Every call during the outage raises StorageConnectionError or StorageTimeoutError within the
 configured timeout plus one second; the same adapter (same pool, no new ``connect()``) serves
 again once the server is back, because the pool checks each connection at checkout and drops
-the dead ones; every acknowledged turn is there afterwards, and the caller's retries of the
-failed ones (``add_turn`` with an explicit ``turn_id``, idempotent) add no second row.
+the dead ones; every acknowledged turn and fact is there afterwards, and the caller's retries
+of the failed ones (``add_turn`` with an explicit ``turn_id``, ``add_fact`` with an
+``idempotency_key``: both idempotent) add no second row.
 """
 
 from __future__ import annotations
