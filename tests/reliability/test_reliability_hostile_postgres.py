@@ -230,6 +230,10 @@ confidence = st.one_of(st.floats(0, 1), st.floats(), st.integers(-1, 2))
 fact_types = st.one_of(st.sampled_from(["preference", "fact"]), st.text(_no_nul, max_size=60))
 source_turns = st.one_of(st.none(), st.lists(turn_ids, max_size=4))
 sql_text = hostile_text(injections=INJECTIONS["sql"])
+#: Idempotency keys of facts (migration 0002): none, valid, SQL injections, over-long, NUL.
+idempotency_keys = st.one_of(
+    st.none(), st.text(_no_nul, min_size=1, max_size=255), sql_text, st.text(), st.integers()
+)
 
 TURN_FIELDS = {
     "session_id": session_ids,
@@ -249,6 +253,7 @@ FACT_FIELDS = {
     "created_at": created,
     "updated_at": created,
     "ttl_expires_at": expiring,
+    "idempotency_key": idempotency_keys,
 }
 
 
@@ -286,7 +291,14 @@ def check_row(pg: Pg, table: str, record_id: Any, given: dict[str, Any]) -> None
     )
     assert len(rows) == 1, f"accepted write {record_id} of {table} is not in the table"
     row = json.loads(rows[0][0])
-    for key in ("session_id", "turn_id", "content", "fact_type", "source_turn_ids"):
+    for key in (
+        "session_id",
+        "turn_id",
+        "content",
+        "fact_type",
+        "source_turn_ids",
+        "idempotency_key",
+    ):
         if key in given:
             expected = given[key]
             if key == "source_turn_ids":
@@ -465,6 +477,7 @@ _ADD_FACT_ARGS = {
     "metadata",
     "ttl",
     "created_at",
+    "idempotency_key",
 }
 
 
@@ -479,6 +492,7 @@ def test_add_fact(pg: Pg) -> None:
             "metadata": metadata,
             "ttl": st.one_of(st.none(), aware, st.timedeltas()),
             "created_at": st.one_of(st.none(), aware),
+            "idempotency_key": idempotency_keys,
         },
         omit=0.05,
     )
