@@ -10,7 +10,6 @@ that no credential of the config appears in any export. Everything is created un
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,9 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from embedded_qdrant import connect_when_unlocked
 from prometheus_client.parser import text_string_to_metric_families
 
-from mas_storage import StorageAdapter, StorageConnectionError, StorageDataError, create_adapter
+from mas_storage import StorageDataError, create_adapter
 
 QDRANT_DIM = 8
 
@@ -134,25 +134,13 @@ def _secrets(config: dict[str, Any]) -> list[str]:
     return found
 
 
-async def _connect(adapter: StorageAdapter, attempts: int = 60) -> None:
-    """Connect; wait while another client briefly holds Qdrant's embedded path lock."""
-    for attempt in range(attempts):
-        try:
-            await adapter.connect()
-            return
-        except StorageConnectionError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.25)
-
-
 @pytest.mark.parametrize("kind", list(CASES))
 async def test_adapter_records_its_metrics(kind: str, stack_outputs: dict[str, Any]) -> None:
     case = CASES[kind]
     run = f"test-metrics-{uuid.uuid4().hex[:10]}"
     config = {**case.config(stack_outputs, run), "metrics": {"max_history": 50}}
     adapter = create_adapter(kind, config)
-    await _connect(adapter)
+    await connect_when_unlocked(adapter)
     try:
         record_id = await adapter.store(case.record(run))
         stored = await adapter.retrieve(record_id)

@@ -355,15 +355,16 @@ class RedisAdapter(StorageAdapter):
         for index, turn in enumerate(turns):
             try:
                 sid = turn.get("session_id") if type(turn) is dict else None
-                key = keys.get(sid) if type(sid) is str else None
-                key, payload, rid = self._encode_turn(turn, key=key, now=now)
+                known = keys.get(sid) if type(sid) is str else None
+                key, payload, rid = self._encode_turn(turn, key=known, now=now)
             except StorageDataError as exc:
                 raise StorageDataError(f"turns[{index}]: {exc.message}") from exc
             ids.append(rid)
+            if known is None and type(sid) is str:
+                keys[sid] = key
             group = groups.get(key)
             if group is None:
                 groups[key] = [payload]
-                keys[sid] = key
             else:
                 group.append(payload)
         window = self.window_size

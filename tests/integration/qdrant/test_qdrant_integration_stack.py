@@ -10,29 +10,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from typing import Any
 
 import pytest
+from embedded_qdrant import connect_when_unlocked
 
-from mas_storage import StorageConnectionError
 from mas_storage_qdrant import QdrantAdapter
 
 DIM = 384
-
-
-async def _connect_waiting_for_lock(adapter: QdrantAdapter, attempts: int = 40) -> None:
-    """Connect, waiting while another short-lived client holds the embedded path's lock."""
-    for attempt in range(attempts):
-        try:
-            await adapter.connect()
-            return
-        except StorageConnectionError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.25)
 
 
 async def _exercise(adapter: QdrantAdapter) -> None:
@@ -63,7 +50,7 @@ async def test_stack_embedded_path(stack_outputs: dict[str, Any]) -> None:
     if not path:
         pytest.skip("the stack outputs have no qdrant_path (Qdrant runs as a server there)")
     adapter = QdrantAdapter({"path": path, "collection_name": f"test-{uuid.uuid4().hex[:12]}"})
-    await _connect_waiting_for_lock(adapter)
+    await connect_when_unlocked(adapter)
     try:
         await _exercise(adapter)
     finally:
