@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutExpired
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from ._errors import DevstackError, ServiceStartError
 from ._layout import PORT_BASE_ENV, SERVICE_NAMES, Layout, Ports, resolve_root
@@ -33,6 +34,9 @@ from ._process import (
 )
 from ._secrets import Secrets, load_or_create_secrets, write_private_json
 from ._services import OUTPUT_KEYS, SERVICE_CLASSES, Postgres, ProcessService, Service
+
+#: How many times a server that exits during its start is started (see ``_start_process``).
+START_ATTEMPTS = 3
 
 log = logging.getLogger("mas_devstack")
 
@@ -286,8 +290,24 @@ class Stack:
                 cwd=service.data_dir,
                 popen_kwargs=service.popen_kwargs(),
             )
+            # Our ports lie inside Linux's ephemeral range (32768-60999), so a client socket of
+            # any process may briefly hold one of them as its local port, and the server then
+            # exits at once ("Fail to listen"; seen once for Typesense's peering port). A server
+            # that exits during its start is therefore started again, twice at most.
+            retrying = Retrying(
+                retry=retry_if_exception_type(ProcessExitedWithError),
+                stop=stop_after_attempt(START_ATTEMPTS),
+                wait=wait_fixed(2.0),
+                before_sleep=lambda state: log.warning(
+                    "%s: exited during its start; starting it again (attempt %d of %d)",
+                    name,
+                    state.attempt_number + 1,
+                    START_ATTEMPTS,
+                ),
+                reraise=True,
+            )
             try:
-                executor.start()
+                retrying(executor.start)
             except ProcessExitedWithError as exc:
                 tail = log_tail(log_path, redact=secrets)
                 reason = f"it exited with status {exc.exit_code}"

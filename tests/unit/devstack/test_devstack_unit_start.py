@@ -20,6 +20,7 @@ from devstack_fakes import ECHO, EchoService, with_echo
 
 from mas_devstack import DevstackError, ServiceStartError, Stack
 from mas_devstack._process import port_open
+from mas_devstack._stack import START_ATTEMPTS
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -135,6 +136,30 @@ def test_a_crashing_backend_raises_with_its_masked_log_tail(stack: Stack) -> Non
     assert caught.value.service == "redis"
     assert stack.pid("redis") is None
     assert not stack.layout.pid_path("redis").exists()
+    # Started START_ATTEMPTS times before giving up (each attempt logs its line).
+    log_text = stack.layout.log_path("redis").read_text()
+    assert log_text.count("boom: bad config") == START_ATTEMPTS
+
+
+def test_a_backend_that_exits_at_its_first_start_is_started_again(stack: Stack) -> None:
+    class FlakyBind(EchoService):
+        # Exits the first time, as a server does when its port is briefly held elsewhere.
+        script = (
+            "import os, sys\n"
+            "if not os.path.exists('tried-once'):\n"
+            "    open('tried-once', 'w').close()\n"
+            "    print('Fail to listen', flush=True)\n"
+            "    sys.exit(255)\n" + ECHO
+        )
+
+    service = with_echo(stack, FlakyBind)
+    try:
+        assert stack.start("redis") is True
+        assert service.check(2.0)
+        assert stack.pid("redis") is not None
+        assert "Fail to listen" in stack.layout.log_path("redis").read_text()
+    finally:
+        stack.down()
 
 
 def test_a_backend_that_never_answers_is_killed_after_its_timeout(stack: Stack) -> None:
