@@ -24,6 +24,7 @@ from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, unit
 from neo4j import exceptions as nx
 
 from mas_storage import (
+    DatabaseFacts,
     StorageAdapter,
     StorageDataError,
     StorageError,
@@ -92,6 +93,10 @@ class Neo4jAdapter(StorageAdapter):
         self._ensured: set[str] = set()
         self._schema_lock: asyncio.Lock | None = None
         self._counters: Counter[str] = Counter()
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Span/metric facts: the server of the bolt URI and the database as ``db.namespace``."""
+        return DatabaseFacts.from_url("neo4j", self.uri, 7687, namespace=self.database)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -19,11 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
-from mas_storage import StorageAdapter, StorageDataError, StorageError, mask_url
+from mas_storage import DatabaseFacts, StorageAdapter, StorageDataError, StorageError, mask_url
 
 from . import _sql
 from ._config import ACTIVE_CONTEXT, WORKING_MEMORY, PostgresConfig
@@ -63,6 +64,18 @@ _COPY_TYPES: Final = {
 }
 #: First key of the two-int advisory locks that serialise turn numbering per session.
 _TURN_LOCK_SPACE: Final = 0x6D6173  # "mas"
+#: The table of each domain method, for ``db.collection.name`` (``None``: two tables).
+_OPERATION_TABLES: Final[dict[str, str | None]] = {
+    "add_turn": ACTIVE_CONTEXT,
+    "get_recent_turns": ACTIVE_CONTEXT,
+    "delete_turn": ACTIVE_CONTEXT,
+    "cleanup_expired_turns": ACTIVE_CONTEXT,
+    "add_fact": WORKING_MEMORY,
+    "get_facts": WORKING_MEMORY,
+    "update_fact": WORKING_MEMORY,
+    "clear_session": None,
+    "cleanup_expired": None,
+}
 _METADATA_INDEX: Final = {table: COLUMNS[table].index("metadata") for table in COLUMNS}
 _UNSET: Final[Any] = object()
 
@@ -145,6 +158,23 @@ class PostgresAdapter(StorageAdapter):
     def pool(self) -> AsyncConnectionPool[_BoundedConnection] | None:
         """The open pool, or ``None`` before ``connect()`` and after ``disconnect()``."""
         return self._pool
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Span/metric facts: server and database from the conninfo (URL or ``key=value``),
+        the configured table for the generic API, each domain method's own table."""
+        try:
+            info = conninfo_to_dict(self._cfg.url)
+        except psycopg.Error:
+            info = {}
+        host, port = info.get("host"), str(info.get("port") or "5432")
+        return DatabaseFacts(
+            "postgresql",
+            str(host) if host else None,
+            int(port) if host and port.isdigit() else None,
+            str(info["dbname"]) if info.get("dbname") else None,
+            self._cfg.table,
+            _OPERATION_TABLES,
+        )
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
         return map_error(exc, op, timeout=self._cfg.timeout, pool_size=self._cfg.pool_size)

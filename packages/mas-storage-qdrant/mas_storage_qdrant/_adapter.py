@@ -26,6 +26,7 @@ from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mas_storage import (
+    DatabaseFacts,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -187,6 +188,20 @@ class QdrantAdapter(StorageAdapter):
         if location:
             return "embedded", {"location": ":memory:"}
         return "embedded", {"path": str(cfg["path"])}
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Span/metric facts: the server (none for the embedded engine, whose spans are
+        ``INTERNAL``) and the adapter's collection."""
+        kwargs = self._client_kwargs
+        if self.mode == "embedded":
+            return DatabaseFacts("qdrant", collection=self.collection_name, in_process=True)
+        if kwargs.get("url"):
+            return DatabaseFacts.from_url(
+                "qdrant", kwargs["url"], 6333, collection=self.collection_name
+            )
+        return DatabaseFacts(
+            "qdrant", kwargs["host"], int(kwargs["port"]), collection=self.collection_name
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

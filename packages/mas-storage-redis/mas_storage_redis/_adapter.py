@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
@@ -24,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from mas_storage import (
+    DatabaseFacts,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -182,6 +184,18 @@ class RedisAdapter(StorageAdapter):
         self._owns_client = client is None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Span/metric facts: the server, and the database index as ``db.namespace`` (the
+        URL's path when a URL is given)."""
+        if not self.url:
+            return DatabaseFacts(
+                "redis", self.host, self.port, str(self.db), namespace_in_span_name=False
+            )
+        index = urlsplit(self.url).path.strip("/") or "0"
+        return DatabaseFacts.from_url(
+            "redis", self.url, 6379, namespace=index, namespace_in_span_name=False
+        )
 
     @property
     def client(self) -> aioredis.Redis | None:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from mas_storage import (
+    DatabaseFacts,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -213,6 +214,10 @@ class TypesenseAdapter(StorageAdapter):
         cuts its JSON answer at the NUL, and only the raw text is left to read.
         """
         return response.status_code == 404 and _DOC_NOT_FOUND in server_message(response)
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Span/metric facts: the server and the adapter's collection."""
+        return DatabaseFacts.from_url("typesense", self.url, 8108, collection=self.collection_name)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from ._settings import (
     load_stack_outputs,
     stack_outputs_path,
 )
+from ._telemetry import DatabaseFacts, configure_telemetry
 from ._validation import validate_field_types, validate_required_fields
 from .metrics import MetricsCollector
 
@@ -46,6 +47,7 @@ __all__ = [
     "STACK_OUTPUT_KEYS",
     "AdapterConfig",
     "AdapterNotFoundError",
+    "DatabaseFacts",
     "MetricsCollector",
     "Neo4jSettings",
     "PostgresSettings",
@@ -61,6 +63,7 @@ __all__ = [
     "StorageTimeoutError",
     "TypesenseSettings",
     "available_adapters",
+    "configure_telemetry",
     "create_adapter",
     "get_adapter_class",
     "load_stack_outputs",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ._exceptions import StorageConnectionError, StorageDataError, StorageError
 from ._operations import OPERATION_ATTR, operation, translate_error
+from ._telemetry import DatabaseFacts
 from .metrics import MetricsCollector, check_format
 from .metrics import export as export_report
 
@@ -181,6 +182,14 @@ class StorageAdapter(ABC):
     async def _get_backend_metrics(self) -> dict[str, Any] | None:
         """Backend-side figures, fetched on request only (never on the hot path)."""
         return None
+
+    def _telemetry_facts(self) -> DatabaseFacts:
+        """Facts for OpenTelemetry attributes (``db.system.name``, ``server.address``...).
+
+        Asked once per adapter when spans or OTel metrics are on; never secrets. The core
+        makes every span and metric itself (:mod:`mas_storage._telemetry`).
+        """
+        return DatabaseFacts(system=self.kind)
 
     # -- metrics -----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 :func:`operation` when the class is created, so no adapter re-implements any of this:
 
 * the "not connected" check, or the lazy first connect when ``auto_connect`` is on;
-* timing and metrics for the operation;
+* timing and metrics for the operation, and its OpenTelemetry span and metrics when a provider
+  is configured (:mod:`mas_storage._telemetry`; nothing is done, at no measurable cost, when
+  none is);
 * translation of driver exceptions into the six storage errors, chained with ``from`` and kept
   as ``.orig``, with every secret of the adapter's config masked out of the message;
 * logging with the adapter kind and the operation name.
@@ -22,6 +24,7 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _telemetry
 from ._exceptions import (
     StorageConnectionError,
     StorageDataError,
@@ -87,6 +90,12 @@ def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_
 
         @functools.wraps(fn)
         async def wrapper(self: StorageAdapter, *args: Any, **kwargs: Any) -> Any:
+            # OpenTelemetry: ``tel`` stays None (two module reads) unless a provider is set.
+            tel = span = otel_token = None
+            if _telemetry.OTEL_AVAILABLE:
+                tel = _telemetry.current()
+                if tel is not None:
+                    span, otel_token = tel.start(self, op)
             if connects:
                 token = _CONNECTING.set(self) if op == "connect" else None
             else:
@@ -97,29 +106,49 @@ def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_
                         await self._require_connection(op)
                     except StorageError as refused:
                         # A call refused for want of a connection is a failed operation too.
-                        self.metrics.record(op, perf_counter() - start, refused, args)
+                        seconds = perf_counter() - start
+                        self.metrics.record(op, seconds, refused, args)
+                        if tel is not None:
+                            tel.finish(self, op, span, otel_token, seconds, refused)
+                        raise
+                    except BaseException:
+                        if tel is not None:
+                            tel.abandon(span, otel_token)
                         raise
             metrics = self.metrics
             start = perf_counter()
             try:
                 result = await fn(self, *args, **kwargs)
             except StorageError as err:
+                seconds = perf_counter() - start
                 if err.backend is None:
                     err.backend = self.kind
                 if err.operation is None:
                     err.operation = op
-                metrics.record(op, perf_counter() - start, err, args)
+                metrics.record(op, seconds, err, args)
+                if tel is not None:
+                    tel.finish(self, op, span, otel_token, seconds, err)
                 _log_failure(self, op, err)
                 raise
             except Exception as exc:
+                seconds = perf_counter() - start
                 translated = translate_error(self, exc, op)
-                metrics.record(op, perf_counter() - start, translated, args)
+                metrics.record(op, seconds, translated, args)
+                if tel is not None:
+                    tel.finish(self, op, span, otel_token, seconds, translated)
                 _log_failure(self, op, translated)
                 raise translated from exc
+            except BaseException:  # cancellation: never recorded as an outcome
+                if tel is not None:
+                    tel.abandon(span, otel_token)
+                raise
             finally:
                 if token is not None:
                     _CONNECTING.reset(token)
-            metrics.record(op, perf_counter() - start, None, args)
+            seconds = perf_counter() - start
+            metrics.record(op, seconds, None, args)
+            if tel is not None:
+                tel.finish(self, op, span, otel_token, seconds, None, result)
             return result
 
         setattr(wrapper, OPERATION_ATTR, op)
