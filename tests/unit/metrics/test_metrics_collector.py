@@ -13,6 +13,9 @@ import pytest
 
 from mas_storage import StorageDataError, StorageQueryError
 from mas_storage.metrics import MAX_ERRORS, MAX_OPERATIONS, MetricsCollector, estimate_size
+from mas_storage.metrics import _collector as collector_module
+from mas_storage.metrics._collector import VOLUME_SAMPLE_EVERY
+from mas_storage.metrics._storage import FOLD_BATCH
 
 
 def _ops(report: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +158,9 @@ async def test_sampling_keeps_counts_exact_and_samples_a_fraction() -> None:
     assert retrieve["total_count"] == 100
     assert retrieve["latency_samples"] == 50
     assert retrieve["total_time_ms"] == pytest.approx(100.0)
-    # 50 sampled calls of 4 bytes, each scaled by 1 / 0.25.
-    assert retrieve["bytes_total"] == 50 * 16
+    # 50 sampled calls of 4 bytes measured, extrapolated to the 100 calls (a ratio estimate:
+    # the true 400, where scaling each sample by 1 / 0.25 gave 800 with this draw sequence).
+    assert retrieve["bytes_total"] == 100 * 4
 
 
 async def test_errors_are_always_sampled() -> None:
@@ -352,6 +356,57 @@ async def test_concurrent_threads_lose_no_count() -> None:
     store = _ops(await collector.get_metrics())["store"]
     assert store["total_count"] == 40_000
     assert store["bytes_total"] == 120_000
+
+
+async def test_payloads_are_measured_exactly_first_then_on_a_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collector = MetricsCollector()
+    measured: list[int] = []
+    original = collector_module._payload_size
+
+    def spy(args: tuple[Any, ...]) -> int:
+        measured.append(1)
+        return original(args)
+
+    monkeypatch.setattr(collector_module, "_payload_size", spy)
+    for i in range(FOLD_BATCH + 3_200):
+        # Two payload sizes, alternating: the estimate is a ratio over the measured calls.
+        collector.record("store", 0.001, None, ("x" * (10 if i % 2 else 30),))
+    sampled = len(measured) - FOLD_BATCH
+    assert 3_200 / VOLUME_SAMPLE_EVERY / 2 < sampled < 3_200 / VOLUME_SAMPLE_EVERY * 2
+    store = _ops(await collector.get_metrics())["store"]
+    true_total = (FOLD_BATCH + 3_200) * 20
+    assert store["total_count"] == FOLD_BATCH + 3_200
+    assert abs(store["bytes_total"] - true_total) < true_total * 0.15
+
+
+async def test_every_call_of_a_rare_operation_is_measured_until_it_is_common() -> None:
+    collector = MetricsCollector()
+    collector._volume_rand = lambda: 0.99  # the longest gaps, once sampling starts
+    for _ in range(500):
+        collector.record("store", 0.001, None, ("abc",))
+    for size in (5, 7, 9):
+        collector.record("search", 0.001, None, ("q" * size,))
+    ops = _ops(await collector.get_metrics())
+    assert ops["search"]["bytes_total"] == 5 + 7 + 9
+    assert ops["store"]["bytes_total"] == 500 * 3
+
+
+async def test_queued_calls_stay_bounded_and_are_folded_before_any_read() -> None:
+    collector = MetricsCollector()
+    queues = collector.storage.queues
+    for i in range(10 * FOLD_BATCH + 5):
+        collector.record("retrieve", 0.001 * (i + 1), None, (f"id-{i}",))
+        assert len(queues["retrieve"]) < 3 * FOLD_BATCH
+    assert len(queues["retrieve"]) == 3 * 5
+    report = await collector.get_metrics()
+    retrieve = _ops(report)["retrieve"]
+    calls = 10 * FOLD_BATCH + 5
+    assert retrieve["total_count"] == calls
+    assert retrieve["latency_samples"] == calls
+    assert retrieve["total_time_ms"] == pytest.approx(sum(range(1, calls + 1)))
+    assert not queues["retrieve"]
 
 
 # -- payload size ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The core wrapper (:mod:`mas_storage._operations`) calls :meth:`MetricsCollector.record`
 synchronously after each adapter call, success or failure, ``connect`` and ``disconnect``
-included. ``record`` is the hot path: it takes the time of a clock read, one lock and a handful
-of increments (a few microseconds, measured in ``tests/benchmarks/bench_metrics.py``); it never
+included. ``record`` is the hot path: a clock read, a few checks and one tuple queued (the
+store folds the queue in batches); the payload is measured on a sample of the calls. Its cost
+against a loopback Redis call is measured in ``tests/benchmarks/bench_metrics.py``. It never
 awaits and never computes a statistic. Percentiles and rates are computed when metrics are read.
 """
 
@@ -21,10 +22,15 @@ from mas_storage._redact import redact
 from ._aggregator import MetricsAggregator, format_timestamp
 from ._exporters import check_format, export
 from ._size import estimate_size
-from ._storage import ErrorRecord, MetricsStorage
+from ._storage import FOLD_BATCH, MAX_OPERATIONS, ErrorRecord, MetricsStorage
 from ._timer import OperationTimer
 
-__all__ = ["DEFAULT_CONFIG", "MAX_MESSAGE_CHARS", "MetricsCollector"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "MAX_MESSAGE_CHARS",
+    "VOLUME_SAMPLE_EVERY",
+    "MetricsCollector",
+]
 
 #: The ``metrics`` config keys and their defaults.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -41,6 +47,14 @@ MAX_MESSAGE_CHARS = 500
 _LIFECYCLE = frozenset({"connect", "disconnect"})
 #: Rate buckets per window at most: memory per operation stays small for long windows.
 _MAX_BUCKETS = 120
+#: Then (after each operation's first FOLD_BATCH calls, all measured) one successful call in
+#: this many, on average, has its payload measured, at random gaps: a fixed stride could lock
+#: onto a periodic pattern of calls.
+VOLUME_SAMPLE_EVERY = 16
+#: Skips drawn uniformly in ``[0, _MAX_SKIP)``: mean ``VOLUME_SAMPLE_EVERY - 1``.
+_MAX_SKIP = 2 * VOLUME_SAMPLE_EVERY - 1
+#: A queue of this many floats is folded (three per call).
+_FOLD_FLOATS = 3 * FOLD_BATCH
 
 
 def _payload_size(args: tuple[Any, ...]) -> int:
@@ -100,8 +114,11 @@ class MetricsCollector:
 
     ``config`` takes the keys of :data:`DEFAULT_CONFIG` (``True``/``None`` mean defaults,
     ``False`` disables). With ``sampling_rate`` below 1, counts, total time and rates stay
-    exact; only the latency samples and the payload measurement are sampled (payload bytes are
-    scaled up accordingly). Errors are always recorded in full.
+    exact; only the latency samples and the payload measurement are sampled. Payloads are
+    measured on each operation's first batch of calls (:data:`FOLD_BATCH`), then on one in
+    :data:`VOLUME_SAMPLE_EVERY`, and the measured bytes are extrapolated to every call (a
+    ratio estimate, see :mod:`._storage`): measuring a payload is the dearest step of a call.
+    Errors are always recorded in full.
 
     ``adapter`` names the backend in reports and labels. ``secrets`` are masked out of every
     error message recorded. ``clock`` (monotonic seconds) and ``rand`` can be injected in tests.
@@ -128,6 +145,12 @@ class MetricsCollector:
         self._secrets = tuple(secrets)
         self._clock = clock
         self._rand = rand
+        #: Its own generator: payload sampling must not shift the draws of latency sampling.
+        self._volume_rand: Callable[[], float] = random.Random().random
+        #: Operations still in their first batch: every payload measured.
+        self._exact: set[str] = set()
+        #: Successful calls whose payload is skipped before the next one is measured.
+        self._skip = 0
         self._bucket_seconds = max(1.0, self.aggregation_window / _MAX_BUCKETS)
         self._storage = MetricsStorage(
             self.max_history,
@@ -135,6 +158,7 @@ class MetricsCollector:
             bucket_seconds=self._bucket_seconds,
             clock=clock,
         )
+        self._queues = self._storage.queues
         self._started = clock()
 
     @property
@@ -155,23 +179,44 @@ class MetricsCollector:
 
         ``error`` is the exception it raised, or ``None``. ``args`` are its positional
         arguments: only their approximate size is taken (``track_data_volume``), never their
-        values. Called by the core for every adapter operation; cheap and synchronous.
+        values, on a sample of the calls (see the class docstring). Called by the core for every
+        adapter operation; cheap and synchronous (it queues three numbers, see :mod:`._storage`).
         """
         if not self.enabled:
             return
         now = self._clock()
         if error is None:
-            rate = self.sampling_rate
-            if rate >= 1.0:
-                nbytes = _payload_size(args) if args and self.track_data_volume else 0
-                self._storage.add_operation(operation, seconds, True, nbytes, True, now)
-            elif self._rand() < rate:
-                nbytes = int(_payload_size(args) / rate) if args and self.track_data_volume else 0
-                self._storage.add_operation(operation, seconds, True, nbytes, True, now)
+            if self.sampling_rate < 1.0:
+                sampled = self._rand() < self.sampling_rate
+                measure = sampled and self.track_data_volume
+                nbytes = (_payload_size(args) if args else 0) if measure else -1
+                self._storage.add_operation(operation, seconds, True, nbytes, sampled, now)
             else:
-                self._storage.add_operation(operation, seconds, True, 0, False, now)
+                # The hot path: three numbers on the operation's queue (folded in batches).
+                queue = self._queues.get(operation)
+                if queue is None:
+                    queue = self._storage.queue(operation)
+                    if len(self._exact) < MAX_OPERATIONS:
+                        self._exact.add(operation)
+                # Payload size: every call of an operation's first batch, then a sample.
+                if not args:
+                    nbytes = 0
+                elif not self.track_data_volume:
+                    nbytes = -1
+                elif operation in self._exact:
+                    nbytes = _payload_size(args)
+                elif self._skip:
+                    self._skip -= 1
+                    nbytes = -1
+                else:
+                    self._skip = int(self._volume_rand() * _MAX_SKIP)
+                    nbytes = _payload_size(args)
+                queue.extend((seconds, now, nbytes))
+                if len(queue) >= _FOLD_FLOATS:
+                    self._storage.fold(operation)
+                    self._exact.discard(operation)
         else:
-            nbytes = _payload_size(args) if args and self.track_data_volume else 0
+            nbytes = _payload_size(args) if self.track_data_volume else -1
             self._storage.add_operation(operation, seconds, False, nbytes, True, now)
             if self.track_errors:
                 self._storage.add_error(self._error_record(operation, seconds, error))
@@ -206,8 +251,13 @@ class MetricsCollector:
         if not self.enabled:
             return
         now = self._clock()
-        nbytes = _payload_size(args) if args and self.track_data_volume else 0
         sampled = not success or self.sampling_rate >= 1.0 or self._rand() < self.sampling_rate
+        if not args:
+            nbytes = 0
+        elif sampled and self.track_data_volume:
+            nbytes = _payload_size(args)
+        else:
+            nbytes = -1
         self._storage.add_operation(operation, duration_ms / 1000.0, success, nbytes, sampled, now)
 
     async def record_error(
