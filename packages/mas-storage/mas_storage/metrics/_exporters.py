@@ -20,8 +20,10 @@ from mas_storage._exceptions import StorageDataError
 
 __all__ = [
     "EXPORT_FORMATS",
+    "Family",
     "check_format",
     "export",
+    "prometheus_families",
     "to_csv",
     "to_json",
     "to_markdown",
@@ -85,22 +87,27 @@ def _labels(labels: dict[str, Any]) -> str:
     return "{" + inner + "}"
 
 
-class _Family:
-    """One metric family: its HELP, TYPE and samples, rendered together."""
+class Family:
+    """One Prometheus metric family: name, type, HELP and samples (``suffix``, labels, value).
+
+    The text export renders these; :class:`~mas_storage.metrics.PrometheusCollector` turns the
+    same families into ``prometheus_client`` metrics, so both have the same names.
+    """
 
     def __init__(self, name: str, kind: str, help_text: str) -> None:
         self.name, self.kind, self.help = name, kind, help_text
-        self.samples: list[str] = []
+        self.samples: list[tuple[str, dict[str, str], float]] = []
 
     def add(self, value: float, suffix: str = "", **labels: Any) -> None:
-        self.samples.append(f"{self.name}{suffix}{_labels(labels)} {_number(value)}")
+        self.samples.append((suffix, {k: str(v) for k, v in labels.items()}, value))
 
     def render(self) -> Iterator[str]:
         if not self.samples:
             return
         yield f"# HELP {self.name} {_escape_help(self.help)}"
         yield f"# TYPE {self.name} {self.kind}"
-        yield from self.samples
+        for suffix, labels, value in self.samples:
+            yield f"{self.name}{suffix}{_labels(labels)} {_number(value)}"
 
 
 def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -119,29 +126,32 @@ def _numeric_leaves(value: Any) -> Iterator[tuple[str, float]]:
             yield name, leaf
 
 
-def to_prometheus(report: dict[str, Any], namespace: str = "storage") -> str:
-    """The report in the Prometheus text exposition format."""
+def prometheus_families(
+    report: dict[str, Any], namespace: str = "storage", **extra: str
+) -> list[Family]:
+    """The report as Prometheus families; ``extra`` labels go on every sample."""
     adapter = report.get("adapter_type", "storage")
-    ops_total = _Family(
+    base = {"adapter": adapter, **extra}
+    ops_total = Family(
         f"{namespace}_operations_total", "counter", "Storage adapter operations, by outcome."
     )
-    duration = _Family(
+    duration = Family(
         f"{namespace}_operation_duration_seconds",
         "summary",
         "Operation latency in seconds; quantiles over the last max_history sampled calls.",
     )
-    payload = _Family(
+    payload = Family(
         f"{namespace}_operation_payload_bytes_total",
         "counter",
         "Estimated size of the operations' arguments, in bytes.",
     )
-    rate = _Family(
+    rate = Family(
         f"{namespace}_operation_rate_per_second",
         "gauge",
         "Operations per second over the aggregation window.",
     )
     for op, stats in report.get("operations", {}).items():
-        labels = {"adapter": adapter, "operation": op}
+        labels = {**base, "operation": op}
         ops_total.add(stats["success_count"], **labels, status="success")
         ops_total.add(stats["error_count"], **labels, status="error")
         for key, value in stats["latency_ms"].items():
@@ -153,36 +163,41 @@ def to_prometheus(report: dict[str, Any], namespace: str = "storage") -> str:
         payload.add(stats["bytes_total"], **labels)
         rate.add(stats["throughput"]["ops_per_sec"], **labels)
 
-    errors = _Family(f"{namespace}_errors_total", "counter", "Operation errors, by error type.")
+    errors = Family(f"{namespace}_errors_total", "counter", "Operation errors, by error type.")
     for kind, count in report.get("errors", {}).get("by_type", {}).items():
-        errors.add(count, adapter=adapter, error_type=kind)
+        errors.add(count, **base, error_type=kind)
 
     conn = report.get("connection", {})
-    events = _Family(
+    events = Family(
         f"{namespace}_connection_events_total",
         "counter",
         "Connection lifecycle events: connect, failed connect, disconnect.",
     )
-    connected = _Family(
+    connected = Family(
         f"{namespace}_connected", "gauge", "1 when the adapter is connected, else 0."
     )
     if conn:
-        events.add(conn["connect_count"], adapter=adapter, event="connect")
-        events.add(conn["connect_error_count"], adapter=adapter, event="connect_error")
-        events.add(conn["disconnect_count"], adapter=adapter, event="disconnect")
-        connected.add(int(conn["current_state"] == "connected"), adapter=adapter)
+        events.add(conn["connect_count"], **base, event="connect")
+        events.add(conn["connect_error_count"], **base, event="connect_error")
+        events.add(conn["disconnect_count"], **base, event="disconnect")
+        connected.add(int(conn["current_state"] == "connected"), **base)
 
-    uptime = _Family(
+    uptime = Family(
         f"{namespace}_metrics_uptime_seconds", "gauge", "Seconds since the collector started."
     )
     if "uptime_seconds" in report:
-        uptime.add(report["uptime_seconds"], adapter=adapter)
+        uptime.add(report["uptime_seconds"], **base)
 
-    backend = _Family(f"{namespace}_backend_metric", "gauge", "Backend-specific figures, by name.")
+    backend = Family(f"{namespace}_backend_metric", "gauge", "Backend-specific figures, by name.")
     for name, value in _numeric_leaves(report.get("backend_specific") or {}):
-        backend.add(value, adapter=adapter, name=name)
+        backend.add(value, **base, name=name)
 
-    families = (ops_total, duration, payload, rate, errors, events, connected, uptime, backend)
+    return [ops_total, duration, payload, rate, errors, events, connected, uptime, backend]
+
+
+def to_prometheus(report: dict[str, Any], namespace: str = "storage") -> str:
+    """The report in the Prometheus text exposition format."""
+    families = prometheus_families(report, namespace)
     lines = [line for family in families for line in family.render()]
     return "\n".join(lines) + "\n"
 
