@@ -19,12 +19,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from embedded_qdrant import connect_when_unlocked
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_sinks import Sinks, sinks_installed, span_texts
 from test_metrics_adapters import CASES, _secrets
 
 from mas_storage import StorageDataError, configure_telemetry, create_adapter
@@ -46,42 +43,10 @@ URL_KEYS = {
 }
 
 
-class Sinks:
-    """The SDK's in-memory exporter and reader, wired to the library only."""
-
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-
-    def points(self, name: str) -> list[HistogramDataPoint]:
-        data = self.reader.get_metrics_data()
-        if data is None:  # nothing recorded at all
-            return []
-        return [
-            point
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            if scope.scope.name == "mas_storage"
-            for metric in scope.metrics
-            if metric.name == name
-            for point in metric.data.data_points  # type: ignore[union-attr]
-            if isinstance(point, HistogramDataPoint)
-        ]
-
-
 @pytest.fixture
 def sinks() -> Iterator[Sinks]:
-    sinks = Sinks()
-    configure_telemetry(tracer_provider=sinks.tracer_provider, meter_provider=sinks.meter_provider)
-    try:
+    with sinks_installed() as sinks:
         yield sinks
-    finally:
-        configure_telemetry()
-        sinks.tracer_provider.shutdown()
-        sinks.meter_provider.shutdown()
 
 
 def _expected_server(kind: str, outputs: dict[str, Any]) -> tuple[str, int] | None:
@@ -91,13 +56,6 @@ def _expected_server(kind: str, outputs: dict[str, Any]) -> tuple[str, int] | No
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
-
-
-def _texts(span: ReadableSpan) -> list[str]:
-    texts = [span.name, str(span.status.description or "")]
-    texts += [f"{key}={value}" for key, value in (span.attributes or {}).items()]
-    texts += [str(event.attributes) for event in span.events]
-    return texts
 
 
 @pytest.mark.parametrize("kind", list(CASES))
@@ -173,7 +131,7 @@ async def test_adapter_operations_are_spans_and_metrics(
     assert all("error.type" not in (s.attributes or {}) for s in ok)
 
     # No payload, no credential: in names, attributes, statuses or events.
-    texts = [text for span in spans for text in _texts(span)]
+    texts = [text for span in spans for text in span_texts(span)]
     for text in texts:
         assert "metrics probe" not in text
         for secret in _secrets(config):

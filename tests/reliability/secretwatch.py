@@ -11,6 +11,11 @@ fixture) and feeds it from pytest's hooks; the helpers of the suite feed it what
   collected during an outage, the hostile-input guard every error a hostile call raised, the
   concurrency test every error of its calls, the secrets module every failure it provoked; the
   conftest sends whatever escapes a test, and the text of every failure report;
+* **spans and metric attributes**: while the sweep runs, mas_storage's OpenTelemetry output goes
+  to the SDK's in-memory exporter and reader (:mod:`otel_sinks`), so every adapter operation of
+  the suite is a span; after each test phase every finished span (name, status, attributes,
+  events, links) and every metric data point's attributes are scanned
+  (:meth:`SecretSweep.telemetry`), and the exporter is emptied;
 * **adapter reprs**: every :class:`~mas_storage.StorageAdapter` created while the sweep runs is
   recorded (its ``__init__`` is wrapped) and scanned, with the objects it holds
   (:func:`adapter_texts`), after the test phase that created it; the adapters still alive are
@@ -34,9 +39,10 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
+from otel_sinks import Sinks, span_texts
 from stack_secrets import MaskedOutputs, stack_secrets
 
-from mas_storage import StorageAdapter
+from mas_storage import StorageAdapter, configure_telemetry
 
 __all__ = [
     "LOGGERS",
@@ -338,6 +344,9 @@ class SecretSweep:
         self.exceptions = 0
         self.reprs = 0
         self.reports = 0
+        self.spans = 0
+        self.metric_attributes = 0
+        self._sinks: Sinks | None = None
         self.leaks: list[str] = []
         self.leak_count = 0
         self.where = "session start"  # the test phase running now, named in each leak
@@ -382,6 +391,18 @@ class SecretSweep:
             self.reprs += len(texts)
         return self.texts(f"repr of {type(adapter).__name__} {where}".strip(), texts)
 
+    def telemetry(self, sinks: Sinks) -> list[str]:
+        """Scan the spans finished so far (then drop them) and the metric attributes of
+        ``sinks``; return the leaking excerpts."""
+        spans = sinks.spans.get_finished_spans()
+        sinks.spans.clear()
+        texts = [text for span in spans for text in span_texts(span)]
+        attributes = sinks.metric_attribute_texts()
+        with self._lock:
+            self.spans += len(spans)
+            self.metric_attributes += len(attributes)
+        return self.texts("span", texts) + self.texts("metric attribute", attributes)
+
     # -- fed by the conftest ---------------------------------------------------------------------
 
     def after_phase(self, nodeid: str, call: pytest.CallInfo[None], report: Any) -> None:
@@ -390,6 +411,8 @@ class SecretSweep:
         self.where = nodeid
         self.watch.adopt()
         self.scan_adapters(every=call.when == "teardown")
+        if self._sinks is not None:
+            self.telemetry(self._sinks)
         if call.excinfo is not None:
             self.exception(call.excinfo.value, "escaping the test")
         texts = [content for _, content in report.sections]
@@ -423,6 +446,11 @@ class SecretSweep:
 
         self._patch.setattr(StorageAdapter, "__init__", recording_init)
         self._stack.enter_context(self.watch.watching())
+        self._sinks = Sinks()
+        configure_telemetry(
+            tracer_provider=self._sinks.tracer_provider,
+            meter_provider=self._sinks.meter_provider,
+        )
         _ACTIVE = self
 
     def stop(self) -> None:
@@ -434,8 +462,14 @@ class SecretSweep:
         try:
             self.where = f"end of the suite (after {self.where})"
             self.scan_adapters(every=True)
+            if self._sinks is not None:
+                self.telemetry(self._sinks)
         finally:
             _ACTIVE = None
+            configure_telemetry()
+            if self._sinks is not None:
+                self._sinks.shutdown()
+                self._sinks = None
             self._stack.close()
             self._patch.undo()
         if self.leak_count > self._raised:
@@ -453,6 +487,7 @@ class SecretSweep:
         return (
             f"{self.watch.records:,} log records at DEBUG ({families or 'no logger'}); "
             f"{self.exceptions:,} exceptions; {self.reprs:,} adapter reprs; "
+            f"{self.spans:,} spans, {self.metric_attributes:,} metric attributes; "
             f"{self.reports:,} test reports; {len(self.secrets)} secrets searched; "
             f"leaks: {self.leak_count}"
         )

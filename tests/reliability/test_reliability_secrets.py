@@ -44,7 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hostile import LoopThread
+from otel_sinks import Sinks
 from secretwatch import (
+    SecretSweep,
     SecretWatch,
     WatchWindow,
     active_sweep,
@@ -393,6 +395,27 @@ def test_an_adapter_repr_shows_the_key():
 def test_clean():
     logging.getLogger("mas_storage").debug("nothing to see")
 """
+
+
+async def test_the_sweep_finds_a_secret_in_a_span_or_a_metric_attribute() -> None:
+    """The session's sweep scans mas_storage's spans (this module's operations made some), and
+    its span scanner catches a planted secret, in private sinks and a private sweep."""
+    session = active_sweep()
+    assert session.spans > 0, "the suite's adapter operations are spans the sweep scanned"
+    planted = "planted-" + token.token_hex(8)
+    sinks = Sinks()
+    try:
+        span = sinks.tracer_provider.get_tracer("test").start_span("store")
+        span.set_attribute("db.collection.name", f"c-{planted}")
+        span.end()
+        sinks.meter_provider.get_meter("test").create_histogram("h").record(1, {"k": planted})
+        private = SecretSweep([planted])
+        leaks = private.telemetry(sinks)
+    finally:
+        sinks.shutdown()
+    assert private.spans == 1 and private.metric_attributes == 1
+    assert len(leaks) == 2 and all(planted not in leak for leak in leaks)  # masked excerpts
+    assert private.leak_count == 2
 
 
 def test_the_sweep_fails_a_run_that_leaks(tmp_path: Path) -> None:

@@ -16,14 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.semconv.metrics import db_metrics
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_sinks import Sinks, sinks_installed
 
 from mas_storage import (
     DatabaseFacts,
@@ -85,37 +81,10 @@ class DictAdapter(StorageAdapter):
         return count
 
 
-class Sinks:
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-
-    def points(self, name: str) -> list[HistogramDataPoint]:
-        data = self.reader.get_metrics_data()
-        if data is None:
-            return []
-        return [
-            point
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for metric in sm.metrics
-            if metric.name == name
-            for point in metric.data.data_points  # type: ignore[union-attr]
-            if isinstance(point, HistogramDataPoint)
-        ]
-
-
 @pytest.fixture
 def sinks() -> Iterator[Sinks]:
-    sinks = Sinks()
-    configure_telemetry(tracer_provider=sinks.tracer_provider, meter_provider=sinks.meter_provider)
-    try:
+    with sinks_installed() as sinks:
         yield sinks
-    finally:
-        configure_telemetry()
 
 
 def test_the_attribute_names_are_the_conventions_own() -> None:
