@@ -1,6 +1,6 @@
 """What metrics cost: ``record()`` in microseconds, and Redis operations with metrics on vs off.
 
-Two parts:
+Three parts:
 
 * **micro**: the cost of one ``MetricsCollector.record`` call, per payload shape and config
   (``timeit``, best and median of the repeats, in microseconds);
@@ -8,11 +8,17 @@ Two parts:
   stack outputs, with metrics on and off. One adapter and one connection serve both sides (the
   collector's ``enabled`` flag is flipped between runs, which is what ``metrics: {enabled:
   false}`` sets), and the on/off runs alternate, so only the metrics differ. Ratio =
-  ops/s on / ops/s off; the spec's goal is an overhead (1 - ratio) under 5%.
+  ops/s on / ops/s off; the spec's goal is an overhead (1 - ratio) under 5%;
+* **paired**: the same adapter and connection, but the arm changes on *every call* (in a
+  rotating order), so drift and load spikes hit every arm alike: metrics off, metrics off again
+  (the A/A control), metrics on with OpenTelemetry absent (the wrapper's check skipped, as
+  without ``opentelemetry-api``), metrics on with the API and no provider, and metrics on with
+  the SDK's in-memory span exporter and metric reader. Per arm: median and mean wall time and
+  mean CPU time of the calls; the added microseconds against metrics off.
 
 Run from /work/main after ``uv run mas-devstack up``::
 
-    uv run python tests/benchmarks/bench_metrics.py [--quick] [--prometheus]
+    uv run python tests/benchmarks/bench_metrics.py [--quick] [--prometheus] [--paired N]
 
 Medians of the repetitions after a warm-up. Prints figures, asserts none.
 """
@@ -24,11 +30,12 @@ import asyncio
 import functools
 import gc
 import json
+import random
 import statistics
 import sys
 import timeit
 import uuid
-from time import perf_counter
+from time import perf_counter, perf_counter_ns, thread_time_ns
 from typing import Any
 
 from mas_storage import StorageQueryError, create_adapter, load_stack_outputs
@@ -170,6 +177,112 @@ async def redis_overhead(outputs: dict[str, Any], quick: bool = False) -> dict[s
     return results
 
 
+def _sdk_telemetry() -> tuple[Any, Any]:
+    """The (provider pair, Telemetry) of the SDK with in-memory sinks."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from mas_storage import _telemetry
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    pair = (tracer_provider, meter_provider)
+    return pair, _telemetry.Telemetry(*pair)
+
+
+PAIRED_ARMS = ("off", "control", "metrics", "otel_api", "otel_sdk")
+
+
+async def paired(outputs: dict[str, Any], calls: int) -> dict[str, Any]:
+    """Per-call rotation of the arms of :data:`PAIRED_ARMS` on one Redis adapter."""
+    from mas_storage import _telemetry
+
+    sdk_pair, sdk = _sdk_telemetry()
+    available = _telemetry.OTEL_AVAILABLE
+    # The module state each arm runs under: (metrics on, API importable, explicit pair, active).
+    states = {
+        "off": (False, False, None, None),
+        "control": (False, False, None, None),
+        "metrics": (True, False, None, None),
+        "otel_api": (True, available, None, None),
+        "otel_sdk": (True, available, sdk_pair, sdk),
+    }
+    session = f"test-bench-paired-{uuid.uuid4().hex[:12]}"
+    adapter = create_adapter("redis", {"url": outputs["redis_url"], "window_size": 10})
+    out: dict[str, Any] = {}
+    async with adapter:
+        try:
+            for op in ("store", "retrieve"):
+                await adapter.store({**_TURN, "session_id": session, "turn_id": 0})
+                rid = f"session:{session}:turns:0"
+                wall: dict[str, list[int]] = {arm: [] for arm in PAIRED_ARMS}
+                cpu: dict[str, list[int]] = {arm: [] for arm in PAIRED_ARMS}
+                order = list(PAIRED_ARMS)
+                shuffle = random.Random(22).shuffle
+                gc.collect()
+                for i in range(calls):
+                    if i % len(order) == 0:
+                        shuffle(order)  # a new order each round: no arm always after another
+                    arm = order[i % len(order)]
+                    enabled, api, pair, active = states[arm]
+                    adapter.metrics.enabled = enabled
+                    _telemetry.OTEL_AVAILABLE = api
+                    _telemetry._explicit = pair
+                    _telemetry._seen = pair if pair is not None else (None, None)
+                    _telemetry._active = active
+                    if op == "store":
+                        turn = {**_TURN, "session_id": session, "turn_id": i}
+                        c0, t0 = thread_time_ns(), perf_counter_ns()
+                        await adapter.store(turn)
+                    else:
+                        c0, t0 = thread_time_ns(), perf_counter_ns()
+                        await adapter.retrieve(rid)
+                    t1, c1 = perf_counter_ns(), thread_time_ns()
+                    wall[arm].append(t1 - t0)
+                    cpu[arm].append(c1 - c0)
+                base_p50 = statistics.median(wall["off"])
+                base_cpu = statistics.fmean(cpu["off"])
+                rows = {}
+                for arm in PAIRED_ARMS:
+                    p50 = statistics.median(wall[arm])
+                    cpu_mean = statistics.fmean(cpu[arm])
+                    rows[arm] = {
+                        "p50_us": p50 / 1e3,
+                        "mean_us": statistics.fmean(wall[arm]) / 1e3,
+                        "cpu_mean_us": cpu_mean / 1e3,
+                        "ratio_p50_off_arm": base_p50 / p50,
+                        "added_p50_us": (p50 - base_p50) / 1e3,
+                        "added_cpu_us": (cpu_mean - base_cpu) / 1e3,
+                        "calls": len(wall[arm]),
+                    }
+                out[op] = rows
+        finally:
+            _telemetry.OTEL_AVAILABLE = available
+            _telemetry.configure_telemetry()
+            adapter.metrics.enabled = True
+            await adapter.delete(f"session:{session}:turns")
+    return out
+
+
+def _print_paired(result: dict[str, Any]) -> None:
+    print("\nPaired, per-call rotation on one Redis adapter (microseconds)")
+    head = f"  {'op':<9}{'arm':<10}{'p50':>9}{'mean':>9}{'cpu mean':>10}"
+    print(head + f"{'p50 ratio':>11}{'+p50':>8}{'+cpu':>8}")
+    for op, rows in result.items():
+        for arm, row in rows.items():
+            print(
+                f"  {op:<9}{arm:<10}{row['p50_us']:>9.2f}{row['mean_us']:>9.2f}"
+                f"{row['cpu_mean_us']:>10.2f}{row['ratio_p50_off_arm']:>11.3f}"
+                f"{row['added_p50_us']:>8.2f}{row['added_cpu_us']:>8.2f}"
+            )
+    calls = next(iter(result.values()))["off"]["calls"]
+    print(f"  ({calls} calls per arm; p50 ratio = p50 off / p50 arm; + = added vs metrics off)")
+
+
 async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     """Both parts; the Prometheus export of the Redis run is under ``prometheus_sample``."""
     redis = await redis_overhead(outputs, quick)
@@ -210,16 +323,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short run")
     parser.add_argument("--prometheus", action="store_true", help="print the export too")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--paired", type=int, default=0, metavar="N", help="also N calls per op, arms per call"
+    )
     args = parser.parse_args(argv)
     outputs = load_stack_outputs()
     if not outputs.get("redis_url"):
         print("No redis_url in the stack outputs: run 'uv run mas-devstack up' first.")
         return 1
     result = asyncio.run(run(outputs, quick=args.quick))
+    if args.paired:
+        result["paired"] = asyncio.run(paired(outputs, args.paired))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print(result, args.prometheus)
+        if args.paired:
+            _print_paired(result["paired"])
     return 0
 
 
