@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mas_storage import StorageDataError, StorageQueryError
+from mas_storage._exceptions import MAX_MESSAGE_CHARS
 from mas_storage.metrics import MAX_ERRORS, MAX_OPERATIONS, MetricsCollector, estimate_size
 from mas_storage.metrics import _collector as collector_module
 from mas_storage.metrics._collector import VOLUME_SAMPLE_EVERY
@@ -92,7 +93,8 @@ async def test_report_header_is_utc_and_json_ready() -> None:
         ({"aggregation_window": 0}, "aggregation_window"),
         ({"percentiles": [50, 101]}, "percentiles"),
         ({"percentiles": "p99"}, "percentiles"),
-        ({"enabled": "yes"}, "enabled"),
+        ({"enabled": "yes"}, "enabled"),  # a mapping in code is validated strictly
+        ({"track_errors": 1}, "track_errors"),
         ({"always_sample_errors": False}, "always_sample_errors"),
         ("on", "mapping"),
     ],
@@ -216,7 +218,7 @@ async def test_error_records_carry_type_cause_time_and_redacted_message() -> Non
     assert record["duration_ms"] == pytest.approx(12.5)
     assert "hunter2-secret" not in record["message"]
     assert record["message"].startswith("login *** refused")
-    assert len(record["message"]) <= 500
+    assert len(record["message"]) <= MAX_MESSAGE_CHARS  # the one bound of every message
     assert "user query" not in str(report)  # argument values are never kept
     assert datetime.fromisoformat(record["timestamp"]).tzinfo is not None
     assert report["errors"]["by_operation"] == {"search": 1}

@@ -1,11 +1,12 @@
-"""Operation metrics for storage adapters (the spec's Priority 4A).
+"""Operation metrics for storage adapters: counts, latencies, volumes, connection and errors.
 
-Every adapter owns a :class:`MetricsCollector` (``adapter.metrics``) built from
-``config["metrics"]``; the core times every public operation and calls
+Every adapter owns a :class:`MetricsCollector` (``adapter.metrics``) built from its settings'
+``metrics`` (a :class:`MetricsSettings`); the core times every public operation and calls
 :meth:`MetricsCollector.record`. Read the figures with ``await adapter.get_metrics()`` or
 ``await adapter.export_metrics("prometheus" | "json" | "csv" | "markdown")``.
 
-* :class:`MetricsCollector`: config, the cheap ``record`` hot path, reports and exports.
+* :class:`MetricsSettings`: the collector's configuration (one pydantic model).
+* :class:`MetricsCollector`: the cheap ``record`` hot path, reports and exports.
 * :class:`OperationTimer`: times a block of your own code into the same collector.
 * :class:`MetricsStorage`: the bounded, thread-safe raw store (deques with ``maxlen``).
 * :class:`MetricsAggregator`: percentiles, latency summaries and rates, computed on read.
@@ -28,6 +29,7 @@ from ._exporters import (
     to_markdown,
     to_prometheus,
 )
+from ._settings import MetricsSettings
 from ._size import estimate_size
 from ._storage import MAX_ERRORS, MAX_OPERATIONS, ErrorRecord, MetricsStorage
 from ._timer import OperationTimer
@@ -44,6 +46,7 @@ __all__ = [
     "Family",
     "MetricsAggregator",
     "MetricsCollector",
+    "MetricsSettings",
     "MetricsStorage",
     "OperationTimer",
     "PrometheusCollector",

@@ -12,38 +12,24 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mas_storage._exceptions import StorageDataError
+from mas_storage._exceptions import StorageDataError, cap_message
 from mas_storage._redact import redact
 
 from ._aggregator import MetricsAggregator, format_timestamp
 from ._exporters import check_format, export
+from ._settings import MetricsSettings, parse_metrics_settings
 from ._size import estimate_size
 from ._storage import FOLD_BATCH, MAX_OPERATIONS, ErrorRecord, MetricsStorage
 from ._timer import OperationTimer
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "MAX_MESSAGE_CHARS",
-    "VOLUME_SAMPLE_EVERY",
-    "MetricsCollector",
-]
+__all__ = ["DEFAULT_CONFIG", "VOLUME_SAMPLE_EVERY", "MetricsCollector"]
 
-#: The ``metrics`` config keys and their defaults.
-DEFAULT_CONFIG: dict[str, Any] = {
-    "enabled": True,
-    "max_history": 1000,
-    "track_errors": True,
-    "track_data_volume": True,
-    "percentiles": (50, 95, 99),
-    "aggregation_window": 60,
-    "sampling_rate": 1.0,
-}
-#: Error messages longer than this are cut in error records.
-MAX_MESSAGE_CHARS = 500
+#: The ``metrics`` config keys and their defaults (declared by :class:`MetricsSettings`).
+DEFAULT_CONFIG: dict[str, Any] = MetricsSettings().model_dump(exclude={"always_sample_errors"})
 _LIFECYCLE = frozenset({"connect", "disconnect"})
 #: Rate buckets per window at most: memory per operation stays small for long windows.
 _MAX_BUCKETS = 120
@@ -65,50 +51,6 @@ def _payload_size(args: tuple[Any, ...]) -> int:
         return 0
 
 
-def _config_error(message: str) -> StorageDataError:
-    return StorageDataError(f"Invalid metrics config: {message}", operation="metrics")
-
-
-def _parse_config(config: Mapping[str, Any] | bool | None) -> dict[str, Any]:
-    """Validate the ``metrics`` config: known keys, sane values. ``False`` disables."""
-    if config is None or config is True:
-        config = {}
-    elif config is False:
-        config = {"enabled": False}
-    elif not isinstance(config, Mapping):
-        raise _config_error(f"expected a mapping or a bool, not {type(config).__name__}")
-    # The spec's sampling example also names this key; errors are always sampled here.
-    extra = dict(config)
-    if extra.pop("always_sample_errors", True) is not True:
-        raise _config_error("errors are always sampled; always_sample_errors must be true")
-    unknown = sorted(set(extra) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise _config_error(f"unknown key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
-    out = {**DEFAULT_CONFIG, **extra}
-    for key in ("enabled", "track_errors", "track_data_volume"):
-        if not isinstance(out[key], bool):
-            raise _config_error(f"{key} must be true or false, not {out[key]!r}")
-    history = out["max_history"]
-    if isinstance(history, bool) or not isinstance(history, int) or history < 1:
-        raise _config_error(f"max_history must be an integer >= 1, not {history!r}")
-    window = out["aggregation_window"]
-    if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
-        raise _config_error(f"aggregation_window must be a number of seconds > 0, not {window!r}")
-    rate = out["sampling_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise _config_error(f"sampling_rate must be a number in [0, 1], not {rate!r}")
-    pcts = out["percentiles"]
-    if isinstance(pcts, (str, bytes)) or not isinstance(pcts, Sequence):
-        raise _config_error(f"percentiles must be a list of numbers, not {pcts!r}")
-    for p in pcts:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 100:
-            raise _config_error(f"percentiles must lie in [0, 100], not {p!r}")
-    out["percentiles"] = tuple(dict.fromkeys(pcts))  # keep order, drop duplicates
-    out["sampling_rate"] = float(rate)
-    out["aggregation_window"] = float(window)
-    return out
-
-
 class MetricsCollector:
     """Collects counts, latencies, data volume, connection events and errors for one adapter.
 
@@ -126,22 +68,23 @@ class MetricsCollector:
 
     def __init__(
         self,
-        config: Mapping[str, Any] | bool | None = None,
+        config: MetricsSettings | Mapping[str, Any] | bool | None = None,
         *,
         adapter: str = "storage",
         secrets: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        settings = _parse_config(config)
+        settings = parse_metrics_settings(config)
+        self.settings = settings
         self.adapter = adapter
-        self.enabled: bool = settings["enabled"]
-        self.max_history: int = settings["max_history"]
-        self.track_errors: bool = settings["track_errors"]
-        self.track_data_volume: bool = settings["track_data_volume"]
-        self.percentiles: tuple[float, ...] = settings["percentiles"]
-        self.aggregation_window: float = settings["aggregation_window"]
-        self.sampling_rate: float = settings["sampling_rate"]
+        self.enabled: bool = settings.enabled
+        self.max_history: int = settings.max_history
+        self.track_errors: bool = settings.track_errors
+        self.track_data_volume: bool = settings.track_data_volume
+        self.percentiles: tuple[float, ...] = settings.percentiles
+        self.aggregation_window: float = settings.aggregation_window
+        self.sampling_rate: float = settings.sampling_rate
         self._secrets = tuple(secrets)
         self._clock = clock
         self._rand = rand
@@ -225,9 +168,7 @@ class MetricsCollector:
             self._storage.connection_event(operation, seconds, error is None, now, at)
 
     def _error_record(self, operation: str, seconds: float, error: BaseException) -> ErrorRecord:
-        message = redact(str(error), self._secrets)
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        message = cap_message(redact(str(error), self._secrets))
         cause = getattr(error, "orig", None) or error.__cause__
         return ErrorRecord(
             timestamp=datetime.now(UTC),
@@ -266,7 +207,7 @@ class MetricsCollector:
         """Record an error event (counted by type, kept among the recent errors)."""
         if not (self.enabled and self.track_errors):
             return
-        message = redact(details, self._secrets)[:MAX_MESSAGE_CHARS]
+        message = cap_message(redact(details, self._secrets))
         record = ErrorRecord(datetime.now(UTC), error_type, operation, message, duration_ms)
         self._storage.add_error(record)
 
