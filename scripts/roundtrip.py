@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mas_storage import PostgresSettings, StorageError, create_adapter
+from mas_storage import StorageError, create_adapter
 
 Check = Callable[[Any, str], Awaitable[str]]
 
@@ -121,9 +121,10 @@ async def typesense_fact(facts: Any, run: str) -> str:
     return "fact indexed, found by 'darkk mode', deleted"
 
 
-CHECKS: list[tuple[str, str, Any, Check]] = [
+#: (kind, label, overrides of the settings sources, check)
+CHECKS: list[tuple[str, str, dict[str, Any] | None, Check]] = [
     ("postgres", "postgres (L1 turn)", None, postgres_turn),
-    ("postgres", "postgres (L2 fact)", PostgresSettings(table="working_memory"), postgres_fact),
+    ("postgres", "postgres (L2 fact)", {"table": "working_memory"}, postgres_fact),
     ("redis", "redis (L1 cache)", None, redis_turn),
     ("qdrant", "qdrant (L3 vectors)", None, qdrant_vector),
     ("neo4j", "neo4j (L3 graph)", None, neo4j_graph),
@@ -151,7 +152,7 @@ async def main(only: list[str] | None) -> int:
         connect_ms = elapsed = 0.0
         try:
             start = time.perf_counter()
-            async with create_adapter(service, config) as adapter:
+            async with create_adapter(service, **(config or {})) as adapter:
                 connect_ms = (time.perf_counter() - start) * 1000
                 start = time.perf_counter()
                 detail = await check(adapter, run)

@@ -24,7 +24,7 @@ from ._config import (
     load_config,
     parse_config,
 )
-from ._stack import STACK_OUTPUT_KEYS, MasStack, build_stack, export_outputs
+from ._stack import MasStack, build_stack, export_outputs
 
 __all__ = [
     "BACKENDS",
@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_IMAGES",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_PORTS",
-    "STACK_OUTPUT_KEYS",
     "BackendService",
     "Healthcheck",
     "Host",

@@ -20,7 +20,7 @@ from mas_infra import (
     parse_config,
 )
 
-from mas_storage import Neo4jSettings, PostgresSettings, RedisSettings, TypesenseSettings
+from mas_storage import get_adapter_class
 
 
 @pytest.fixture
@@ -69,11 +69,15 @@ def test_local_stack_is_the_local_daemon_on_the_core_settings_default_ports(
     for name in list(os.environ):
         if name.split("_")[0] in {"POSTGRES", "REDIS", "NEO4J", "TYPESENSE", "MAS"}:
             monkeypatch.delenv(name)
+    pg, rd, neo, ts = (
+        get_adapter_class(kind).settings_model
+        for kind in ("postgres", "redis", "neo4j", "typesense")
+    )
     defaults = {
-        "postgres": urlsplit(PostgresSettings().url.get_secret_value()).port,
-        "redis": urlsplit(RedisSettings().url.get_secret_value()).port,
-        "neo4j": urlsplit(Neo4jSettings().url).port,
-        "typesense": urlsplit(TypesenseSettings().url).port,
+        "postgres": urlsplit(pg.model_fields["url"].get_default().get_secret_value()).port,
+        "redis": rd.model_fields["port"].get_default(),
+        "neo4j": urlsplit(neo.model_fields["url"].get_default()).port,
+        "typesense": urlsplit(ts.model_fields["url"].get_default()).port,
     }
     assert cfg.ports["postgres"]["postgres"] == defaults["postgres"]
     assert cfg.ports["redis"]["redis"] == defaults["redis"]

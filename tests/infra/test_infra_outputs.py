@@ -18,19 +18,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from infra_harness import ROOT, Built
-from mas_infra import STACK_OUTPUT_KEYS
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import SecretStr
 from redis.connection import parse_url
 
-from mas_storage import (
-    Neo4jSettings,
-    PostgresSettings,
-    QdrantSettings,
-    RedisSettings,
-    TypesenseSettings,
-    create_adapter,
-    load_stack_outputs,
-)
+from mas_storage import create_adapter, get_adapter_class, load_stack_outputs, stack_output_keys
 
 SCRIPT = ROOT / "scripts" / "lab-outputs"
 _SETTINGS_ENV_PREFIXES = ("POSTGRES_", "REDIS_", "QDRANT_", "NEO4J_", "TYPESENSE_", "MAS_")
@@ -181,9 +173,17 @@ def test_outputs_file_gives_all_five_adapter_configs(
     out = dev_built.outputs
 
     assert load_stack_outputs() == out
-    assert set(load_stack_outputs()) == set(STACK_OUTPUT_KEYS)
+    assert set(load_stack_outputs()) == set(stack_output_keys()) - {"qdrant_path"}
 
-    pg = PostgresSettings().to_config()
+    def settings(kind: str) -> dict[str, Any]:
+        """The kind's settings from the sources, secrets revealed (what the adapter uses)."""
+        model = get_adapter_class(kind).settings_model()
+        return {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in model
+        }
+
+    pg = settings("postgres")
     assert pg["url"] == out["postgres_url"]
     info = conninfo_to_dict(pg["url"])
     assert (info["host"], info["port"], info["user"], info["dbname"]) == (
@@ -194,28 +194,28 @@ def test_outputs_file_gives_all_five_adapter_configs(
     )
     assert len(info["password"]) >= 24
 
-    rd = RedisSettings().to_config()
+    rd = settings("redis")
     parsed = parse_url(rd["url"])
     assert (parsed["host"], parsed["port"], parsed["db"]) == ("192.168.107.172", 6379, 0)
     assert parsed["password"] == urlsplit(out["redis_url"]).password
 
-    qd = QdrantSettings().to_config()
+    qd = settings("qdrant")
     assert qd["url"] == "http://192.168.107.187:6333"
     assert qd["api_key"] == out["qdrant_api_key"]
     # The lab file has no qdrant_path, so the settings' default path stays alongside the url;
     # the Qdrant adapter takes the server when a url is given.
     assert qd["path"] == ".mas/qdrant"
 
-    neo = Neo4jSettings().to_config()
+    neo = settings("neo4j")
     assert (neo["url"], neo["user"]) == ("bolt://192.168.107.187:7687", "neo4j")
     assert neo["password"] == out["neo4j_password"]
 
-    ts = TypesenseSettings().to_config()
+    ts = settings("typesense")
     assert ts["url"] == "http://192.168.107.187:8108"
     assert ts["api_key"] == out["typesense_api_key"]
 
     # The registry builds every adapter from these settings (constructing connects nothing).
-    for kind, settings in (
+    for kind, expected in (
         ("postgres", pg),
         ("redis", rd),
         ("qdrant", qd),
@@ -223,7 +223,12 @@ def test_outputs_file_gives_all_five_adapter_configs(
         ("typesense", ts),
     ):
         adapter = create_adapter(kind)
-        assert adapter.config == settings
+        assert adapter.config == get_adapter_class(kind).settings_model()
+        assert {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in adapter.config
+        } == expected
         for secret in ("postgres_url", "redis_url", "neo4j_password", "typesense_api_key"):
             assert out[secret] not in repr(adapter)
+            assert out[secret] not in repr(adapter.config)
     assert create_adapter("qdrant").mode == "server"

@@ -35,8 +35,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 
-from mas_devstack import OUTPUT_KEYS, DevstackError, Stack
+from mas_devstack import DevstackError, Stack
 from mas_devstack._process import port_open
+from mas_storage import stack_output_keys
 
 WRONG = "wrong-" + uuid.uuid4().hex
 
@@ -231,7 +232,7 @@ def test_up_starts_every_service_on_its_own_ports(
     assert all(first_up["pids"].values())
     assert all(_listening_ports(throwaway).values()), _listening_ports(throwaway)
     written = json.loads(throwaway.outputs_path.read_text())
-    assert list(written) == sorted(OUTPUT_KEYS)
+    assert list(written) == sorted(stack_output_keys())
     assert written == result.outputs
     assert stat.S_IMODE(throwaway.outputs_path.stat().st_mode) == 0o600
     assert f":{throwaway.ports.postgres}/mas_memory" in written["postgres_url"]

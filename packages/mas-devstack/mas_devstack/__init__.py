@@ -7,11 +7,9 @@ with data, logs, PID files and generated secrets under ``<root>/.mas``, and writ
 
 from ._errors import DevstackError, ServiceStartError
 from ._layout import SERVICE_NAMES, Ports, resolve_root
-from ._services import OUTPUT_KEYS
 from ._stack import ServiceStatus, Stack, UpResult
 
 __all__ = [
-    "OUTPUT_KEYS",
     "SERVICE_NAMES",
     "DevstackError",
     "Ports",

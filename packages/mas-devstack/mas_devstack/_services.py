@@ -20,8 +20,6 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mas_storage import STACK_OUTPUT_KEYS
-
 from ._errors import DevstackError, ServiceStartError
 from ._layout import Layout, Ports
 from ._process import LOOPBACK, log_tail
@@ -34,9 +32,6 @@ from ._runtime import (
     typesense_binary,
 )
 from ._secrets import Secrets
-
-#: The keys of the stack-outputs file: the very keys of the lab's Pulumi outputs.
-OUTPUT_KEYS: tuple[str, ...] = STACK_OUTPUT_KEYS
 
 PG_SUPERUSER = "postgres"
 PG_USER = "mas"

@@ -35,8 +35,8 @@ from mas_storage import (
 )
 
 from . import _cypher as cy
-from ._config import parse_config
 from ._errors import map_neo4j_error
+from ._settings import Neo4jSettings
 
 __all__ = ["Neo4jAdapter"]
 
@@ -59,35 +59,37 @@ _MAX_LIMIT = 10_000
 class Neo4jAdapter(StorageAdapter):
     """Async Neo4j adapter for entities and relationships (L3).
 
-    Config keys (a dict, :class:`~mas_storage.Neo4jSettings` or a URL):
-
-    * ``uri`` (or ``url``): ``bolt://`` or ``neo4j://`` address; required.
-    * ``user`` (``neo4j``) and ``password`` (required); ``database`` (``neo4j``).
-    * ``timeout`` (10 s): server-side transaction timeout, connection-acquisition bound, and
-      the client-side deadline of every call (a frozen server raises ``StorageTimeoutError``).
-    * ``max_connection_pool_size`` (100): pooled connections; further callers wait for one.
-    * ``connection_timeout`` (5 s), ``max_retry_time`` (2 s): how long the driver tries to
-      connect, and retries transient failures, before an error surfaces. Kept short so an
-      outage fails fast and the same adapter recovers when the server is back.
-    * ``batch_size`` (500): rows per ``UNWIND`` statement in ``store_many``.
-    * ``entity_label`` (``Entity``): the base label of every entity the adapter writes.
-    * ``notifications_min_severity`` (``OFF``): server notifications the driver logs.
+    Configuration: a :class:`~mas_storage_neo4j.Neo4jSettings` (every key, its default and
+    bounds; ``None`` reads it from ``NEO4J_*``, ``.env`` and the stack outputs), or a mapping
+    (the spec's ``uri`` is accepted for ``url``) or URL string validated by it. ``timeout`` is
+    the server-side transaction timeout, the connection-acquisition bound and the client-side
+    deadline of every call (a frozen server raises ``StorageTimeoutError``);
+    ``connection_timeout`` and ``max_retry_time`` are kept short so an outage fails fast and
+    the same adapter recovers when the server is back.
 
     Pass ``driver=`` to use an existing :class:`neo4j.AsyncDriver`; the adapter then never
     closes it.
     """
 
     kind = "neo4j"
+    settings_model = Neo4jSettings
+    config: Neo4jSettings
 
     def __init__(self, config: Any = None, *, driver: AsyncDriver | None = None) -> None:
         super().__init__(config)
-        self._cfg = parse_config(self.config, need_credentials=driver is None)
-        self.uri = self._cfg.uri
-        self.user = self._cfg.user
-        self.database = self._cfg.database
-        self.entity_label = self._cfg.entity_label
-        self.timeout = self._cfg.timeout
-        self.batch_size = self._cfg.batch_size
+        cfg = self.config
+        if driver is None and cfg.password is None:
+            raise StorageDataError(
+                "Neo4j needs a password (password=..., NEO4J_PASSWORD, or the stack output "
+                "neo4j_password), or an injected driver=",
+                backend=self.kind,
+            )
+        self.uri = cfg.url
+        self.user = cfg.user
+        self.database = cfg.database
+        self.entity_label = cfg.entity_label
+        self.timeout = cfg.timeout
+        self.batch_size = cfg.batch_size
         self._driver = driver
         self._owns_driver = driver is None
         self._ensured: set[str] = set()
@@ -105,11 +107,13 @@ class Neo4jAdapter(StorageAdapter):
         if self._connected:
             return
         if self._driver is None:
-            uri, password = self._cfg.uri, self._cfg.password
-            if not uri or not password:  # only possible after an injected driver was dropped
-                raise StorageDataError("Neo4j config needs 'uri' (or 'url') and 'password'")
+            password = self.config.password
+            if password is None:  # only possible after an injected driver was dropped
+                raise StorageDataError("Neo4j needs a password to build its driver")
             self._driver = AsyncGraphDatabase.driver(
-                uri, auth=(self.user, password), **self._cfg.driver_options
+                self.uri,
+                auth=(self.user, password.get_secret_value()),
+                **self.config.driver_options(),
             )
         try:
             await self._driver.verify_connectivity()

@@ -2,11 +2,12 @@
 
 ``PostgresAdapter`` (registry kind ``"postgres"``) implements the generic storage contract
 and the turn/fact domain API on the schema of the repository's ``migrations/`` (0001 and
-0002, which adds the facts' ``idempotency_key``).
+0002, which adds the facts' ``idempotency_key``); ``PostgresSettings`` is its configuration.
 ``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs.
 """
 
 from ._adapter import PostgresAdapter
 from ._config import yoyo_database_url
+from ._settings import PostgresSettings
 
-__all__ = ["PostgresAdapter", "yoyo_database_url"]
+__all__ = ["PostgresAdapter", "PostgresSettings", "yoyo_database_url"]

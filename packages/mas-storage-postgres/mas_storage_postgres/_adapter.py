@@ -1,4 +1,4 @@
-"""PostgresAdapter: L1 active context and L2 working memory on PostgreSQL (the spec's Priority 2).
+"""PostgresAdapter: L1 active context (recent turns) and L2 working memory (facts) on PostgreSQL.
 
 One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections: a single statement is one
 round trip, and multi-statement work opens an explicit transaction (pipelined where it can be).
@@ -24,10 +24,17 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
-from mas_storage import DatabaseFacts, StorageAdapter, StorageDataError, StorageError, mask_url
+from mas_storage import (
+    DatabaseFacts,
+    StorageAdapter,
+    StorageDataError,
+    StorageError,
+    mask_url,
+    redact,
+)
 
 from . import _sql
-from ._config import ACTIVE_CONTEXT, WORKING_MEMORY, PostgresConfig
+from ._config import ACTIVE_CONTEXT, WORKING_MEMORY
 from ._errors import map_error
 from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
 from ._isotime import register as register_iso_timestamptz
@@ -40,6 +47,7 @@ from ._records import (
     validate_session_id,
     validate_turn_id,
 )
+from ._settings import PostgresSettings
 
 __all__ = ["PostgresAdapter"]
 
@@ -123,16 +131,11 @@ def _bind(values: tuple[Any, ...], table: str) -> list[Any]:
 class PostgresAdapter(StorageAdapter):
     """PostgreSQL adapter for active context (L1, ``active_context``) and working memory (L2).
 
-    Config keys (a dict, :class:`mas_storage.PostgresSettings`, or a plain URL string):
-
-    * ``url``: ``postgresql://user:pass@host:port/db`` (required);
-    * ``pool_size`` (max connections, 10), ``min_size`` (2), ``timeout`` (seconds, 5: connect,
-      and the wait for a free connection), ``statement_timeout`` (seconds, off),
-      ``query_timeout`` (seconds, 30: the longest the client waits for any one reply of the
-      server; then the connection is closed and the call raises ``StorageTimeoutError``);
-    * ``table``: ``active_context`` (default) or ``working_memory``, the table of the generic
-      API (``store``, ``retrieve``, ``search``, ``delete``, ``store_many``, ``count``,
-      ``delete_expired``). The domain methods name their table themselves.
+    Configuration: a :class:`~mas_storage_postgres.PostgresSettings` (every key: ``url``,
+    ``pool_size``, ``min_size``, ``timeout``, ``statement_timeout``, ``query_timeout`` and
+    ``table``, the table of the generic API; ``None`` reads it from ``POSTGRES_*``, ``.env``
+    and the stack outputs), or a mapping or URL string validated by it. The domain methods
+    name their table themselves.
 
     Example::
 
@@ -142,17 +145,28 @@ class PostgresAdapter(StorageAdapter):
     """
 
     kind = "postgres"
+    settings_model = PostgresSettings
+    config: PostgresSettings
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self._cfg = PostgresConfig.from_mapping(self.config)
         self._pool: AsyncConnectionPool[_BoundedConnection] | None = None
         self._lifecycle = asyncio.Lock()
 
     @property
     def table(self) -> str:
         """The table of the generic API."""
-        return self._cfg.table
+        return self.config.table
+
+    @property
+    def _conninfo(self) -> str:
+        """The URL or keyword string, revealed for the driver (never logged: see ``_where``)."""
+        return self.config.url.get_secret_value()
+
+    @property
+    def _where(self) -> str:
+        """The server, password masked (a URL's, or a keyword string's ``password=``)."""
+        return redact(mask_url(self._conninfo), self._secret_values)
 
     @property
     def pool(self) -> AsyncConnectionPool[_BoundedConnection] | None:
@@ -163,7 +177,7 @@ class PostgresAdapter(StorageAdapter):
         """Span/metric facts: server and database from the conninfo (URL or ``key=value``),
         the configured table for the generic API, each domain method's own table."""
         try:
-            info = conninfo_to_dict(self._cfg.url)
+            info = conninfo_to_dict(self._conninfo)
         except psycopg.Error:
             info = {}
         host, port = info.get("host"), str(info.get("port") or "5432")
@@ -172,12 +186,12 @@ class PostgresAdapter(StorageAdapter):
             str(host) if host else None,
             int(port) if host and port.isdigit() else None,
             str(info["dbname"]) if info.get("dbname") else None,
-            self._cfg.table,
+            self.config.table,
             _OPERATION_TABLES,
         )
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
-        return map_error(exc, op, timeout=self._cfg.timeout, pool_size=self._cfg.pool_size)
+        return map_error(exc, op, timeout=self.config.timeout, pool_size=self.config.pool_size)
 
     def _open_pool(self) -> AsyncConnectionPool[_BoundedConnection]:
         # The core refuses calls before connect(); this covers a call racing disconnect().
@@ -191,10 +205,10 @@ class PostgresAdapter(StorageAdapter):
         kwargs: dict[str, Any] = {
             "autocommit": True,
             # libpq counts whole seconds (and treats 1 as 2): round up, never below 2.
-            "connect_timeout": max(2, math.ceil(self._cfg.timeout)),
+            "connect_timeout": max(2, math.ceil(self.config.timeout)),
         }
-        if self._cfg.statement_timeout is not None:
-            ms = max(1, round(self._cfg.statement_timeout * 1000))
+        if self.config.statement_timeout is not None:
+            ms = max(1, round(self.config.statement_timeout * 1000))
             kwargs["options"] = f"-c statement_timeout={ms}"
         return kwargs
 
@@ -211,14 +225,14 @@ class PostgresAdapter(StorageAdapter):
             if self._pool is not None:
                 return
             kwargs = self._connection_kwargs()
-            async with asyncio.timeout(self._cfg.timeout):
-                probe = await psycopg.AsyncConnection.connect(self._cfg.url, **kwargs)
+            async with asyncio.timeout(self.config.timeout):
+                probe = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
             await probe.close()
             pool = AsyncConnectionPool(
-                self._cfg.url,
-                min_size=self._cfg.min_size,
-                max_size=self._cfg.pool_size,
-                timeout=self._cfg.timeout,
+                self._conninfo,
+                min_size=self.config.min_size,
+                max_size=self.config.pool_size,
+                timeout=self.config.timeout,
                 kwargs=kwargs,
                 connection_class=_BoundedConnection,
                 configure=self._configure_connection,
@@ -226,12 +240,12 @@ class PostgresAdapter(StorageAdapter):
                 # Background reconnection backs off exponentially (1, 2, 4, ... s): after a long
                 # outage a slot could wait long after the server is back. Give a slot up after
                 # `timeout` instead; the pool then grows again on demand, trying at once.
-                reconnect_timeout=self._cfg.timeout,
-                name=f"mas-postgres-{self._cfg.table}",
+                reconnect_timeout=self.config.timeout,
+                name=f"mas-postgres-{self.config.table}",
                 open=False,
             )
             try:
-                await pool.open(wait=True, timeout=self._cfg.timeout)
+                await pool.open(wait=True, timeout=self.config.timeout)
                 async with pool.connection() as conn:
                     await conn.execute("SELECT 1")
             except BaseException:
@@ -239,12 +253,12 @@ class PostgresAdapter(StorageAdapter):
                 raise
             self._pool = pool
             self._connected = True
-            logger.info("Connected to PostgreSQL at %s", mask_url(self._cfg.url))
+            logger.info("Connected to PostgreSQL at %s", self._where)
 
     async def _configure_connection(self, conn: _BoundedConnection) -> None:
         """Pool hook for each new connection: bound its waits by ``query_timeout``; read
         ``timestamptz`` as the ISO strings the API returns (:mod:`._isotime`)."""
-        conn.reply_timeout = self._cfg.query_timeout
+        conn.reply_timeout = self.config.query_timeout
         register_iso_timestamptz(conn)
 
     async def disconnect(self) -> None:
@@ -254,7 +268,7 @@ class PostgresAdapter(StorageAdapter):
             self._connected = False
             if pool is not None:
                 await pool.close()
-                logger.info("Disconnected from PostgreSQL at %s", mask_url(self._cfg.url))
+                logger.info("Disconnected from PostgreSQL at %s", self._where)
 
     # -- generic API --------------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class PostgresAdapter(StorageAdapter):
         ``ttl_expires_at`` (timezone-aware; rules in :mod:`mas_storage_postgres._records`).
         A duplicate ``(session_id, turn_id)`` raises :class:`StorageDataError`.
         """
-        table = self._cfg.table
+        table = self.config.table
         values = _bind(prepare_record(data, table), table)
         if table == WORKING_MEMORY and values[-1] is not None:
             return str(await self._insert_keyed_fact(values))
@@ -284,7 +298,7 @@ class PostgresAdapter(StorageAdapter):
         Timestamps come back as ISO-8601 UTC strings, ``metadata`` as a dict, ``id`` as a
         string. A malformed id raises :class:`StorageDataError`.
         """
-        table = self._cfg.table
+        table = self.config.table
         record_id = parse_id(id)
         async with self._open_pool().connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
@@ -302,7 +316,7 @@ class PostgresAdapter(StorageAdapter):
         Unknown keys, sort columns or orders raise :class:`StorageDataError` naming the
         allowed values. Ties are broken by ``id``, so pages never overlap.
         """
-        statement, params = _sql.search(self._cfg.table, query)
+        statement, params = _sql.search(self.config.table, query)
         async with self._open_pool().connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
@@ -313,22 +327,22 @@ class PostgresAdapter(StorageAdapter):
         """Delete record ``id`` of the configured table; ``False`` only when it does not exist."""
         record_id = parse_id(id)
         async with self._open_pool().connection() as conn:
-            cur = await conn.execute(_sql.delete_by_id(self._cfg.table), (record_id,))
+            cur = await conn.execute(_sql.delete_by_id(self.config.table), (record_id,))
             return cur.rowcount > 0
 
     async def delete_expired(self) -> int:
         """Delete the configured table's expired rows (its cleanup function); return how many."""
         async with self._open_pool().connection() as conn:
-            cur = await conn.execute(_sql.cleanup(self._cfg.table))
+            cur = await conn.execute(_sql.cleanup(self.config.table))
             row = await cur.fetchone()
         assert row is not None
         if row[0]:
-            logger.info("Deleted %d expired rows from %s", row[0], self._cfg.table)
+            logger.info("Deleted %d expired rows from %s", row[0], self.config.table)
         return int(row[0])
 
     async def count(self, session_id: str | None = None, *, include_expired: bool = False) -> int:
         """Rows of the configured table (of one session if given), expired ones left out."""
-        statement, params = _sql.count(self._cfg.table, session_id, include_expired)
+        statement, params = _sql.count(self.config.table, session_id, include_expired)
         async with self._open_pool().connection() as conn:
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
@@ -355,7 +369,7 @@ class PostgresAdapter(StorageAdapter):
         one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (about half the speed of the plain
         ``COPY``, twice that of ``executemany``; see the README).
         """
-        table = self._cfg.table
+        table = self.config.table
         now = datetime.now(UTC)
         prepared = []
         for index, record in enumerate(records):
@@ -648,11 +662,11 @@ class PostgresAdapter(StorageAdapter):
         if pool is None:
             return None
         async with pool.connection() as conn:
-            cur = await conn.execute(_sql.table_stats(self._cfg.table))
+            cur = await conn.execute(_sql.table_stats(self.config.table))
             row = await cur.fetchone()
         assert row is not None
         return {
-            "table": self._cfg.table,
+            "table": self.config.table,
             "active_rows": int(row[0]),
             "expired_rows": int(row[1]),
             "server_version": row[2],

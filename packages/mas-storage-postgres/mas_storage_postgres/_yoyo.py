@@ -2,7 +2,7 @@
 
 The repository's ``yoyo.ini`` says ``database = postgresql+mas://``. yoyo looks the scheme up in
 its ``yoyo.backends`` entry points (this package declares it) and builds this backend, which
-reads the URL exactly as the adapters do, through :class:`mas_storage.PostgresSettings`:
+reads the URL exactly as the adapter does, through :class:`PostgresSettings`:
 
     POSTGRES_URL (environment) > .env > the stack-outputs file (``$MAS_STACK_OUTPUTS``, default
     ``.mas/stack-outputs.json``: written by ``mas-devstack up`` locally, by the outputs script
@@ -22,9 +22,8 @@ from typing import Any
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
-from mas_storage import PostgresSettings
-
 from ._config import yoyo_database_url
+from ._settings import PostgresSettings
 
 __all__ = ["SettingsPostgresBackend", "resolve_database_uri"]
 
@@ -40,7 +39,7 @@ def resolve_database_uri(dburi: Any) -> Any:
     return resolved
 
 
-class SettingsPostgresBackend(PostgresqlPsycopgBackend):
+class SettingsPostgresBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped
     """yoyo's psycopg 3 PostgreSQL backend, pointed at the database of the mas settings."""
 
     def __init__(self, dburi: Any, migration_table: str) -> None:

@@ -6,8 +6,7 @@ Two modes, one ``AsyncQdrantClient``:
 * **embedded** (the local stack, CI): ``path`` (or ``location=":memory:"``). qdrant-client's
   local engine in this process; its calls run in a private thread (see ``_embedded.py``).
 
-When both a server address and ``path`` are given, the server wins: ``QdrantSettings`` always
-carries a default ``path``, and setting ``QDRANT_URL`` must be enough to switch to the server.
+When both a server address and ``path`` are given, the server wins (see ``QdrantSettings``).
 """
 
 from __future__ import annotations
@@ -46,19 +45,15 @@ from ._points import (
     parse_id,
     validate_vector,
 )
+from ._settings import DEFAULT_BATCH_SIZE, QdrantSettings
 
 __all__ = ["DEFAULT_BATCH_SIZE", "QdrantAdapter"]
 
 logger = logging.getLogger(__name__)
-
-#: Points per upsert request in ``store_many`` (see the package README for the measurement).
-DEFAULT_BATCH_SIZE = 128
-_BATCH_RANGE = (1, 1024)
 #: Records validated between two yields to the event loop in ``store_many``.
 _VALIDATION_SLICE = 64
 #: Embedded-engine methods that read memory only (never SQLite) and run in microseconds.
 _MEMORY_ONLY = frozenset({"retrieve", "collection_exists"})
-_DISTANCES = {d.value.lower(): d for d in models.Distance}
 #: Payload indexes created in server mode (embedded mode has none: it scans).
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "session_id": models.PayloadSchemaType.KEYWORD,
@@ -94,26 +89,21 @@ def _finite_number(value: Any, key: str, *, positive: bool = False) -> float:
     return float(value)
 
 
-def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
-    value = config.get(key, default)
+def _positive_int(query: Mapping[str, Any], key: str, default: int) -> int:
+    value = query.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise StorageDataError(f"Qdrant config '{key}' must be a positive integer, got {value!r}")
+        raise StorageDataError(f"'{key}' must be a positive integer, got {value!r}")
     return value
 
 
 class QdrantAdapter(StorageAdapter):
     """Vector storage and similarity search for episodic memory (L3).
 
-    Config keys (a dict, a URL string, or :class:`mas_storage.QdrantSettings`):
-
-    * server mode: ``url`` or ``host`` + ``port`` (6333), ``api_key``, ``https``,
-      ``prefer_grpc`` + ``grpc_port`` (6334), ``timeout`` (seconds), ``create_payload_indexes``
-      (default true: ``session_id`` keyword, ``created_at`` datetime);
-    * embedded mode: ``path`` (a directory, exclusively locked while connected) or
-      ``location=":memory:"``;
-    * both: ``collection_name`` (``episodic_memory``), ``vector_size`` (384), ``distance``
-      (``Cosine``, ``Euclid``, ``Dot`` or ``Manhattan``, any case), ``batch_size`` (points per
-      upsert in ``store_many``, default 128).
+    Configuration: a :class:`~mas_storage_qdrant.QdrantSettings` (every key, its default and
+    bounds; ``None`` reads it from ``QDRANT_*``, ``.env`` and the stack outputs), or a mapping
+    or URL string validated by it. Server mode: ``url`` (or ``host``) plus ``api_key``;
+    embedded mode: ``path`` (a directory, exclusively locked while connected) or
+    ``location=":memory:"``.
 
     Records are ``{"vector", "content", "session_id", "metadata", "created_at", "id"}``; only
     ``vector`` is required. ``id`` may be given (a UUID or an unsigned integer) to make a write
@@ -130,64 +120,48 @@ class QdrantAdapter(StorageAdapter):
     """
 
     kind = "qdrant"
+    settings_model = QdrantSettings
+    config: QdrantSettings
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         cfg = self.config
-        self.collection_name: str = cfg.get("collection_name") or "episodic_memory"
-        if not isinstance(self.collection_name, str):
-            raise StorageDataError("Qdrant config 'collection_name' must be a string")
-        self.vector_size = _positive_int(cfg, "vector_size", 384)
-        self.batch_size = _positive_int(cfg, "batch_size", DEFAULT_BATCH_SIZE)
-        if not _BATCH_RANGE[0] <= self.batch_size <= _BATCH_RANGE[1]:
-            raise StorageDataError(
-                f"Qdrant config 'batch_size' must be within {_BATCH_RANGE}, got {self.batch_size}"
-            )
-        distance = cfg.get("distance") or "Cosine"
-        if not isinstance(distance, str) or distance.lower() not in _DISTANCES:
-            raise StorageDataError(
-                f"Unknown Qdrant distance {distance!r}: use one of "
-                f"{', '.join(d.value for d in models.Distance)} (any case)"
-            )
-        self.distance: models.Distance = _DISTANCES[distance.lower()]
+        self.collection_name = cfg.collection_name
+        self.vector_size = cfg.vector_size
+        self.batch_size = cfg.batch_size
+        self.distance = models.Distance(cfg.distance)
         self.mode, self._client_kwargs = self._client_options(cfg)
         self._client: AsyncQdrantClient | None = None
         self._engine: EngineThread | None = None
 
     @staticmethod
-    def _client_options(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``("server" | "embedded", AsyncQdrantClient kwargs)`` from the config."""
-        url, host = cfg.get("url"), cfg.get("host")
-        if url or host or not (cfg.get("path") or cfg.get("location")):
+    def _client_options(cfg: QdrantSettings) -> tuple[str, dict[str, Any]]:
+        """``("server" | "embedded", AsyncQdrantClient kwargs)`` from the settings."""
+        if cfg.mode == "server":
             kwargs: dict[str, Any] = {
-                "api_key": cfg.get("api_key") or None,
+                "api_key": cfg.api_key.get_secret_value() if cfg.api_key else None,
                 # The client takes whole seconds (it rounds up itself).
-                "timeout": math.ceil(
-                    _finite_number(cfg.get("timeout", 10), "timeout", positive=True)
-                ),
-                "prefer_grpc": bool(cfg.get("prefer_grpc", False)),
+                "timeout": math.ceil(cfg.timeout),
+                "prefer_grpc": cfg.prefer_grpc,
                 # The compatibility probe is a blocking request in a thread that can only warn;
                 # connect() probes the server itself, asynchronously, and raises.
-                "check_compatibility": bool(cfg.get("check_compatibility", False)),
+                "check_compatibility": cfg.check_compatibility,
             }
-            if url:
-                kwargs["url"] = url
+            if cfg.url:
+                kwargs["url"] = cfg.url
             else:
-                kwargs["host"] = host or "127.0.0.1"
-                kwargs["port"] = cfg.get("port", 6333)
-            for key in ("https", "grpc_port", "prefix"):
-                if cfg.get(key) is not None:
-                    kwargs[key] = cfg[key]
+                kwargs["host"] = cfg.host or "127.0.0.1"
+                kwargs["port"] = cfg.port
+            if cfg.prefer_grpc:
+                kwargs["grpc_port"] = cfg.grpc_port
+            if cfg.https is not None:
+                kwargs["https"] = cfg.https
+            if cfg.prefix is not None:
+                kwargs["prefix"] = cfg.prefix
             return "server", kwargs
-        location = cfg.get("location")
-        if location is not None and location != ":memory:":
-            raise StorageDataError(
-                f"Qdrant config 'location' must be ':memory:' (use 'url' for a server), "
-                f"got {location!r}"
-            )
-        if location:
+        if cfg.location:
             return "embedded", {"location": ":memory:"}
-        return "embedded", {"path": str(cfg["path"])}
+        return "embedded", {"path": str(cfg.path)}
 
     def _telemetry_facts(self) -> DatabaseFacts:
         """Span/metric facts: the server (none for the embedded engine, whose spans are
@@ -308,7 +282,7 @@ class QdrantAdapter(StorageAdapter):
                     raise
         info = await self._call("get_collection", collection_name=name)
         self._check_vectors(info.config.params.vectors)
-        if self.mode == "server" and self.config.get("create_payload_indexes", True):
+        if self.mode == "server" and self.config.create_payload_indexes:
             existing = info.payload_schema or {}
             for field, schema in PAYLOAD_INDEXES.items():
                 if field not in existing:

@@ -1,4 +1,4 @@
-"""Redis adapter: the L1 turn cache (the spec's Priority 3 and 3A).
+"""Redis adapter: the L1 turn cache, a sliding window of each session's recent turns with a TTL.
 
 Each session's recent turns live in one Redis LIST, ``session:{session_id}:turns``, most recent
 first, as compact JSON objects. A write is one ``EVAL`` of :data:`_PUSH_SCRIPT` (one for a
@@ -32,11 +32,11 @@ from mas_storage import (
     StorageError,
     StorageQueryError,
     StorageTimeoutError,
-    mask_url,
     validate_required_fields,
 )
 
 from ._keys import KEY_PREFIX, KEY_SUFFIX, parse_record_id, session_key
+from ._settings import MAX_TTL, RedisSettings
 from ._turns import decode_turn, decode_turns, encode_turn, list_range
 
 __all__ = ["RedisAdapter"]
@@ -45,12 +45,6 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED = ("session_id", "turn_id", "content")
 _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
-#: Longest TTL accepted (about 68 years). Redis refuses larger EXPIREs only when the write runs,
-#: after the LPUSH was applied: a write would half-succeed and leave a key that never expires.
-#: So larger values are refused before anything is sent.
-_MAX_TTL = 2**31 - 1
-#: Largest window: LTRIM's bounds are signed 64-bit (same half-write hazard as the TTL).
-_MAX_WINDOW = 2**31 - 1
 
 #: Every write, one atomic script run (EVAL) for any number of sessions. KEYS are the session
 #: lists; ARGV is ``window, ttl, n_1 .. n_k, payloads of key 1 .. payloads of key k`` (each
@@ -99,20 +93,9 @@ _ERROR_RULES: tuple[tuple[type[Exception], type[StorageError]], ...] = (
 class RedisAdapter(StorageAdapter):
     """L1 cache of each session's most recent conversation turns, on Redis.
 
-    Configuration (a dict, a :class:`mas_storage.RedisSettings`, or a URL string):
-
-    * ``url``: ``redis://[user:password@]host:port/db``; wins over ``host``/``port``/``db``
-      (defaults ``127.0.0.1``, ``6379``, ``0``) when both are given;
-    * ``username``, ``password``: credentials, never logged nor put in an error message;
-    * ``socket_timeout`` (5.0): seconds for connecting and for each command;
-    * ``window_size`` (10): turns kept per session; 0 disables the cache;
-    * ``ttl_seconds`` (86400): a session expires this long after its last write;
-    * ``refresh_ttl_on_read`` (False): reads extend the TTL too ("active cache");
-    * ``retries`` (2): driver retries after a connection error;
-    * ``health_check_interval`` (30): seconds idle before a connection is PINGed before use;
-    * ``max_connections`` (unbounded): size of the driver's connection pool; when set, callers
-      beyond it wait for a free connection (a ``BlockingConnectionPool``) up to
-      ``pool_timeout`` seconds (default ``socket_timeout``) instead of failing at once.
+    Configuration: a :class:`~mas_storage_redis.RedisSettings` (every key, its default and
+    bounds; ``None`` reads it from ``REDIS_*``, ``.env`` and the stack outputs), or a mapping
+    or URL string validated by it. ``url`` wins over ``host``/``port``/``db``.
 
     A ready client can be passed as ``client=``: the adapter uses it and never closes it.
 
@@ -157,29 +140,15 @@ class RedisAdapter(StorageAdapter):
     """
 
     kind = "redis"
+    settings_model = RedisSettings
+    config: RedisSettings
 
     def __init__(self, config: Any = None, *, client: aioredis.Redis | None = None) -> None:
         super().__init__(config)
-        cfg = self.config
-        self.url: str | None = _reveal(cfg.get("url"))
-        self.host: str = cfg.get("host", "127.0.0.1")
-        self.port: int = _int_option(cfg, "port", 6379, minimum=1)
-        self.db: int = _int_option(cfg, "db", 0, minimum=0)
-        self.socket_timeout: float = _float_option(cfg, "socket_timeout", 5.0, minimum=0.001)
-        self.window_size: int = _int_option(cfg, "window_size", 10, minimum=0, maximum=_MAX_WINDOW)
-        self.ttl_seconds: int = _int_option(cfg, "ttl_seconds", 86400, minimum=1, maximum=_MAX_TTL)
-        self.refresh_ttl_on_read: bool = _bool_option(cfg, "refresh_ttl_on_read", False)
-        self.retries: int = _int_option(cfg, "retries", 2, minimum=0)
-        self.health_check_interval: float = _float_option(
-            cfg, "health_check_interval", 30.0, minimum=0.0
-        )
-        max_connections = cfg.get("max_connections")
-        self.max_connections: int | None = (
-            None if max_connections is None else _int_option(cfg, "max_connections", 0, minimum=1)
-        )
-        self.pool_timeout: float = _float_option(
-            cfg, "pool_timeout", self.socket_timeout, minimum=0.001
-        )
+        # Read on every call: plain attributes (a property lookup per call costs measurably).
+        self.window_size = self.config.window_size
+        self.ttl_seconds = self.config.ttl_seconds
+        self.refresh_ttl_on_read = self.config.refresh_ttl_on_read
         self._client: aioredis.Redis | None = client
         self._owns_client = client is None
 
@@ -188,13 +157,15 @@ class RedisAdapter(StorageAdapter):
     def _telemetry_facts(self) -> DatabaseFacts:
         """Span/metric facts: the server, and the database index as ``db.namespace`` (the
         URL's path when a URL is given)."""
-        if not self.url:
+        cfg = self.config
+        if cfg.url is None:
             return DatabaseFacts(
-                "redis", self.host, self.port, str(self.db), namespace_in_span_name=False
+                "redis", cfg.host, cfg.port, str(cfg.db), namespace_in_span_name=False
             )
-        index = urlsplit(self.url).path.strip("/") or "0"
+        url = cfg.url.get_secret_value()
+        index = urlsplit(url).path.strip("/") or "0"
         return DatabaseFacts.from_url(
-            "redis", self.url, 6379, namespace=index, namespace_in_span_name=False
+            "redis", url, 6379, namespace=index, namespace_in_span_name=False
         )
 
     @property
@@ -205,40 +176,40 @@ class RedisAdapter(StorageAdapter):
     @property
     def _where(self) -> str:
         """Where the adapter connects, password masked: for logs and messages."""
-        return mask_url(self.url) if self.url else f"{self.host}:{self.port}/{self.db}"
+        return self.config.address
 
     def _create_client(self) -> aioredis.Redis:
         """A client with bounded retries on connection errors and idle health checks."""
+        cfg = self.config
         options: dict[str, Any] = {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.socket_timeout,
+            "socket_timeout": cfg.socket_timeout,
+            "socket_connect_timeout": cfg.socket_timeout,
             # Timeouts are not retried: an outage must fail within about socket_timeout.
             "retry": Retry(
                 ExponentialWithJitterBackoff(cap=0.2, base=0.02),
-                self.retries,
+                cfg.retries,
                 supported_errors=(rx.ConnectionError,),
             ),
-            "health_check_interval": self.health_check_interval,
-            "max_connections": self.max_connections,
+            "health_check_interval": cfg.health_check_interval,
+            "max_connections": cfg.max_connections,
         }
-        username = self.config.get("username")
-        password = _reveal(self.config.get("password"))
-        if username is not None:
-            options["username"] = username
-        if password is not None:
-            options["password"] = password
-        if self.max_connections is None:
-            if self.url:
-                return aioredis.Redis.from_url(self.url, **options)
-            return aioredis.Redis(host=self.host, port=self.port, db=self.db, **options)
+        if cfg.username is not None:
+            options["username"] = cfg.username
+        if cfg.password is not None:
+            options["password"] = cfg.password.get_secret_value()
+        url = cfg.url.get_secret_value() if cfg.url is not None else None
+        if cfg.max_connections is None:
+            if url:
+                return aioredis.Redis.from_url(url, **options)
+            return aioredis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, **options)
         # A bounded pool must make callers wait, not fail: redis-py's plain pool raises
         # MaxConnectionsError as soon as every connection is in use.
-        options["timeout"] = self.pool_timeout
-        if self.url:
-            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+        options["timeout"] = cfg.pool_timeout
+        if url:
+            pool = aioredis.BlockingConnectionPool.from_url(url, **options)
         else:
             pool = aioredis.BlockingConnectionPool(
-                host=self.host, port=self.port, db=self.db, **options
+                host=cfg.host, port=cfg.port, db=cfg.db, **options
             )
         return aioredis.Redis.from_pool(pool)
 
@@ -458,9 +429,9 @@ class RedisAdapter(StorageAdapter):
     def _ttl(self, ttl: object) -> int:
         if ttl is None:
             return self.ttl_seconds
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= _MAX_TTL:
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL:
             raise StorageDataError(
-                f"ttl must be a positive int of seconds, at most {_MAX_TTL}, got {ttl!r}"
+                f"ttl must be a positive int of seconds, at most {MAX_TTL}, got {ttl!r}"
             )
         return ttl
 
@@ -518,36 +489,3 @@ def _is_wrongtype(exc: Exception) -> bool:
     """A WRONGTYPE reply, raw or as annotated by a pipeline ("... caused error: ...")."""
     message = str(exc)
     return message.startswith("WRONGTYPE") or "caused error: ('WRONGTYPE" in message
-
-
-def _reveal(value: Any) -> Any:
-    """The plain value of a pydantic ``SecretStr`` (or ``value`` itself)."""
-    reveal = getattr(value, "get_secret_value", None)
-    return reveal() if callable(reveal) else value
-
-
-def _int_option(
-    cfg: Mapping[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    value = cfg.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise StorageDataError(f"Redis config '{name}' must be an int >= {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise StorageDataError(f"Redis config '{name}' must be <= {maximum}, got {value!r}")
-    return value
-
-
-def _float_option(cfg: Mapping[str, Any], name: str, default: float, *, minimum: float) -> float:
-    value = cfg.get(name, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= minimum:
-        raise StorageDataError(
-            f"Redis config '{name}' must be a number >= {minimum}, got {value!r}"
-        )
-    return float(value)
-
-
-def _bool_option(cfg: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = cfg.get(name, default)
-    if not isinstance(value, bool):
-        raise StorageDataError(f"Redis config '{name}' must be a bool, got {value!r}")
-    return value

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -29,21 +29,17 @@ from mas_storage import (
 from ._errors import TypesenseImportError, error_for_response, map_httpx_error, server_message
 from ._filters import build_filter, matches_exactly
 from ._schema import (
-    DEFAULT_COLLECTION,
     DocumentRules,
     check_schema,
     default_schema,
     id_segment,
 )
+from ._settings import TypesenseSettings
 
 __all__ = ["TypesenseAdapter"]
 
 logger = logging.getLogger(__name__)
 
-#: Documents per import request. Measured on Typesense 0.24.1 (10,000 small facts, loopback):
-#: 500 -> ~42k docs/s, 1000 -> ~47k, 2500 -> ~54k, 5000 -> ~56k, 10000 -> ~59k. 2,500 is within
-#: a few percent of the best while keeping one request body to a few MB for larger documents.
-DEFAULT_IMPORT_BATCH_SIZE = 2500
 _IMPORT_ACTIONS = frozenset({"create", "upsert", "update", "emplace"})
 #: Typesense's own search parameters passed through as given (besides q, query_by, filter_by).
 _PASSTHROUGH = frozenset(
@@ -90,17 +86,10 @@ def _dumps(doc: Mapping[str, Any]) -> str:
 class TypesenseAdapter(StorageAdapter):
     """Typesense adapter for full-text search (L4 semantic memory).
 
-    Config (a dict or :class:`mas_storage.TypesenseSettings`)::
-
-        url              http(s)://host:port (required)
-        api_key          admin or scoped key (required; never logged)
-        collection_name  default "semantic_memory"
-        schema           collection schema used when the collection is created
-                         (default: :func:`default_schema`)
-        timeout          seconds per request (10)    connect_timeout  seconds (5)
-        retries          connect retries (2)         max_connections  pool size (20)
-        import_batch_size  documents per import request (2500)
-        transport        an ``httpx.AsyncBaseTransport`` (tests inject a MockTransport)
+    Configuration: a :class:`~mas_storage_typesense.TypesenseSettings` (every key, its default
+    and bounds; ``None`` reads it from ``TYPESENSE_*``, ``.env`` and the stack outputs), or a
+    mapping (the spec's ``schema`` is accepted for ``collection_schema``) validated by it.
+    ``transport=`` injects an ``httpx.AsyncBaseTransport`` (tests pass a ``MockTransport``).
 
     Example::
 
@@ -111,53 +100,22 @@ class TypesenseAdapter(StorageAdapter):
     """
 
     kind = "typesense"
+    settings_model = TypesenseSettings
+    config: TypesenseSettings
 
     def __init__(
         self, config: Any = None, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         super().__init__(config)
         cfg = self.config
-        url = str(cfg.get("url") or "").strip().rstrip("/")
-        api_key: Any = cfg.get("api_key")
-        if hasattr(api_key, "get_secret_value"):
-            api_key = api_key.get_secret_value()
-        if not url or not api_key:
-            raise StorageDataError(
-                "Typesense config needs both 'url' and 'api_key'", backend=self.kind
-            )
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StorageDataError(
-                f"Typesense 'url' must be http(s)://host:port, got {mask_url(url)!r}",
-                backend=self.kind,
-            )
-        self.url = url
-        self._api_key = str(api_key)  # the core already masks it (self._secret_values)
-
-        schema = cfg.get("schema")
-        if schema is not None and not isinstance(schema, Mapping):
-            raise StorageDataError("Typesense 'schema' must be a mapping", backend=self.kind)
-        name = cfg.get("collection_name") or (schema or {}).get("name") or DEFAULT_COLLECTION
-        if schema is not None and schema.get("name") not in (None, name):
-            raise StorageDataError(
-                f"Typesense 'schema' names collection {schema.get('name')!r} but "
-                f"'collection_name' is {name!r}",
-                backend=self.kind,
-            )
-        self.collection_name: str = str(name)
+        self.url = cfg.url
+        self.collection_name = cfg.collection_name
         self.schema: dict[str, Any] = (
-            {**schema, "name": self.collection_name}
-            if schema is not None
+            {**cfg.collection_schema, "name": self.collection_name}
+            if cfg.collection_schema is not None
             else default_schema(self.collection_name)
         )
-        self._timeout = float(cfg.get("timeout", 10.0))
-        self._connect_timeout = float(cfg.get("connect_timeout", min(5.0, self._timeout)))
-        self._retries = int(cfg.get("retries", 2))
-        self._max_connections = int(cfg.get("max_connections", 20))
-        self._batch_size = int(cfg.get("import_batch_size", DEFAULT_IMPORT_BATCH_SIZE))
-        if self._batch_size < 1:
-            raise StorageDataError("'import_batch_size' must be at least 1", backend=self.kind)
-        self._transport = transport or cfg.get("transport")
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._fields: dict[str, dict[str, Any]] = {}
         self._rules = DocumentRules({})
@@ -172,17 +130,18 @@ class TypesenseAdapter(StorageAdapter):
         return map_httpx_error(exc, self.url)
 
     def _new_client(self) -> httpx.AsyncClient:
+        cfg = self.config
         transport = self._transport or httpx.AsyncHTTPTransport(
-            retries=self._retries,
+            retries=cfg.retries,
             limits=httpx.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_connections,
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_connections,
             ),
         )
         return httpx.AsyncClient(
             base_url=self.url,
-            headers={"X-TYPESENSE-API-KEY": self._api_key},
-            timeout=httpx.Timeout(self._timeout, connect=self._connect_timeout),
+            headers={"X-TYPESENSE-API-KEY": cfg.api_key.get_secret_value()},
+            timeout=httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout),
             transport=transport,
             trust_env=False,  # a database client never goes through an environment proxy
         )
@@ -326,8 +285,9 @@ class TypesenseAdapter(StorageAdapter):
             except (StorageDataError, ValueError, TypeError) as exc:
                 doc_id = data.get("id") if isinstance(data, Mapping) else None
                 failures.append((index, doc_id if isinstance(doc_id, str) else None, str(exc)))
-        for start in range(0, len(ready), self._batch_size):
-            chunk = ready[start : start + self._batch_size]
+        batch_size = self.config.import_batch_size
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start : start + batch_size]
             results = await self._import_chunk([line for _, _, line in chunk], action)
             for (index, doc_id, _), result in zip(chunk, results, strict=True):
                 if result.get("success") is True:

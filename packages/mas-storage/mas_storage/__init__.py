@@ -1,7 +1,8 @@
 """mas-storage: the core of the mas-memory storage layer.
 
-The abstract :class:`StorageAdapter`, the six storage errors, the validators, the settings, the
-adapter registry and the metrics. Concrete adapters live in their own packages
+The abstract :class:`StorageAdapter`, the six storage errors, the validators, the base of the
+adapters' settings models (:class:`AdapterSettings`), the adapter registry and the metrics.
+Concrete adapters, each with its own settings model, live in their own packages
 (``mas-storage-postgres``, ``-redis``, ``-qdrant``, ``-neo4j``, ``-typesense``) and are obtained
 through :func:`create_adapter`.
 """
@@ -24,44 +25,43 @@ from ._registry import (
     create_adapter,
     get_adapter_class,
     register_adapter,
+    stack_output_keys,
 )
 from ._settings import (
     DEFAULT_STACK_OUTPUTS,
-    STACK_OUTPUT_KEYS,
-    Neo4jSettings,
-    PostgresSettings,
-    QdrantSettings,
-    RedisSettings,
-    StorageSettings,
-    TypesenseSettings,
+    STACK_OUTPUTS_ENV,
+    AdapterSettings,
+    StackOutput,
     load_stack_outputs,
     stack_outputs_path,
 )
+from ._settings_doc import settings_table
 from ._telemetry import DatabaseFacts, configure_telemetry
+from ._types import Integer, NodeList, Seconds
 from ._validation import validate_field_types, validate_required_fields
-from .metrics import MetricsCollector
+from .metrics import MetricsCollector, MetricsSettings
 
 __all__ = [
     "DEFAULT_STACK_OUTPUTS",
     "ENTRY_POINT_GROUP",
-    "STACK_OUTPUT_KEYS",
+    "STACK_OUTPUTS_ENV",
     "AdapterConfig",
     "AdapterNotFoundError",
+    "AdapterSettings",
     "DatabaseFacts",
+    "Integer",
     "MetricsCollector",
-    "Neo4jSettings",
-    "PostgresSettings",
-    "QdrantSettings",
-    "RedisSettings",
+    "MetricsSettings",
+    "NodeList",
+    "Seconds",
+    "StackOutput",
     "StorageAdapter",
     "StorageConnectionError",
     "StorageDataError",
     "StorageError",
     "StorageNotFoundError",
     "StorageQueryError",
-    "StorageSettings",
     "StorageTimeoutError",
-    "TypesenseSettings",
     "available_adapters",
     "configure_telemetry",
     "create_adapter",
@@ -71,6 +71,8 @@ __all__ = [
     "operation",
     "redact",
     "register_adapter",
+    "settings_table",
+    "stack_output_keys",
     "stack_outputs_path",
     "validate_field_types",
     "validate_required_fields",

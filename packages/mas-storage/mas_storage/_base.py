@@ -1,4 +1,5 @@
-"""The abstract adapter every backend implements (the spec's Priority 1 contract)."""
+"""The abstract adapter every backend implements: lifecycle, the generic contract
+(``store``/``retrieve``/``search``/``delete``), error hooks and metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit
 
-from ._exceptions import StorageConnectionError, StorageDataError, StorageError
+from ._exceptions import StorageConnectionError, StorageError
 from ._operations import OPERATION_ATTR, operation, translate_error
+from ._settings import AdapterSettings
 from ._telemetry import DatabaseFacts
 from .metrics import MetricsCollector, check_format
 from .metrics import export as export_report
@@ -22,44 +23,6 @@ AdapterConfig = Mapping[str, Any]
 
 #: Public coroutine methods of the base that are not operations (they must not be timed).
 _NOT_OPERATIONS = frozenset({"get_metrics", "export_metrics", "reset_metrics"})
-_SECRET_KEYS = frozenset({"password", "api_key", "apikey", "secret", "token"})
-_URL_KEYS = frozenset({"url", "uri", "dsn"})
-
-
-def _normalize_config(config: Any) -> dict[str, Any]:
-    """Accept a mapping, a settings model (``to_config()``), a URL string or ``None``."""
-    if config is None:
-        return {}
-    if isinstance(config, str):
-        return {"url": config}
-    to_config = getattr(config, "to_config", None)
-    if callable(to_config):
-        return dict(to_config())
-    if isinstance(config, Mapping):
-        return dict(config)
-    raise StorageDataError(
-        f"Adapter config must be a mapping, a settings object or a URL, not {type(config).__name__}"
-    )
-
-
-def _collect_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every credential in ``config``: secret keys' values and passwords inside URLs."""
-    found: list[str] = []
-    for key, value in config.items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if not isinstance(value, str) or not value:
-            continue
-        if key.lower() in _SECRET_KEYS:
-            found.append(value)
-        elif key.lower() in _URL_KEYS:
-            try:
-                password = urlsplit(value).password
-            except ValueError:
-                password = None
-            if password:
-                found.append(password)
-    return tuple(found)
 
 
 class StorageAdapter(ABC):
@@ -69,6 +32,10 @@ class StorageAdapter(ABC):
     ``delete`` and may add batch and domain methods. Every public coroutine method a subclass
     defines is wrapped, when the class is created, by :func:`mas_storage.operation`: the
     connection check, metrics, error translation and logging exist once, here.
+
+    ``config`` is ``None`` (read the settings sources), an instance of the adapter's
+    :attr:`settings_model`, a mapping (a complete explicit config) or a URL string; it is
+    validated once, here, and kept as ``self.config``.
 
     Connection is explicit by default: an operation before ``connect()`` raises
     :class:`StorageConnectionError`. With ``auto_connect: true`` in the config, the first
@@ -82,20 +49,26 @@ class StorageAdapter(ABC):
 
     #: The registry name of the backend ("postgres", "redis", ...).
     kind: ClassVar[str] = "storage"
+    #: The adapter's settings model: every key it reads (see :mod:`mas_storage._settings`).
+    #: Each adapter package declares its own; a third-party adapter brings its own too.
+    settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
 
     def __init__(self, config: Any = None) -> None:
-        self.config: dict[str, Any] = _normalize_config(config)
+        #: The validated settings (an instance of :attr:`settings_model`); never re-parsed.
+        self.config: AdapterSettings = type(self).settings_model.from_config(config)
         self._connected = False
-        self._auto_connect = bool(self.config.get("auto_connect", False))
+        self._auto_connect = self.config.auto_connect
         self._connect_lock: asyncio.Lock | None = None
-        self._secret_values = _collect_secrets(self.config)
-        # ``metrics`` may be a mapping of the collector's keys, or a bool (False disables).
+        self._secret_values = tuple(self.config.secret_values())
         self.metrics = MetricsCollector(
-            self.config.get("metrics"), adapter=self.kind, secrets=self._secret_values
+            self.config.metrics, adapter=self.kind, secrets=self._secret_values
         )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        model = cls.settings_model
+        if not (isinstance(model, type) and issubclass(model, AdapterSettings)):
+            raise TypeError(f"{cls.__qualname__}.settings_model must subclass AdapterSettings")
         for attr, value in list(vars(cls).items()):
             if attr.startswith("_") or attr in _NOT_OPERATIONS:
                 continue

@@ -1,12 +1,16 @@
-"""The adapter registry: the spec's "dependency injection", through entry points.
+"""The adapter registry: dependency injection through entry points.
 
 Each adapter package declares itself under the entry-point group ``mas_storage.adapters``.
 Entry points are read on first lookup, and a kind's class is imported only when it is asked
 for, so one broken plugin fails alone, with its name in the error. Business code asks for a
 kind and never imports a concrete adapter class::
 
-    adapter = create_adapter("postgres")          # config from the settings sources
-    adapter = create_adapter("redis", {"url": ...})
+    adapter = create_adapter("postgres")                  # config from the settings sources
+    adapter = create_adapter("redis", window_size=5)      # an override on top of the sources
+    adapter = create_adapter("redis", {"url": ...})       # a complete explicit config
+
+Each adapter class names its own settings model (``settings_model``): the registry knows no
+model, so an adapter from another distribution brings its settings with it.
 """
 
 from __future__ import annotations
@@ -15,14 +19,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from ._base import StorageAdapter
-from ._exceptions import StorageError
-from ._settings import (
-    Neo4jSettings,
-    PostgresSettings,
-    QdrantSettings,
-    RedisSettings,
-    TypesenseSettings,
-)
+from ._exceptions import StorageDataError, StorageError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -31,17 +28,10 @@ __all__ = [
     "create_adapter",
     "get_adapter_class",
     "register_adapter",
+    "stack_output_keys",
 ]
 
 ENTRY_POINT_GROUP = "mas_storage.adapters"
-#: The first-party kinds, their settings models and the distribution that provides each.
-_SETTINGS = {
-    "postgres": PostgresSettings,
-    "redis": RedisSettings,
-    "qdrant": QdrantSettings,
-    "neo4j": Neo4jSettings,
-    "typesense": TypesenseSettings,
-}
 
 _classes: dict[str, type[StorageAdapter]] = {}
 _entry_points: dict[str, EntryPoint] | None = None
@@ -79,9 +69,9 @@ def get_adapter_class(kind: str) -> type[StorageAdapter]:
         return _classes[kind]
     ep = _discovered().get(kind)
     if ep is None:
-        hint = f" (install mas-storage-{kind})" if kind in _SETTINGS else ""
         raise AdapterNotFoundError(
-            f"No storage adapter of kind '{kind}'{hint}; available: "
+            f"No storage adapter of kind '{kind}' (install the package that provides it, e.g. "
+            f"mas-storage-{kind} for a first-party backend); available: "
             f"{', '.join(available_adapters()) or 'none'}"
         )
     try:
@@ -98,9 +88,32 @@ def get_adapter_class(kind: str) -> type[StorageAdapter]:
     return cls
 
 
-def create_adapter(kind: str, config: Any = None) -> StorageAdapter:
-    """Build the adapter for ``kind``; without ``config``, from the settings sources."""
+def create_adapter(kind: str, config: Any = None, /, **overrides: Any) -> StorageAdapter:
+    """Build the adapter for ``kind``.
+
+    Without ``config``, its settings model reads the sources (environment, ``.env``, the
+    stack-outputs file, defaults), with ``overrides`` on top as explicit arguments. A
+    ``config`` (a mapping, a URL string or a settings instance) is used as it is; it cannot be
+    combined with ``overrides``.
+    """
     cls = get_adapter_class(kind)
-    if config is None and kind in _SETTINGS:
-        config = _SETTINGS[kind]()
+    if overrides:
+        if config is not None:
+            raise StorageDataError(
+                "create_adapter() takes a config or keyword overrides of the settings "
+                "sources, not both"
+            )
+        config = cls.settings_model(**overrides)
     return cls(config)
+
+
+def stack_output_keys() -> tuple[str, ...]:
+    """Every stack-outputs key an installed adapter reads, sorted.
+
+    Derived from each registered adapter's settings model (its ``StackOutput`` fields): the
+    models are the one source of these names. Loads every adapter class.
+    """
+    keys: set[str] = set()
+    for kind in available_adapters():
+        keys.update(get_adapter_class(kind).settings_model.stack_output_keys().values())
+    return tuple(sorted(keys))

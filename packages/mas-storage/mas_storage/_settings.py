@@ -1,64 +1,111 @@
-"""Adapter settings with pydantic-settings.
+"""The shared base of every adapter's settings model (pydantic-settings).
 
-Sources, highest first:
+Each adapter package owns ONE model, a subclass of :class:`AdapterSettings`, that declares every
+key its adapter reads: type, default, bounds and description, in one place. The adapter class
+names it (``settings_model: ClassVar[type[AdapterSettings]]``) and holds the validated instance
+as ``adapter.config``; nothing re-parses a dict. The core knows none of the models: it only
+provides what they share, here.
 
-1. explicit arguments (``PostgresSettings(url=...)``);
-2. environment variables, then a ``.env`` file (``POSTGRES_URL``, ``REDIS_URL``, ``QDRANT_URL``,
-   ``NEO4J_URL``, ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``TYPESENSE_URL``, ``TYPESENSE_API_KEY``, and
-   the same prefix for every other field);
-3. the stack-outputs JSON file: what ``pulumi stack output --json --show-secrets`` prints on the
-   lab, and what ``mas-devstack up`` writes locally. Its path is ``$MAS_STACK_OUTPUTS``, by
-   default ``.mas/stack-outputs.json`` in the working directory;
-4. loopback defaults matching the local stack's ports.
+Where a model's values come from, highest first:
 
-Credentials are ``SecretStr`` (URLs that embed a password included), so ``repr`` never shows them.
+1. explicit arguments (``RedisSettings(window_size=5)``,
+   ``create_adapter("redis", window_size=5)``);
+2. the process environment, then a ``.env`` file in the working directory, each field under the
+   model's prefix (``REDIS_WINDOW_SIZE``; nested keys with ``__``: ``REDIS_METRICS__ENABLED``);
+3. the stack-outputs file, for the fields that declare a :class:`StackOutput` key (what
+   ``pulumi stack output --json --show-secrets`` prints on the lab and ``mas-devstack up``
+   writes locally). Its path is ``$MAS_STACK_OUTPUTS``, by default ``.mas/stack-outputs.json``;
+4. the field's default (loopback addresses of the local stack).
+
+A mapping (or a URL string) given as an adapter's config is a complete, explicit config: it is
+validated by the same model, strictly (Python types: ``"5"`` for an int is a mistake in code,
+while the environment can only give strings), with the defaults for what it leaves out, and
+reads neither the environment nor the outputs file (tests and embedders get exactly what they
+wrote).
+
+Rules every model inherits:
+
+* **Unknown keys are refused** in explicit arguments and mappings, with a
+  :class:`~mas_storage.StorageDataError` naming the key (and the nearest known one). Unknown
+  variables in the environment and ``.env`` are *ignored*: both are shared with other software
+  (Kubernetes service links set ``REDIS_SERVICE_HOST``; a docker-compose ``.env`` for the
+  postgres image holds ``POSTGRES_PASSWORD``). Unknown keys of the outputs file are ignored
+  too: Pulumi exports whatever the program exports.
+* **No secret is echoed**: credentials are ``SecretStr``, an invalid value is reported by field
+  and rule only, never by value.
+* **Bools are not numbers**: ``True`` is refused where an int or a number of seconds is expected
+  (:data:`Integer`, :data:`Seconds`), although Python's bool is an int.
+* **Node lists** (:data:`NodeList`) come as a JSON array or a comma-separated string, from the
+  environment and from the outputs file alike.
+
+Adding a setting is one declaration in the package's model; its environment variable follows
+from the field name, and ``Annotated[..., StackOutput("<key>")]`` makes the outputs file feed it.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from ._exceptions import StorageDataError
+from ._redact import mask_url
+from .metrics._settings import MetricsSettings
 
 __all__ = [
     "DEFAULT_STACK_OUTPUTS",
-    "STACK_OUTPUT_KEYS",
-    "Neo4jSettings",
-    "PostgresSettings",
-    "QdrantSettings",
-    "RedisSettings",
-    "StorageSettings",
-    "TypesenseSettings",
+    "STACK_OUTPUTS_ENV",
+    "AdapterSettings",
+    "StackOutput",
     "load_stack_outputs",
     "stack_outputs_path",
 ]
 
 DEFAULT_STACK_OUTPUTS = ".mas/stack-outputs.json"
 STACK_OUTPUTS_ENV = "MAS_STACK_OUTPUTS"
-#: The keys a stack-outputs file may hold: Pulumi's exports and the local stack's file alike.
-STACK_OUTPUT_KEYS = (
-    "postgres_url",
-    "redis_url",
-    "qdrant_url",
-    "qdrant_api_key",
-    "qdrant_path",
-    "neo4j_url",
-    "neo4j_user",
-    "neo4j_password",
-    "typesense_url",
-    "typesense_api_key",
-)
+_OUTPUT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MASKED = "[secret]"
+
+
+# -- the field vocabulary ----------------------------------------------------------------------
+
+
+class StackOutput:
+    """Field marker: the stack-outputs key that feeds this field.
+
+    ``url: Annotated[SecretStr, StackOutput("redis_url")] = Field(...)``. A field without it
+    is never read from the outputs file.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        if not _OUTPUT_KEY.match(key):
+            raise ValueError(f"stack output key {key!r} must match {_OUTPUT_KEY.pattern}")
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"StackOutput({self.key!r})"
+
+
+# -- the stack-outputs file ----------------------------------------------------------------------
 
 
 def stack_outputs_path() -> tuple[Path, bool]:
@@ -68,10 +115,13 @@ def stack_outputs_path() -> tuple[Path, bool]:
 
 
 def load_stack_outputs(path: Path | None = None, *, required: bool | None = None) -> dict[str, Any]:
-    """Read and check a stack-outputs file; ``{}`` when an unnamed default file is absent.
+    """Read a stack-outputs file: its JSON object, ``null`` values left out.
 
-    Raises :class:`StorageDataError` naming the file (and the key) when it is missing but was
-    asked for, is not JSON, is not an object, or holds a value that is not a string.
+    ``{}`` when the default file is absent and was not named. Raises
+    :class:`StorageDataError` naming the file when it was named (or ``required``) but is
+    missing, is not JSON, is not an object, or holds a value Pulumi masked as ``"[secret]"``.
+    Every key is kept (a Pulumi program exports what it likes); each settings model picks its
+    own keys and validates their values.
     """
     if path is None:
         path, named = stack_outputs_path()
@@ -95,54 +145,116 @@ def load_stack_outputs(path: Path | None = None, *, required: bool | None = None
             f"Stack outputs file {path} must hold a JSON object, not {type(raw).__name__}"
         )
     for key, value in raw.items():
-        if key not in STACK_OUTPUT_KEYS or value is None:
-            continue
-        if not isinstance(value, str):
+        if value == _MASKED:
             raise StorageDataError(
-                f"Stack outputs file {path}: key '{key}' must be a string, "
-                f"got {type(value).__name__}"
+                f"Stack outputs file {path}: key '{key}' is masked as '{_MASKED}'; write the "
+                "file with 'pulumi stack output --json --show-secrets'"
             )
-        if value == "[secret]":
-            raise StorageDataError(
-                f"Stack outputs file {path}: key '{key}' is masked as '[secret]'; write the file "
-                "with 'pulumi stack output --json --show-secrets'"
-            )
-    return {k: v for k, v in raw.items() if k in STACK_OUTPUT_KEYS and v is not None}
+    return {k: v for k, v in raw.items() if v is not None}
 
 
 class _StackOutputsSource(PydanticBaseSettingsSource):
-    """Settings source reading the stack-outputs file through the model's key map."""
+    """The outputs file, through the model's :class:`StackOutput` markers."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ maps the whole file at once
 
     def __call__(self) -> dict[str, Any]:
-        keys: dict[str, str] = getattr(self.settings_cls, "outputs_keys", {})
+        keys = _output_keys(self.settings_cls)
         if not keys:
             return {}
         outputs = load_stack_outputs()
         return {field: outputs[key] for field, key in keys.items() if key in outputs}
 
 
-class _BackendSettings(BaseSettings):
-    """Shared source order and error handling of the five backend settings models."""
+class _KnownDotEnvSource(DotEnvSettingsSource):
+    """``.env`` read like the environment: the model's own variables only, the rest ignored."""
+
+    def __call__(self) -> dict[str, Any]:
+        return EnvSettingsSource.__call__(self)
+
+
+def _output_keys(cls: type[BaseSettings]) -> dict[str, str]:
+    """Field name -> stack-outputs key, for the fields marked :class:`StackOutput`."""
+    keys: dict[str, str] = {}
+    for name, field in cls.model_fields.items():
+        for marker in field.metadata:
+            if isinstance(marker, StackOutput):
+                keys[name] = marker.key
+    return keys
+
+
+# -- the base model ----------------------------------------------------------------------------
+
+
+class AdapterSettings(BaseSettings):
+    """Settings every adapter shares; each adapter package subclasses it once.
+
+    A subclass sets ``model_config = SettingsConfigDict(env_prefix="REDIS_")`` and declares its
+    fields. A model without a prefix (this base, used by adapters that declare no model of
+    their own) reads explicit values only, never the environment or the outputs file.
+    """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        validate_default=True,
     )
-    #: Field name -> stack-outputs key.
-    outputs_keys: ClassVar[dict[str, str]] = {}
+
+    auto_connect: bool = Field(
+        False,
+        description="connect on the first operation (once, even under concurrent first calls) "
+        "instead of refusing calls before connect()",
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="the operation metrics collector: a mapping of its keys (docs/metrics.md), "
+        "or false to switch it off",
+    )
+
+    #: Other names a mapping may give a key (the spec's, e.g. ``{"uri": "url"}``).
+    key_aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            # pydantic's own message echoes the input, which may be a password: list fields only.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise StorageDataError(f"Invalid {type(self).__name__}: {problems}") from None
+            raise _config_error(type(self), exc, sources=True) from None
+        except SettingsError as exc:  # a variable that is not valid JSON for a complex field
+            raise StorageDataError(f"Invalid {type(self).__name__}: {exc}") from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_values(cls, data: Any) -> Any:
+        """Rename :attr:`key_aliases`, then let the model derive values (:meth:`prepare`)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for alias, name in cls.key_aliases.items():
+            if alias in data:
+                if name in data:
+                    raise ValueError(f"give '{name}' or its alias '{alias}', not both")
+                data[name] = data.pop(alias)
+        return cls.prepare(data)
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Hook: adjust the raw values before validation (e.g. split credentials out of a
+        URL). ``data`` holds what the sources or the mapping gave, under field names."""
+        return data
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics_switch(cls, value: Any) -> Any:
+        if value is None or value is True:
+            return {}
+        if value is False:
+            return {"enabled": False}
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -153,111 +265,134 @@ class _BackendSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, _StackOutputsSource(settings_cls))
+        if not settings_cls.model_config.get("env_prefix"):
+            return (init_settings,)
+        return (
+            init_settings,
+            env_settings,
+            _KnownDotEnvSource(settings_cls),
+            _StackOutputsSource(settings_cls),
+        )
 
-    def to_config(self) -> dict[str, Any]:
-        """The adapter config dict, secrets revealed and unset values left out."""
-        out: dict[str, Any] = {}
+    # -- building it from what a caller passed ------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Any = None) -> Self:
+        """The validated settings for an adapter's ``config`` argument.
+
+        ``None``: read the sources (environment, ``.env``, outputs, defaults). An instance of
+        this model: used as it is. A mapping: a complete explicit config, validated strictly
+        (Python types: ``"5"`` is no int), with the defaults for the rest and neither the
+        environment nor the outputs file. A string: ``{"url": string}``. Anything else, or
+        another adapter's settings, raises :class:`StorageDataError`.
+        """
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, AdapterSettings):
+            raise StorageDataError(
+                f"{cls.__name__} expected, got {type(config).__name__} (another adapter's settings)"
+            )
+        if isinstance(config, str) and "url" in cls.model_fields:
+            config = {"url": config}
+        if not isinstance(config, Mapping):
+            raise StorageDataError(
+                f"An adapter config must be a mapping, a {cls.__name__} or a URL, not "
+                f"{type(config).__name__}"
+            )
+        # Validate as BaseModel.__init__ does, without BaseSettings.__init__ and its sources
+        # (model_validate would call that custom __init__, and lose strict mode with it).
+        settings = cls.__new__(cls)
+        try:
+            cls.__pydantic_validator__.validate_python(
+                dict(config), strict=True, self_instance=settings
+            )
+        except ValidationError as exc:
+            raise _config_error(cls, exc, sources=False) from None
+        return settings
+
+    # -- what the core needs from any model -------------------------------------------------
+
+    @classmethod
+    def stack_output_keys(cls) -> dict[str, str]:
+        """Field name -> stack-outputs key of the fields the outputs file feeds."""
+        return _output_keys(cls)
+
+    @classmethod
+    def env_name(cls, field: str) -> str | None:
+        """The environment variable of ``field`` (``None`` when the model reads none)."""
+        prefix = cls.model_config.get("env_prefix") or ""
+        return f"{prefix}{field}".upper() if prefix else None
+
+    def secret_values(self) -> Iterator[str]:
+        """Every credential this config holds, for redaction: each ``SecretStr`` value, or
+        the password of one that is a URL (its host stays readable in messages)."""
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            if value is not None:
-                out[name] = value
-        return out
+                yield from _secrets_of(value.get_secret_value())
+
+    def __repr_args__(self) -> Any:
+        # pydantic shows SecretStr as '**********'; URLs in plain str fields are masked here.
+        for key, value in super().__repr_args__():
+            yield key, mask_url(value) if isinstance(value, str) else value
 
 
-class PostgresSettings(_BackendSettings):
-    """PostgreSQL (L1 active context, L2 working memory)."""
-
-    model_config = SettingsConfigDict(env_prefix="POSTGRES_")
-    outputs_keys: ClassVar[dict[str, str]] = {"url": "postgres_url"}
-
-    url: SecretStr = SecretStr("postgresql://mas@127.0.0.1:55432/mas_memory")
-    pool_size: int = Field(10, ge=1)
-    min_size: int = Field(2, ge=0)
-    timeout: float = Field(5.0, gt=0)
-    table: Literal["active_context", "working_memory"] = "active_context"
-
-
-class RedisSettings(_BackendSettings):
-    """Redis (L1 turn cache)."""
-
-    model_config = SettingsConfigDict(env_prefix="REDIS_")
-    outputs_keys: ClassVar[dict[str, str]] = {"url": "redis_url"}
-
-    url: SecretStr = SecretStr("redis://127.0.0.1:56379/0")
-    socket_timeout: float = Field(5.0, gt=0)
-    window_size: int = Field(10, ge=0)
-    ttl_seconds: int = Field(86400, ge=1)
-    refresh_ttl_on_read: bool = False
+def _secrets_of(text: str) -> Iterator[str]:
+    if not text:
+        return
+    if "://" not in text:
+        yield text
+        return
+    try:
+        password = urlsplit(text).password
+    except ValueError:
+        password = None
+    if password:
+        yield password
 
 
-class QdrantSettings(_BackendSettings):
-    """Qdrant (L3 episodic vectors): server mode with ``url``, embedded mode with ``path``."""
-
-    model_config = SettingsConfigDict(env_prefix="QDRANT_")
-    outputs_keys: ClassVar[dict[str, str]] = {
-        "url": "qdrant_url",
-        "api_key": "qdrant_api_key",
-        "path": "qdrant_path",
-    }
-
-    url: str | None = None
-    api_key: SecretStr | None = None
-    path: str | None = ".mas/qdrant"
-    collection_name: str = "episodic_memory"
-    vector_size: int = Field(384, ge=1)
-    distance: str = "Cosine"
-    timeout: float = Field(10.0, gt=0)
+# -- errors ------------------------------------------------------------------------------------
 
 
-class Neo4jSettings(_BackendSettings):
-    """Neo4j (L3 entity graph)."""
-
-    model_config = SettingsConfigDict(env_prefix="NEO4J_")
-    outputs_keys: ClassVar[dict[str, str]] = {
-        "url": "neo4j_url",
-        "user": "neo4j_user",
-        "password": "neo4j_password",
-    }
-
-    url: str = "bolt://127.0.0.1:57687"
-    user: str = "neo4j"
-    password: SecretStr | None = None
-    database: str = "neo4j"
-    timeout: float = Field(10.0, gt=0)
+def _config_error(
+    cls: type[AdapterSettings], exc: ValidationError, *, sources: bool
+) -> StorageDataError:
+    """One :class:`StorageDataError` naming each bad key and its rule, never its value."""
+    problems = [_describe(cls, err, sources=sources) for err in exc.errors(include_input=False)]
+    return StorageDataError(f"Invalid {cls.__name__}: {'; '.join(problems)}")
 
 
-class TypesenseSettings(_BackendSettings):
-    """Typesense (L4 full-text facts)."""
+def _describe(cls: type[AdapterSettings], err: ErrorDetails, *, sources: bool) -> str:
+    loc = [str(part) for part in err["loc"]]
+    where = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(cls, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{where}'{hint}; known keys: {', '.join(known)}"
+    message = err["msg"].removeprefix("Value error, ")
+    if not where:  # a rule over several keys (a model validator): its message names them
+        return message
+    if sources and loc and loc[0] in cls.model_fields:
+        origins = []
+        env = cls.env_name(loc[0])
+        if env:
+            origins.append(env if len(loc) == 1 else f"{env}__{'__'.join(loc[1:]).upper()}")
+        output = _output_keys(cls).get(loc[0])
+        if output:
+            path, _ = stack_outputs_path()
+            origins.append(f"stack output '{output}' in {path}")
+        if origins:
+            message += f" [from an argument, {' or '.join(origins)}]"
+    return f"{where}: {message}"
 
-    model_config = SettingsConfigDict(env_prefix="TYPESENSE_")
-    outputs_keys: ClassVar[dict[str, str]] = {
-        "url": "typesense_url",
-        "api_key": "typesense_api_key",
-    }
 
-    url: str = "http://127.0.0.1:58108"
-    api_key: SecretStr | None = None
-    collection_name: str = "semantic_memory"
-    timeout: float = Field(10.0, gt=0)
-
-
-class StorageSettings(BaseModel):
-    """The five backends' settings together, each loaded from the same sources."""
-
-    postgres: PostgresSettings = Field(default_factory=lambda: PostgresSettings())
-    redis: RedisSettings = Field(default_factory=lambda: RedisSettings())
-    qdrant: QdrantSettings = Field(default_factory=lambda: QdrantSettings())
-    neo4j: Neo4jSettings = Field(default_factory=lambda: Neo4jSettings())
-    typesense: TypesenseSettings = Field(default_factory=lambda: TypesenseSettings())
-
-    def for_kind(self, kind: str) -> _BackendSettings:
-        """The settings of one backend by its registry name."""
-        if kind not in type(self).model_fields:
-            raise StorageDataError(
-                f"No settings for backend '{kind}'; known: {', '.join(type(self).model_fields)}"
-            )
-        value: _BackendSettings = getattr(self, kind)
-        return value
+def _known_keys(cls: type[AdapterSettings], parent: list[str]) -> list[str]:
+    model: Any = cls
+    for part in parent:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        model = getattr(field, "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    return sorted(fields)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mas_storage import Neo4jSettings, StorageDataError, StorageNotFoundError, create_adapter
-from mas_storage_neo4j import Neo4jAdapter
+from mas_storage import StorageDataError, StorageNotFoundError, create_adapter
+from mas_storage_neo4j import Neo4jAdapter, Neo4jSettings
 
 
 def entity(run: str, key: str, label: str = "TestPerson", **props: Any) -> dict[str, Any]:

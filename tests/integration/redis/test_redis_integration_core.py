@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from mas_storage import RedisSettings, StorageConnectionError, StorageDataError
-from mas_storage_redis import RedisAdapter, session_key
+from mas_storage import StorageConnectionError, StorageDataError
+from mas_storage_redis import RedisAdapter, RedisSettings, session_key
 
 
 async def held(raw: aioredis.Redis, session_id: str) -> list[dict[str, Any]]:

@@ -7,8 +7,10 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from mas_storage import (
+    AdapterSettings,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -21,10 +23,18 @@ from mas_storage._operations import OPERATION_ATTR
 SECRET = "s3cr3t-Passw0rd"
 
 
+class MemorySettings(AdapterSettings):
+    """The test adapter's own settings model (no prefix: explicit values only)."""
+
+    url: SecretStr | None = None
+    password: SecretStr | None = None
+
+
 class MemoryAdapter(StorageAdapter):
     """A dict-backed adapter: enough to exercise the base class for real."""
 
     kind = "memory"
+    settings_model = MemorySettings
 
     def __init__(self, config: Any = None, *, fail_connect: bool = False) -> None:
         super().__init__(config)
@@ -212,12 +222,18 @@ async def test_map_error_hook_chooses_class_or_message() -> None:
     assert SECRET not in str(info.value)
 
 
-def test_config_forms_are_normalised() -> None:
-    assert MemoryAdapter("redis://x").config == {"url": "redis://x"}
-    assert MemoryAdapter(None).config == {}
+def test_config_forms_are_validated_by_the_adapters_model() -> None:
+    url = MemoryAdapter("redis://x").config.url  # type: ignore[attr-defined]
+    assert url is not None and url.get_secret_value() == "redis://x"
+    assert MemoryAdapter(None).config == MemorySettings()
     source = {"url": "u"}
     adapter = MemoryAdapter(source)
-    adapter.config["url"] = "changed"
+    with pytest.raises(ValueError, match="frozen"):
+        adapter.config.url = "changed"  # type: ignore[attr-defined]
     assert source == {"url": "u"}  # the caller's dict is not shared
+    settings = MemorySettings(password="pw-1234")  # type: ignore[arg-type]
+    assert MemoryAdapter(settings).config is settings
     with pytest.raises(StorageError, match="must be a mapping"):
         MemoryAdapter(42)
+    with pytest.raises(StorageDataError, match="unknown key 'passwd'"):
+        MemoryAdapter({"passwd": SECRET})

@@ -20,8 +20,10 @@ from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.semconv.metrics import db_metrics
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_sinks import Sinks, sinks_installed
+from pydantic import SecretStr
 
 from mas_storage import (
+    AdapterSettings,
     DatabaseFacts,
     StorageAdapter,
     StorageQueryError,
@@ -32,10 +34,17 @@ from mas_storage import _telemetry as telemetry
 SECRET = "pw-Otel-Secret-77"
 
 
+class DictSettings(AdapterSettings):
+    """The test adapter's own settings model (no prefix: explicit values only)."""
+
+    password: SecretStr | None = None
+
+
 class DictAdapter(StorageAdapter):
     """A dict-backed adapter whose driver fails on demand."""
 
     kind = "dictdb"
+    settings_model = DictSettings
 
     def __init__(self, config: Any = None, facts: DatabaseFacts | None = None) -> None:
         super().__init__(config)

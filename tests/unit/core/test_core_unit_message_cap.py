@@ -12,8 +12,10 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from mas_storage import (
+    AdapterSettings,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -136,10 +138,17 @@ def test_redacting_first_then_cutting_leaves_no_fragment_of_a_secret(at: int) ->
     assert not _leaked(err.message)
 
 
+class MappingSettings(AdapterSettings):
+    password: SecretStr | None = None
+    build: bool = False
+
+
 class MappingAdapter(StorageAdapter):
     """Fails every store with a driver error quoting a huge value and the connection URL."""
 
     kind = "mapping"
+    settings_model = MappingSettings
+    config: MappingSettings
 
     async def connect(self) -> None:
         self._connected = True
@@ -160,7 +169,7 @@ class MappingAdapter(StorageAdapter):
         return False
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
-        if self.config.get("build"):  # the adapter builds the error itself: cut before redaction
+        if self.config.build:  # the adapter builds the error itself: cut before redaction
             return StorageQueryError(f"the server said: {exc}")
         return None
 

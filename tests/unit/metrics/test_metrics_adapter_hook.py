@@ -11,8 +11,10 @@ import uuid
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from mas_storage import (
+    AdapterSettings,
     StorageAdapter,
     StorageConnectionError,
     StorageDataError,
@@ -24,18 +26,27 @@ URL_PASSWORD = "urlpass-9191"
 PAYLOAD_SECRET = "payload-must-not-leak"
 
 
+class FakeSettings(AdapterSettings):
+    url: SecretStr | None = None
+    password: SecretStr | None = None
+    refuse: bool = False
+
+
 class FakeAdapter(StorageAdapter):
     """A dict-backed adapter whose driver fails on demand."""
 
     kind = "fake"
+    settings_model = FakeSettings
+    config: FakeSettings
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.items: dict[str, dict[str, Any]] = {}
 
     async def connect(self) -> None:
-        if self.config.get("refuse"):
-            raise OSError(f"connection refused for password {self.config.get('password')}")
+        if self.config.refuse:
+            password = self.config.password.get_secret_value() if self.config.password else ""
+            raise OSError(f"connection refused for password {password}")
         self._connected = True
 
     async def disconnect(self) -> None:
@@ -46,7 +57,8 @@ class FakeAdapter(StorageAdapter):
             raise StorageDataError("store needs 'content'")
         if data.get("explode"):
             # A driver error quoting the credentials: the core must mask them.
-            raise RuntimeError(f"driver lost auth {self.config['password']} / {URL_PASSWORD}")
+            password = self.config.password.get_secret_value() if self.config.password else ""
+            raise RuntimeError(f"driver lost auth {password} / {URL_PASSWORD}")
         key = str(uuid.uuid4())
         self.items[key] = dict(data)
         return key

@@ -1,4 +1,4 @@
-"""Config parsing: the spec's keys, ``url``, Neo4jSettings, URL credentials, bad values."""
+"""Neo4jSettings: the spec's keys, ``url``, sources, URL credentials, bad values."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from mas_storage import Neo4jSettings, StorageDataError, create_adapter
-from mas_storage_neo4j import Neo4jAdapter
-from mas_storage_neo4j._config import parse_config
+from mas_storage import StorageDataError, create_adapter
+from mas_storage_neo4j import Neo4jAdapter, Neo4jSettings
+
+parse_config = Neo4jSettings.from_config
 
 SECRET = "s3cret-pa55word"
 
@@ -33,10 +34,13 @@ def test_settings_object(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None
     for name in ("MAS_STACK_OUTPUTS", "NEO4J_URL", "NEO4J_PASSWORD", "NEO4J_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env, no default outputs file
+    monkeypatch.setenv("NEO4J_MAX_CONNECTION_POOL_SIZE", "7")
     settings = Neo4jSettings(url="bolt://127.0.0.1:57687", password=SECRET, timeout=3.5)
     adapter = Neo4jAdapter(settings)
     assert adapter.uri == "bolt://127.0.0.1:57687"
     assert adapter.timeout == 3.5
+    assert adapter.config.max_connection_pool_size == 7  # every key has its variable
+    assert adapter.config.connection_acquisition_timeout == 3.5  # defaults to timeout
     assert SECRET not in repr(adapter)
 
 
@@ -47,45 +51,57 @@ def test_registry_creates_the_adapter() -> None:
 
 def test_credentials_in_url_are_used_and_stripped() -> None:
     cfg = parse_config({"url": f"bolt://bob:{SECRET}@127.0.0.1:7687"})
-    assert cfg.uri == "bolt://127.0.0.1:7687"
-    assert (cfg.user, cfg.password) == ("bob", SECRET)
+    assert cfg.url == "bolt://127.0.0.1:7687"
+    assert cfg.user == "bob"
+    assert cfg.password is not None and cfg.password.get_secret_value() == SECRET
     assert SECRET not in repr(cfg)
 
 
 def test_ipv6_host_keeps_brackets_when_userinfo_is_stripped() -> None:
     cfg = parse_config({"url": f"bolt://bob:{SECRET}@[::1]:7687"})
-    assert cfg.uri == "bolt://[::1]:7687"
+    assert cfg.url == "bolt://[::1]:7687"
 
 
 def test_explicit_password_wins_over_url_password() -> None:
     cfg = parse_config({"url": "bolt://bob:inurl@127.0.0.1:7687", "password": SECRET})
-    assert cfg.password == SECRET
+    assert cfg.password is not None and cfg.password.get_secret_value() == SECRET
 
 
-def test_secret_str_password_is_revealed_for_the_driver() -> None:
+def test_secret_str_password_is_accepted() -> None:
     from pydantic import SecretStr
 
     cfg = parse_config({"uri": "bolt://127.0.0.1:7687", "password": SecretStr(SECRET)})
-    assert cfg.password == SECRET
+    assert cfg.password is not None and cfg.password.get_secret_value() == SECRET
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        {"password": SECRET},
-        {"uri": "bolt://127.0.0.1:7687"},
-        {"uri": "bolt://127.0.0.1:7687", "password": ""},
-        None,
-    ],
-)
-def test_missing_uri_or_password_is_a_data_error(config: Any) -> None:
-    with pytest.raises(StorageDataError, match=r"uri.*password"):
+def test_spec_uri_and_url_together_are_refused() -> None:
+    with pytest.raises(StorageDataError, match="give 'url' or its alias 'uri', not both"):
+        parse_config({"uri": "bolt://h:1", "url": "bolt://h:2", "password": SECRET})
+
+
+@pytest.fixture
+def no_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in ("MAS_STACK_OUTPUTS", "NEO4J_URL", "NEO4J_PASSWORD", "NEO4J_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env, no default outputs file
+
+
+@pytest.mark.usefixtures("no_sources")
+@pytest.mark.parametrize("config", [{"uri": "bolt://127.0.0.1:7687"}, None])
+def test_missing_password_is_a_data_error(config: Any) -> None:
+    with pytest.raises(StorageDataError, match=r"needs a password.*NEO4J_PASSWORD"):
         Neo4jAdapter(config)
 
 
+def test_empty_password_is_refused() -> None:
+    with pytest.raises(StorageDataError, match="password: Value should have at least 1"):
+        parse_config({"uri": "bolt://127.0.0.1:7687", "password": ""})
+
+
+@pytest.mark.usefixtures("no_sources")
 def test_injected_driver_needs_no_credentials(fake_driver: Any) -> None:
     adapter = Neo4jAdapter(None, driver=fake_driver)
-    assert adapter.uri is None
+    assert adapter.uri == "bolt://127.0.0.1:57687"  # the default, unused with a driver
 
 
 @pytest.mark.parametrize(
@@ -95,7 +111,7 @@ def test_injected_driver_needs_no_credentials(fake_driver: Any) -> None:
         ({"uri": "bolt+routing://127.0.0.1"}, "bolt://"),
         ({"uri": "bolt://"}, "host"),
         ({"uri": "bolt://[::1"}, "valid URL"),
-        ({"uri": 7687}, "string"),
+        ({"uri": 7687}, "url: Input should be a valid string"),
         ({"uri": "bolt://h", "user": 5}, "user"),
         ({"uri": "bolt://h", "password": 5}, "password"),
         ({"uri": "bolt://h", "database": 3}, "database"),
@@ -105,7 +121,10 @@ def test_injected_driver_needs_no_credentials(fake_driver: Any) -> None:
         ({"uri": "bolt://h", "connection_timeout": -1}, "connection_timeout"),
         ({"uri": "bolt://h", "max_retry_time": None}, "max_retry_time"),
         ({"uri": "bolt://h", "entity_label": "Bad Label"}, "entity_label"),
+        ({"uri": "bolt://h", "entity_label": "A`) DETACH DELETE (n"}, "entity_label"),
         ({"uri": "bolt://h", "notifications_min_severity": "LOUD"}, "notifications"),
+        ({"uri": "bolt://h", "max_connection_pool_size": 0}, "max_connection_pool_size"),
+        ({"uri": "bolt://h", "entity_lable": "X"}, "did you mean 'entity_label'"),
     ],
 )
 def test_bad_config_values(config: dict[str, Any], match: str) -> None:
@@ -125,11 +144,12 @@ def test_driver_options_are_bounded_for_fast_failure() -> None:
             "notifications_min_severity": "warning",
         }
     )
-    assert cfg.driver_options["connection_timeout"] == 1.5
-    assert cfg.driver_options["connection_acquisition_timeout"] == 4.0
-    assert cfg.driver_options["max_transaction_retry_time"] == 0.5
-    assert cfg.driver_options["notifications_min_severity"] == "WARNING"
-    defaults = parse_config({"uri": "bolt://h", "password": SECRET}).driver_options
+    options = cfg.driver_options()
+    assert options["connection_timeout"] == 1.5
+    assert options["connection_acquisition_timeout"] == 4.0
+    assert options["max_transaction_retry_time"] == 0.5
+    assert options["notifications_min_severity"] == "WARNING"
+    defaults = parse_config({"uri": "bolt://h", "password": SECRET}).driver_options()
     assert defaults["max_transaction_retry_time"] <= 5
     assert defaults["connection_timeout"] <= 10
     assert defaults["notifications_min_severity"] == "OFF"
@@ -149,7 +169,7 @@ async def test_connect_builds_the_driver_with_the_config(
     adapter = Neo4jAdapter({"url": f"bolt://bob:{SECRET}@127.0.0.1:7687", "timeout": 2})
     await adapter.connect()
     assert created == [
-        ("bolt://127.0.0.1:7687", ("bob", SECRET), adapter._cfg.driver_options),
+        ("bolt://127.0.0.1:7687", ("bob", SECRET), adapter.config.driver_options()),
     ]
     await adapter.disconnect()
     assert fake.closed == 1
@@ -157,8 +177,9 @@ async def test_connect_builds_the_driver_with_the_config(
     assert fake.closed == 1
 
 
+@pytest.mark.usefixtures("no_sources")
 async def test_connect_without_credentials_or_driver_is_a_data_error(fake_driver: Any) -> None:
     adapter = Neo4jAdapter(None, driver=fake_driver)
     adapter._driver = None  # the injected driver gone and nothing to build one from
-    with pytest.raises(StorageDataError, match="uri"):
+    with pytest.raises(StorageDataError, match="password"):
         await adapter.connect()

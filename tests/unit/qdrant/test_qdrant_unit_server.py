@@ -573,7 +573,8 @@ async def test_api_key_never_in_errors_logs_or_repr(
     [
         ({"url": "http://127.0.0.1:1", "path": "/tmp/x"}, "server", {"url": "http://127.0.0.1:1"}),
         ({"host": "127.0.0.1", "path": "/tmp/x"}, "server", {"host": "127.0.0.1", "port": 6333}),
-        ({}, "server", {"host": "127.0.0.1", "port": 6333}),
+        ({"path": None}, "server", {"host": "127.0.0.1", "port": 6333}),
+        ({}, "embedded", {"path": ".mas/qdrant"}),  # the local stack's default
         ("http://127.0.0.1:7", "server", {"url": "http://127.0.0.1:7"}),
         ({"path": "/tmp/x"}, "embedded", {"path": "/tmp/x"}),
         ({"location": ":memory:"}, "embedded", {"location": ":memory:"}),
@@ -588,7 +589,7 @@ def test_mode_selection_url_wins(config: Any, mode: str, kwargs: dict[str, Any])
 
 
 def test_settings_object_is_accepted(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from mas_storage import QdrantSettings
+    from mas_storage_qdrant import QdrantSettings
 
     monkeypatch.chdir(tmp_path)  # no .env, no stack outputs here
     for var in ("QDRANT_URL", "QDRANT_PATH", "QDRANT_API_KEY", "MAS_STACK_OUTPUTS"):
@@ -611,14 +612,15 @@ def test_distance_is_case_insensitive(name: str) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"distance": "hamming"}, "Unknown Qdrant distance 'hamming'"),
-        ({"distance": 3}, "Unknown Qdrant distance 3"),
-        ({"vector_size": 0}, "'vector_size' must be a positive integer"),
-        ({"vector_size": "384"}, "'vector_size' must be a positive integer"),
-        ({"batch_size": 5000}, "'batch_size' must be within"),
-        ({"location": "somewhere"}, "'location' must be ':memory:'"),
-        ({"url": "http://127.0.0.1:1", "timeout": 0}, "'timeout' must be a positive number"),
-        ({"collection_name": 5}, "'collection_name' must be a string"),
+        ({"distance": "hamming"}, "distance: Input should be 'Cosine', 'Euclid', 'Dot' or"),
+        ({"distance": 3}, "distance: Input should be 'Cosine'"),
+        ({"vector_size": 0}, "vector_size: Input should be greater than or equal to 1"),
+        ({"vector_size": "384"}, "vector_size: Input should be a valid integer"),
+        ({"batch_size": 5000}, "batch_size: Input should be less than or equal to 1024"),
+        ({"location": "somewhere"}, "location: Input should be ':memory:'"),
+        ({"url": "http://127.0.0.1:1", "timeout": 0}, "timeout: Input should be greater than 0"),
+        ({"collection_name": 5}, "collection_name: Input should be a valid string"),
+        ({"collection_nam": "x"}, "unknown key 'collection_nam'"),
     ],
 )
 def test_bad_config_is_refused(config: dict[str, Any], message: str) -> None:
@@ -657,5 +659,5 @@ async def test_plain_http_api_key_warning_becomes_a_log_line(
 def test_package_exports() -> None:
     import mas_storage_qdrant
 
-    assert mas_storage_qdrant.__all__ == ["QdrantAdapter"]
+    assert mas_storage_qdrant.__all__ == ["QdrantAdapter", "QdrantSettings"]
     assert mas_storage_qdrant.QdrantAdapter.kind == "qdrant"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock
 
@@ -12,7 +13,6 @@ from pydantic import SecretStr
 from redis import exceptions as rx
 
 from mas_storage import (
-    RedisSettings,
     StorageConnectionError,
     StorageDataError,
     StorageError,
@@ -20,21 +20,23 @@ from mas_storage import (
     StorageTimeoutError,
     create_adapter,
 )
-from mas_storage_redis import RedisAdapter
+from mas_storage_redis import RedisAdapter, RedisSettings
 
 PASSWORD = "unit-Secret-pw-42"
 URL = f"redis://:{PASSWORD}@127.0.0.1:61999/0"
 
 
 def test_defaults_follow_the_spec() -> None:
-    adapter = RedisAdapter()
+    adapter = RedisAdapter({})
     assert (adapter.window_size, adapter.ttl_seconds, adapter.refresh_ttl_on_read) == (
         10,
         86400,
         False,
     )
-    assert (adapter.host, adapter.port, adapter.db, adapter.url) == ("127.0.0.1", 6379, 0, None)
-    assert adapter.socket_timeout == 5.0
+    cfg = adapter.config
+    # The local stack's port (the spec's 6379 is the lab's; REDIS_URL or the outputs set it).
+    assert (cfg.host, cfg.port, cfg.db, cfg.url) == ("127.0.0.1", 56379, 0, None)
+    assert (cfg.socket_timeout, cfg.pool_timeout, cfg.retries) == (5.0, 5.0, 2)
     assert adapter.client is None
     assert not adapter.is_connected
 
@@ -45,14 +47,43 @@ def test_registry_builds_the_adapter() -> None:
     assert adapter.window_size == 3
 
 
+def _url(adapter: RedisAdapter) -> str | None:
+    url = adapter.config.url
+    return None if url is None else url.get_secret_value()
+
+
 def test_url_string_and_settings_configs() -> None:
-    assert RedisAdapter(URL).url == URL
+    assert _url(RedisAdapter(URL)) == URL
     settings = RedisSettings(url=URL, window_size=4, ttl_seconds=60, refresh_ttl_on_read=True)
     adapter = RedisAdapter(settings)
-    assert adapter.url == URL
+    assert adapter.config is settings
+    assert _url(adapter) == URL
     assert (adapter.window_size, adapter.ttl_seconds, adapter.refresh_ttl_on_read) == (4, 60, True)
-    # A SecretStr straight in a dict is revealed for the driver too.
-    assert RedisAdapter({"url": SecretStr(URL)}).url == URL
+    # A SecretStr straight in a dict is accepted too.
+    assert _url(RedisAdapter({"url": SecretStr(URL)})) == URL
+
+
+def test_environment_variables_reach_every_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """REDIS_RETRIES and friends: every key the adapter reads has its variable."""
+    monkeypatch.delenv("MAS_STACK_OUTPUTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env, no .mas/stack-outputs.json
+    monkeypatch.setenv("REDIS_URL", URL)
+    monkeypatch.setenv("REDIS_RETRIES", "5")
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "8")
+    monkeypatch.setenv("REDIS_METRICS__SAMPLING_RATE", "0.25")
+    monkeypatch.setenv("REDIS_UNRELATED_THING", "ignored")  # the environment is shared
+    adapter = RedisAdapter(RedisSettings(window_size=3))
+    assert (adapter.config.retries, adapter.config.max_connections) == (5, 8)
+    assert adapter.config.metrics.sampling_rate == 0.25
+    assert adapter.window_size == 3  # an argument wins over the environment
+    assert _url(adapter) == URL
+
+
+def test_unknown_key_is_named_with_a_suggestion() -> None:
+    with pytest.raises(StorageDataError, match=r"unknown key 'retrys' \(did you mean 'retries'"):
+        RedisAdapter({"url": URL, "retrys": 3})
 
 
 @pytest.mark.parametrize(
@@ -74,11 +105,14 @@ def test_url_string_and_settings_configs() -> None:
         ("max_connections", 0),
         ("port", 0),
         ("db", -1),
+        ("url", "http://127.0.0.1:6379"),
+        ("pool_timeout", 0),
     ],
 )
 def test_bad_config_is_refused(key: str, value: Any) -> None:
-    with pytest.raises(StorageDataError, match=key):
+    with pytest.raises(StorageDataError, match=key) as info:
         RedisAdapter({key: value})
+    assert "http://127.0.0.1:6379" not in str(info.value)  # the value is never echoed
 
 
 def test_password_never_in_repr_or_where() -> None:

@@ -15,10 +15,9 @@ from mas_storage import (
     StorageDataError,
     StorageQueryError,
     StorageTimeoutError,
-    TypesenseSettings,
     create_adapter,
 )
-from mas_storage_typesense import TypesenseAdapter, default_schema
+from mas_storage_typesense import TypesenseAdapter, TypesenseSettings, default_schema
 
 URL = "http://127.0.0.1:61999"
 KEY = "unit-test-key-8f3a9c"
@@ -28,23 +27,35 @@ KEY = "unit-test-key-8f3a9c"
 
 
 @pytest.mark.parametrize(
-    "config",
+    ("config", "match"),
     [
-        {"url": URL},
-        {"api_key": KEY},
-        {"url": "", "api_key": KEY},
-        {"url": URL, "api_key": ""},
-        None,
+        ({"url": URL}, "api_key: Field required"),
+        ({"url": "", "api_key": KEY}, "url: must be http"),
+        ({"url": URL, "api_key": ""}, "api_key: Value should have at least 1"),
+        ({"url": URL, "api_key": KEY, "timeout": 0}, "timeout: Input should be greater than 0"),
+        ({"url": URL, "api_key": KEY, "timeout": "10"}, "timeout: Input should be a valid number"),
+        ({"url": URL, "api_key": KEY, "retries": -1}, "retries"),
+        ({"url": URL, "api_key": KEY, "max_connections": 0}, "max_connections"),
+        ({"url": URL, "api_key": KEY, "connect_timeout": float("nan")}, "connect_timeout"),
+        ({"url": URL, "api_key": KEY, "colection_name": "x"}, "did you mean 'collection_name'"),
     ],
 )
-def test_missing_url_or_key_is_a_data_error(config: Any) -> None:
-    with pytest.raises(StorageDataError, match="'url' and 'api_key'"):
+def test_bad_config_is_a_data_error(config: Any, match: str) -> None:
+    with pytest.raises(StorageDataError, match=match) as info:
         TypesenseAdapter(config)
+    assert KEY not in str(info.value)
 
 
 def test_url_must_be_http() -> None:
     with pytest.raises(StorageDataError, match="http"):
         TypesenseAdapter({"url": "ftp://127.0.0.1:1", "api_key": KEY})
+
+
+def test_without_a_key_from_any_source_the_error_names_where_it_can_come_from(
+    no_outputs: None,
+) -> None:
+    with pytest.raises(StorageDataError, match="TYPESENSE_API_KEY or stack output"):
+        TypesenseAdapter()
 
 
 @pytest.fixture
@@ -70,8 +81,17 @@ def test_settings_object_is_accepted() -> None:
 
 @pytest.mark.usefixtures("no_outputs")
 def test_settings_without_key_is_refused() -> None:
-    with pytest.raises(StorageDataError, match="'api_key'"):
+    with pytest.raises(StorageDataError, match="api_key: Field required"):
         TypesenseAdapter(TypesenseSettings(url=URL))
+
+
+@pytest.mark.usefixtures("no_outputs")
+def test_every_key_reads_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TYPESENSE_API_KEY", KEY)
+    monkeypatch.setenv("TYPESENSE_TIMEOUT", "2.5")
+    monkeypatch.setenv("TYPESENSE_IMPORT_BATCH_SIZE", "100")
+    cfg = TypesenseSettings()
+    assert (cfg.timeout, cfg.connect_timeout, cfg.import_batch_size) == (2.5, 2.5, 100)
 
 
 def test_secret_str_key_is_accepted_and_masked() -> None:
@@ -117,7 +137,7 @@ def test_schema_name_conflict_is_refused() -> None:
 
 
 def test_schema_must_be_a_mapping() -> None:
-    with pytest.raises(StorageDataError, match="schema"):
+    with pytest.raises(StorageDataError, match="collection_schema: Input should be a valid dict"):
         TypesenseAdapter({"url": URL, "api_key": KEY, "schema": ["content"]})
 
 

@@ -1,0 +1,88 @@
+"""``QdrantSettings``: every key ``QdrantAdapter`` reads, declared once.
+
+It is both the settings source (arguments, ``QDRANT_*`` variables, the stack outputs
+``qdrant_url``, ``qdrant_api_key`` and ``qdrant_path``, defaults) and the adapter's validated
+config (``adapter.config``). The README's table is generated from it.
+
+Mode: **server** when ``url`` or ``host`` is set (the lab), else **embedded** at ``path`` or
+``location=":memory:"`` (the local stack, CI). The server wins when both are given:
+``path`` always has a default, and setting ``QDRANT_URL`` must be enough to switch to the server.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from mas_storage import AdapterSettings, Integer, Seconds, StackOutput
+
+__all__ = ["DEFAULT_BATCH_SIZE", "QdrantSettings"]
+
+#: Points per upsert request in ``store_many`` (see the package README for the measurement).
+DEFAULT_BATCH_SIZE = 128
+_DISTANCES = ("Cosine", "Euclid", "Dot", "Manhattan")
+
+
+class QdrantSettings(AdapterSettings):
+    """Qdrant (L3 episodic vectors): server mode with ``url``, embedded mode with ``path``."""
+
+    model_config = SettingsConfigDict(env_prefix="QDRANT_")
+
+    url: Annotated[str | None, StackOutput("qdrant_url")] = Field(
+        None, min_length=1, description="server mode: `http(s)://host:port` (wins over path)"
+    )
+    host: str | None = Field(
+        None, min_length=1, description="server mode without url: the server's host"
+    )
+    port: Integer = Field(6333, ge=1, le=65535, description="server mode with host: REST port")
+    grpc_port: Integer = Field(6334, ge=1, le=65535, description="server mode: gRPC port")
+    prefer_grpc: bool = Field(False, description="server mode: talk gRPC instead of REST")
+    https: bool | None = Field(None, description="server mode with host: use TLS")
+    prefix: str | None = Field(None, description="server mode: a path prefix of the REST API")
+    api_key: Annotated[SecretStr | None, StackOutput("qdrant_api_key")] = Field(
+        None, min_length=1, description="server mode: API key; never logged"
+    )
+    check_compatibility: bool = Field(
+        False,
+        description="let the client probe the server version itself (blocking; connect() "
+        "checks the server anyway)",
+    )
+    create_payload_indexes: bool = Field(
+        True,
+        description="server mode: index session_id (keyword) and created_at (datetime)",
+    )
+    path: Annotated[str | None, StackOutput("qdrant_path")] = Field(
+        ".mas/qdrant",
+        min_length=1,
+        description="embedded mode: the data directory (locked while connected)",
+    )
+    location: Literal[":memory:"] | None = Field(
+        None, description="embedded mode: `:memory:` for a throwaway in-memory engine"
+    )
+    collection_name: str = Field("episodic_memory", min_length=1, description="the collection")
+    vector_size: Integer = Field(384, ge=1, le=65536, description="dimensions of every vector")
+    distance: Literal["Cosine", "Euclid", "Dot", "Manhattan"] = Field(
+        "Cosine", description="vector distance (any case)"
+    )
+    timeout: Seconds = Field(10.0, description="server mode: seconds per request (whole seconds)")
+    batch_size: Integer = Field(
+        DEFAULT_BATCH_SIZE, ge=1, le=1024, description="points per upsert in store_many"
+    )
+
+    @field_validator("distance", mode="before")
+    @classmethod
+    def _distance_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            for name in _DISTANCES:
+                if name.lower() == value.lower():
+                    return name
+        return value
+
+    @property
+    def mode(self) -> Literal["server", "embedded"]:
+        """``server`` when a server address is set, else ``embedded``."""
+        if self.url or self.host or not (self.path or self.location):
+            return "server"
+        return "embedded"
