@@ -67,12 +67,15 @@ def _integrity_message(exc: psycopg.Error) -> str:
 def map_error(
     exc: Exception, op: str, *, timeout: float, pool_size: int
 ) -> type[StorageError] | StorageError | None:
-    """Classify ``exc``; ``None`` leaves it to the core's defaults (it is no psycopg error)."""
+    """Classify ``exc``; ``None`` leaves it to the core's defaults (it is no psycopg error).
+
+    Whatever fails inside ``connect`` is a failed connect: a
+    :class:`~mas_storage.StorageConnectionError`, even when the exception is one this module
+    does not know (the adapter is then unusable, whatever the cause).
+    """
+    if op == "connect":
+        return _connect_error(exc, timeout=timeout, pool_size=pool_size)
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        if op == "connect":
-            return StorageConnectionError(
-                f"PostgreSQL pool did not open within {timeout:g}s: {exc}"
-            )
         return StorageTimeoutError(
             f"no PostgreSQL connection free within {timeout:g}s (pool_size={pool_size}): the "
             "pool is exhausted or the server stopped answering"
@@ -81,8 +84,6 @@ def map_error(
         return StorageTimeoutError(f"too many requests waiting for a connection: {exc}")
     if isinstance(exc, psycopg_pool.PoolClosed):
         return StorageConnectionError(f"the connection pool is closed: {exc}")
-    if op == "connect" and isinstance(exc, TimeoutError):
-        return StorageConnectionError(f"PostgreSQL did not answer within {timeout:g}s")
     if not isinstance(exc, psycopg.Error):
         return None
     code = exc.sqlstate or ""
@@ -111,7 +112,19 @@ def map_error(
     if isinstance(exc, psycopg.DataError):
         return StorageDataError
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
-        return StorageTimeoutError if op != "connect" else StorageConnectionError
+        return StorageTimeoutError
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return StorageConnectionError
     return StorageQueryError
+
+
+def _connect_error(exc: Exception, *, timeout: float, pool_size: int) -> StorageConnectionError:
+    """The :class:`StorageConnectionError` of a failed ``connect``, with the best message."""
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return StorageConnectionError(f"PostgreSQL pool did not open within {timeout:g}s: {exc}")
+    if isinstance(exc, TimeoutError):
+        return StorageConnectionError(f"PostgreSQL did not answer within {timeout:g}s")
+    mapped = map_error(exc, "open", timeout=timeout, pool_size=pool_size)
+    if isinstance(mapped, StorageError):
+        return StorageConnectionError(mapped.message)
+    return StorageConnectionError(f"PostgreSQL connect failed: {type(exc).__name__}: {exc}")

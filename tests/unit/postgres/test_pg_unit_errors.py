@@ -122,6 +122,8 @@ async def test_non_driver_errors_fall_back_to_the_core_rules() -> None:
     assert adapter._map_error(RuntimeError("x"), "store") is None
     assert adapter._map_error(TimeoutError(), "store") is None
     assert isinstance(adapter._map_error(TimeoutError(), "connect"), StorageConnectionError)
+    # inside connect, nothing falls back to the core's StorageQueryError
+    assert isinstance(adapter._map_error(RuntimeError("x"), "connect"), StorageConnectionError)
 
 
 async def test_password_is_redacted_from_driver_messages(l1: Pair) -> None:

@@ -135,6 +135,32 @@ async def test_refused_password_never_appears_in_the_error(fake_driver: type[Fak
     assert "password authentication failed" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("an engine bug nobody expected"),
+        psycopg.ProgrammingError('invalid connection option "sslmodee"'),
+        psycopg.errors.SyntaxError("an error with a SQLSTATE class the adapter maps to query"),
+        KeyError("lost"),
+    ],
+    ids=["unexpected", "programming", "query-class", "key-error"],
+)
+async def test_any_failure_inside_connect_is_a_connection_error(
+    fake_driver: type[FakePool], error: Exception
+) -> None:
+    """A failed connect is a StorageConnectionError whatever raised (StorageQueryError before,
+    for an exception the adapter did not classify)."""
+    FakeProbe.error = error
+    adapter = PostgresAdapter(URL)
+    with pytest.raises(StorageConnectionError) as info:
+        await adapter.connect()
+    assert type(info.value) is StorageConnectionError
+    assert info.value.orig is error
+    assert info.value.operation == "connect"
+    assert type(error).__name__ in str(info.value) or str(error) in str(info.value)
+    assert not adapter.is_connected
+
+
 async def test_probe_timeout_is_a_connection_error(
     fake_driver: type[FakePool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
