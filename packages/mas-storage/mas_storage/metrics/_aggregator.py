@@ -18,7 +18,11 @@ from ._storage import ConnectionSnapshot, ErrorRecord, MetricsSnapshot, Operatio
 
 __all__ = ["MetricsAggregator", "format_timestamp", "percentile_key"]
 
-_DIGITS = 6  # rounding of reported milliseconds and rates: nanosecond resolution
+#: Milliseconds are reported at the clock's resolution, the nanosecond (``perf_counter``): the
+#: seconds-to-milliseconds product would otherwise carry float noise such as 0.16988300000000002.
+#: Ratios and rates (``success_rate``, ``throughput``) are reported exact, unrounded: rounding is
+#: for where a human reads them (the Markdown export formats them), never for the stored figure.
+_MS_DIGITS = 6
 
 
 def percentile_key(percentile: float) -> str:
@@ -35,7 +39,7 @@ def format_timestamp(moment: Any) -> str | None:
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000.0, _DIGITS)
+    return None if seconds is None else round(seconds * 1000.0, _MS_DIGITS)
 
 
 class MetricsAggregator:
@@ -158,11 +162,11 @@ class MetricsAggregator:
             "total_count": series.count,
             "success_count": success,
             "error_count": series.errors,
-            "success_rate": round(success / series.count, _DIGITS) if series.count else None,
+            "success_rate": success / series.count if series.count else None,
             "latency_ms": {key: _ms(value) for key, value in stats.items()},
             "latency_samples": len(series.samples),
             "total_time_ms": _ms(series.seconds_total),
-            "throughput": {key: round(value, _DIGITS) for key, value in rates.items()},
+            "throughput": dict(rates),
             "bytes_total": series.bytes_total,
         }
 
@@ -176,7 +180,7 @@ class MetricsAggregator:
             "last_connect_duration_ms": _ms(conn.last_connect_seconds),
             "last_disconnect_duration_ms": _ms(conn.last_disconnect_seconds),
             "last_connect_at": format_timestamp(conn.last_connect_at),
-            "total_connection_time_seconds": round(conn.connected_seconds_total, _DIGITS),
+            "total_connection_time_seconds": conn.connected_seconds_total,
         }
 
     @staticmethod
