@@ -31,6 +31,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -271,7 +272,8 @@ def _mandatory(
     )
 
 
-POLICIES: list[ResourceValidationPolicy] = [
+#: ``list[Policy]``, the type ``PolicyPack`` takes (a list is invariant).
+POLICIES: list[Policy] = [
     _mandatory(
         "images-pinned",
         "Images are pinned to an exact tag or digest: no 'latest', no untagged.",

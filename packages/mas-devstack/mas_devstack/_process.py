@@ -112,7 +112,7 @@ def is_alive(record: PidRecord) -> bool:
         proc = psutil.Process(record.pid)
         if abs(proc.create_time() - record.create_time) > 1.0:
             return False
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

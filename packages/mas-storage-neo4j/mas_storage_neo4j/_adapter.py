@@ -219,7 +219,7 @@ class Neo4jAdapter(StorageAdapter):
         cy.check_id(id, "id")
         query = f"MATCH (n:{cy.ident(self.entity_label)} {{id: $id}}) DETACH DELETE n"
         summary = await self._write(query, {"id": id})
-        return summary.counters.nodes_deleted > 0
+        return bool(summary.counters.nodes_deleted > 0)
 
     # -- graph operations ---------------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class Neo4jAdapter(StorageAdapter):
         cy.check_id(relationship_id, "relationship_id")
         query = "MATCH ()-[r]->() WHERE elementId(r) = $rid DELETE r"
         summary = await self._write(query, {"rid": relationship_id})
-        return summary.counters.relationships_deleted > 0
+        return bool(summary.counters.relationships_deleted > 0)
 
     async def get_neighbors(
         self,

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -448,8 +448,8 @@ class RedisAdapter(StorageAdapter):
             pipe.lrange(key, start, end)
             pipe.expire(key, self.ttl_seconds)
             items, _ = await pipe.execute()
-            return items
-        return await client.lrange(key, start, end)
+            return cast(list[Any], items)
+        return cast(list[Any], await client.lrange(key, start, end))  # redis-py's stubs: Any
 
     async def _recent(self, session_id: Any, limit: Any, offset: Any) -> list[dict[str, Any]]:
         key = session_key(session_id)

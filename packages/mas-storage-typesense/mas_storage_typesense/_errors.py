@@ -100,8 +100,9 @@ def server_message(response: httpx.Response) -> str:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str):
+        return message
     text = response.text.strip()
     return text[:200] if text else response.reason_phrase
 
