@@ -35,7 +35,7 @@ from ._settings import (
     load_stack_outputs,
     stack_outputs_path,
 )
-from ._settings_doc import settings_table
+from ._settings_doc import render_settings_tables, settings_table
 from ._telemetry import DatabaseFacts, configure_telemetry
 from ._types import Integer, NodeList, Seconds
 from ._validation import validate_field_types, validate_required_fields
@@ -71,6 +71,7 @@ __all__ = [
     "operation",
     "redact",
     "register_adapter",
+    "render_settings_tables",
     "settings_table",
     "stack_output_keys",
     "stack_outputs_path",

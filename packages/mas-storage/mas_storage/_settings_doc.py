@@ -6,12 +6,15 @@ Each package README carries its adapter's table between two markers::
     ...
     <!-- /settings-table -->
 
-``scripts/settings-tables`` rewrites them from the models, and a test fails when a README's
-table differs from its model's, so the documentation cannot drift from the code.
+``scripts/settings-tables`` rewrites them from the models (:func:`render_settings_tables`), and
+a test fails when a README's table differs from its model's, so the documentation cannot drift
+from the code.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -20,7 +23,7 @@ from pydantic.fields import FieldInfo
 
 from ._settings import AdapterSettings
 
-__all__ = ["settings_table"]
+__all__ = ["render_settings_tables", "settings_table"]
 
 _NAMES = {str: "string", int: "int", float: "number", bool: "bool", dict: "mapping"}
 
@@ -47,6 +50,25 @@ def settings_table(model: type[AdapterSettings]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+_BLOCK = re.compile(
+    r"(?P<open><!-- settings-table: (?P<model>[\w.]+) -->\n).*?(?P<close><!-- /settings-table -->)",
+    re.DOTALL,
+)
+
+
+def render_settings_tables(text: str) -> str:
+    """``text`` (a README) with every marked table regenerated from its model."""
+
+    def table(match: re.Match[str]) -> str:
+        module, _, name = match["model"].rpartition(".")
+        model = getattr(importlib.import_module(module), name)
+        if not (isinstance(model, type) and issubclass(model, AdapterSettings)):
+            raise TypeError(f"{match['model']} is not an AdapterSettings model")
+        return f"{match['open']}{settings_table(model)}{match['close']}"
+
+    return _BLOCK.sub(table, text)
 
 
 def _is_model(annotation: Any) -> bool:
@@ -93,6 +115,11 @@ _BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
 def _bounds(metadata: list[Any]) -> str:
     parts = []
     for item in metadata:
+        if isinstance(item, FieldInfo):  # a Field(...) inside Annotated[...]: its constraints
+            inner = _bounds(item.metadata)
+            if inner:
+                parts.append(inner)
+            continue
         for attr, symbol in _BOUNDS:
             value = getattr(item, attr, None)
             if value is not None:
