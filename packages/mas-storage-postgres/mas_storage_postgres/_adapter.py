@@ -39,7 +39,8 @@ from ._errors import map_error
 from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
 from ._isotime import register as register_iso_timestamptz
 from ._records import (
-    COLUMNS,
+    FactRow,
+    Row,
     parse_id,
     prepare_record,
     row_to_dict,
@@ -84,7 +85,6 @@ _OPERATION_TABLES: Final[dict[str, str | None]] = {
     "clear_session": None,
     "cleanup_expired": None,
 }
-_METADATA_INDEX: Final = {table: COLUMNS[table].index("metadata") for table in COLUMNS}
 _UNSET: Final[Any] = object()
 
 
@@ -120,12 +120,9 @@ class _BoundedConnection(psycopg.AsyncConnection[Any]):
             ) from None
 
 
-def _bind(values: tuple[Any, ...], table: str) -> list[Any]:
-    """Values of :func:`prepare_record` ready to bind: the metadata text sent as ``jsonb``."""
-    out = list(values)
-    index = _METADATA_INDEX[table]
-    out[index] = Jsonb(out[index], dumps=_json_as_is)
-    return out
+def _jsonb(text: str) -> Jsonb:
+    """Metadata JSON text (serialised and checked by :mod:`._records`) bound as ``jsonb``."""
+    return Jsonb(text, dumps=_json_as_is)
 
 
 class PostgresAdapter(StorageAdapter):
@@ -283,11 +280,11 @@ class PostgresAdapter(StorageAdapter):
         A duplicate ``(session_id, turn_id)`` raises :class:`StorageDataError`.
         """
         table = self.config.table
-        values = _bind(prepare_record(data, table), table)
-        if table == WORKING_MEMORY and values[-1] is not None:
-            return str(await self._insert_keyed_fact(values))
+        record = prepare_record(data, table, wrap_json=_jsonb)
+        if isinstance(record, FactRow) and record.idempotency_key is not None:
+            return str(await self._insert_keyed_fact(record))
         async with self._open_pool().connection() as conn:
-            cur = await conn.execute(_sql.insert(table), values)
+            cur = await conn.execute(_sql.insert(table), record)
             row = await cur.fetchone()
         assert row is not None
         return str(row[0])
@@ -371,15 +368,16 @@ class PostgresAdapter(StorageAdapter):
         """
         table = self.config.table
         now = datetime.now(UTC)
-        prepared = []
+        prepared: list[Row] = []
         for index, record in enumerate(records):
             try:
-                prepared.append(_bind(prepare_record(record, table, now), table))
+                prepared.append(prepare_record(record, table, now, wrap_json=_jsonb))
             except StorageDataError as exc:
                 raise StorageDataError(f"Record {index}: {exc.message}") from None
         if not prepared:
             return []
-        keyed = table == WORKING_MEMORY and batch_has_keys(prepared)
+        facts = [row for row in prepared if isinstance(row, FactRow)]
+        keyed = table == WORKING_MEMORY and batch_has_keys(facts)
         async with self._open_pool().connection() as conn, conn.transaction():
             cur = await conn.execute(_sql.RESERVE_IDS, (table, len(prepared)))
             row = await cur.fetchone()
@@ -390,10 +388,10 @@ class PostgresAdapter(StorageAdapter):
             into = _sql.FACT_BATCH if keyed else None
             async with conn.cursor().copy(_sql.copy_rows(table, into)) as copier:
                 copier.set_types(_COPY_TYPES[table])
-                for record_id, values in zip(ids, prepared, strict=True):
-                    await copier.write_row((record_id, *values))
+                for record_id, row in zip(ids, prepared, strict=True):
+                    await copier.write_row((record_id, *row))
             if keyed:  # skip the facts stored before, check that they are the same
-                ids = await move_fact_batch(conn, ids, prepared)
+                ids = await move_fact_batch(conn, ids, facts)
             result = [str(record_id) for record_id in ids]
         return result
 
@@ -425,15 +423,15 @@ class PostgresAdapter(StorageAdapter):
             "metadata": metadata,
             **self._times(ttl, created_at),
         }
-        values = _bind(prepare_record(record, ACTIVE_CONTEXT), ACTIVE_CONTEXT)
+        turn = prepare_record(record, ACTIVE_CONTEXT, wrap_json=_jsonb)
         pool = self._open_pool()
         if turn_id is not None:
             async with pool.connection() as conn:
-                cur = await conn.execute(_sql.add_turn_explicit(), values)
+                cur = await conn.execute(_sql.add_turn_explicit(), turn)
                 if await cur.fetchone() is not None:
                     return turn_id
                 cur = await conn.execute(
-                    _sql.SAME_TURN, (values[2], values[3], session_id, turn_id)
+                    _sql.SAME_TURN, (turn.content, turn.metadata, session_id, turn_id)
                 )
                 same = await cur.fetchone()
             if same is not None and same[0]:
@@ -442,7 +440,15 @@ class PostgresAdapter(StorageAdapter):
                 f"Turn {turn_id} of session {session_id!r} already exists with other content "
                 "(a session holds each turn_id once)"
             )
-        params = [values[0], *values[2:], session_id]
+        # Every column but turn_id (the statement numbers the turn), then the lock's session.
+        params = (
+            turn.session_id,
+            turn.content,
+            turn.metadata,
+            turn.created_at,
+            turn.ttl_expires_at,
+            session_id,
+        )
         async with pool.connection() as conn:
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(_sql.TURN_LOCK, (_TURN_LOCK_SPACE, session_id))
@@ -517,19 +523,19 @@ class PostgresAdapter(StorageAdapter):
             "idempotency_key": idempotency_key,
             **self._times(ttl, created_at),
         }
-        values = _bind(prepare_record(record, WORKING_MEMORY), WORKING_MEMORY)
-        if idempotency_key is not None:
-            return await self._insert_keyed_fact(values)
+        fact = prepare_record(record, WORKING_MEMORY, wrap_json=_jsonb)
+        if fact.idempotency_key is not None:
+            return await self._insert_keyed_fact(fact)
         async with self._open_pool().connection() as conn:
-            cur = await conn.execute(_sql.insert(WORKING_MEMORY), values)
+            cur = await conn.execute(_sql.insert(WORKING_MEMORY), fact)
             row = await cur.fetchone()
         assert row is not None
         return int(row[0])
 
-    async def _insert_keyed_fact(self, values: list[Any]) -> int:
+    async def _insert_keyed_fact(self, fact: FactRow) -> int:
         """Insert a prepared fact that has a key (the replay rule of :meth:`add_fact`)."""
         async with self._open_pool().connection() as conn:
-            return await insert_keyed_fact(conn, values)
+            return await insert_keyed_fact(conn, fact)
 
     async def get_facts(
         self,
@@ -582,13 +588,7 @@ class PostgresAdapter(StorageAdapter):
             )
         # The same rules as for a new fact, applied to a throwaway record.
         probe = {"session_id": "-", "fact_type": "-", "content": "-", **changes}
-        checked = dict(
-            zip(
-                COLUMNS[WORKING_MEMORY],
-                _bind(prepare_record(probe, WORKING_MEMORY), WORKING_MEMORY),
-                strict=True,
-            )
-        )
+        checked = prepare_record(probe, WORKING_MEMORY, wrap_json=_jsonb)._asdict()
         params = [checked[column] for column in changes]
         columns = tuple(changes)
         if ttl_expires_at is not _UNSET:

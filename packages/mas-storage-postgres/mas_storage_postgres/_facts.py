@@ -15,6 +15,7 @@ snapshot sees a fact that a concurrent writer committed after the INSERT began.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -22,11 +23,12 @@ import psycopg
 from mas_storage import StorageDataError
 
 from . import _sql
+from ._records import FactRow
 
 __all__ = ["batch_has_keys", "conflict_message", "insert_keyed_fact", "move_fact_batch"]
 
 
-def conflict_message(session_id: str, key: str, existing_id: int | None) -> str:
+def conflict_message(session_id: str, key: str | None, existing_id: int | None) -> str:
     """Why a keyed fact was refused: its key names another fact, or one that just went."""
     if existing_id is None:
         return (
@@ -39,36 +41,34 @@ def conflict_message(session_id: str, key: str, existing_id: int | None) -> str:
     )
 
 
-def batch_has_keys(prepared: list[list[Any]]) -> bool:
-    """Whether any prepared fact has a key; a key repeated within one session is refused.
-
-    ``prepared`` holds values in ``COLUMNS`` order: ``session_id`` first, the key last.
-    """
+def batch_has_keys(prepared: Sequence[FactRow]) -> bool:
+    """Whether any prepared fact has a key; a key repeated within one session is refused."""
     seen: dict[tuple[str, str], int] = {}
-    for index, values in enumerate(prepared):
-        key = values[-1]
+    for index, fact in enumerate(prepared):
+        key = fact.idempotency_key
         if key is None:
             continue
-        first = seen.setdefault((values[0], key), index)
+        first = seen.setdefault((fact.session_id, key), index)
         if first != index:
             raise StorageDataError(
                 f"Records {first} and {index} share idempotency_key {key!r} of session "
-                f"{values[0]!r}: a batch may hold each key once per session"
+                f"{fact.session_id!r}: a batch may hold each key once per session"
             )
     return bool(seen)
 
 
-async def insert_keyed_fact(conn: psycopg.AsyncConnection[Any], values: list[Any]) -> int:
+async def insert_keyed_fact(conn: psycopg.AsyncConnection[Any], fact: FactRow) -> int:
     """Insert one prepared fact with a key; its id, or the id of the same fact stored before.
 
     One round trip when the key is new, two on a replay.
     """
-    session_id, key = values[0], values[-1]
-    cur = await conn.execute(_sql.add_fact_keyed(), values)
+    session_id, key = fact.session_id, fact.idempotency_key
+    cur = await conn.execute(_sql.add_fact_keyed(), fact)
     row = await cur.fetchone()
     if row is not None:
         return int(row[0])
-    cur = await conn.execute(_sql.SAME_FACT, (*values[1:6], session_id, key))
+    same = (fact.fact_type, fact.content, fact.confidence, fact.source_turn_ids, fact.metadata)
+    cur = await conn.execute(_sql.SAME_FACT, (*same, session_id, key))
     existing = await cur.fetchone()
     if existing is not None and existing[1]:
         return int(existing[0])
@@ -78,7 +78,7 @@ async def insert_keyed_fact(conn: psycopg.AsyncConnection[Any], values: list[Any
 
 
 async def move_fact_batch(
-    conn: psycopg.AsyncConnection[Any], ids: list[int], prepared: list[list[Any]]
+    conn: psycopg.AsyncConnection[Any], ids: list[int], prepared: Sequence[FactRow]
 ) -> list[int]:
     """Move a batch already copied into ``_sql.FACT_BATCH`` into ``working_memory``.
 
@@ -97,9 +97,9 @@ async def move_fact_batch(
     for reserved, existing, same in sorted(await cur.fetchall(), key=lambda r: position[r[0]]):
         n = position[reserved]
         if existing is None or not same:
-            values = prepared[n]
+            fact = prepared[n]
             raise StorageDataError(
-                f"Record {n}: {conflict_message(values[0], values[-1], existing)}"
+                f"Record {n}: {conflict_message(fact.session_id, fact.idempotency_key, existing)}"
             )
         out[n] = existing
     return out

@@ -1,7 +1,9 @@
 """Records in and out: validation of caller data, and rows turned back into dicts.
 
 Pure functions, no I/O, so every rule is unit-tested without a server. The caller's dict is
-never modified: each function builds a new tuple or dict.
+never modified: each function builds a new record or dict. A validated record is a named
+tuple, :class:`TurnRow` or :class:`FactRow`: its fields are the insert columns in order (so it
+binds as the statement's parameters and ``COPY``'s row as it is), read by name elsewhere.
 
 Time rules:
 
@@ -22,9 +24,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple, overload
 
 from mas_storage import StorageDataError
 
@@ -37,6 +39,9 @@ __all__ = [
     "COLUMNS",
     "IDEMPOTENCY_KEY_MAX",
     "REQUIRED",
+    "FactRow",
+    "Row",
+    "TurnRow",
     "parse_id",
     "prepare_record",
     "row_to_dict",
@@ -46,29 +51,37 @@ __all__ = [
     "validate_turn_id",
 ]
 
-#: Insert columns per table, in the order :func:`prepare_record` returns values.
-COLUMNS: Final = {
-    ACTIVE_CONTEXT: (
-        "session_id",
-        "turn_id",
-        "content",
-        "metadata",
-        "created_at",
-        "ttl_expires_at",
-    ),
-    WORKING_MEMORY: (
-        "session_id",
-        "fact_type",
-        "content",
-        "confidence",
-        "source_turn_ids",
-        "metadata",
-        "created_at",
-        "updated_at",
-        "ttl_expires_at",
-        "idempotency_key",  # migration 0002; always last (the adapter reads it as values[-1])
-    ),
-}
+
+class TurnRow(NamedTuple):
+    """A validated ``active_context`` row: its insert columns, in order."""
+
+    session_id: str
+    turn_id: int
+    content: str
+    metadata: Any  #: JSON text of an object, or what the caller's ``wrap_json`` made of it
+    created_at: datetime
+    ttl_expires_at: datetime | None
+
+
+class FactRow(NamedTuple):
+    """A validated ``working_memory`` row: its insert columns, in order."""
+
+    session_id: str
+    fact_type: str
+    content: str
+    confidence: float
+    source_turn_ids: list[int]
+    metadata: Any  #: JSON text of an object, or what the caller's ``wrap_json`` made of it
+    created_at: datetime
+    updated_at: datetime
+    ttl_expires_at: datetime | None
+    idempotency_key: str | None  #: migration 0002
+
+
+Row = TurnRow | FactRow
+
+#: Insert columns per table: the fields of its row type.
+COLUMNS: Final = {ACTIVE_CONTEXT: TurnRow._fields, WORKING_MEMORY: FactRow._fields}
 REQUIRED: Final = {
     ACTIVE_CONTEXT: ("session_id", "turn_id", "content"),
     WORKING_MEMORY: ("session_id", "fact_type", "content"),
@@ -235,18 +248,24 @@ def _times(data: Mapping[str, Any], table: str, now: datetime) -> tuple[datetime
     return created_at, ttl
 
 
-def prepare_record(
-    data: Any, table: str, now: datetime | None = None, *, allow: frozenset[str] = frozenset()
-) -> tuple[Any, ...]:
-    """Validate one record for ``table`` and return its values in :data:`COLUMNS` order.
+#: What turns a record's metadata JSON text into the value bound for ``metadata``.
+_Wrap = Callable[[str], Any]
 
-    Unknown keys are refused (a typo such as ``ttl_expire_at`` would otherwise be dropped
-    silently); ``allow`` names extra keys a caller may pass through (e.g. an ``id`` echo).
+
+def _identity(text: str) -> Any:
+    return text
+
+
+def _checked(data: Any, table: str) -> Mapping[str, Any]:
+    """``data`` as a mapping with every required key and no unknown one.
+
+    Unknown keys are refused: a typo such as ``ttl_expire_at`` would otherwise be dropped
+    silently.
     """
     if type(data) is not dict and not isinstance(data, Mapping):  # fast path: a plain dict
         raise StorageDataError(f"A record must be a dict, got {type(data).__name__}")
     columns = COLUMNS[table]
-    unknown = set(data) - set(columns) - allow
+    unknown = set(data) - set(columns)
     if unknown:
         raise StorageDataError(
             f"Unknown fields for {table}: {', '.join(sorted(map(str, unknown)))}; "
@@ -255,16 +274,48 @@ def prepare_record(
     missing = [field for field in REQUIRED[table] if field not in data]
     if missing:
         raise StorageDataError(f"Missing required fields for {table}: {', '.join(missing)}")
+    return data
+
+
+@overload
+def prepare_record(
+    data: Any,
+    table: Literal["active_context"],
+    now: datetime | None = ...,
+    *,
+    wrap_json: _Wrap = ...,
+) -> TurnRow: ...
+@overload
+def prepare_record(
+    data: Any,
+    table: Literal["working_memory"],
+    now: datetime | None = ...,
+    *,
+    wrap_json: _Wrap = ...,
+) -> FactRow: ...
+@overload
+def prepare_record(
+    data: Any, table: str, now: datetime | None = ..., *, wrap_json: _Wrap = ...
+) -> Row: ...
+def prepare_record(
+    data: Any, table: str, now: datetime | None = None, *, wrap_json: _Wrap = _identity
+) -> Row:
+    """Validate one record for ``table``: its :class:`TurnRow` or :class:`FactRow`.
+
+    ``wrap_json`` wraps the metadata's JSON text for the driver (the adapter passes psycopg's
+    ``Jsonb``), so the row binds as it is.
+    """
+    data = _checked(data, table)
     session_id = validate_session_id(data["session_id"])
     content = _text(data, "content")
-    metadata = _metadata(data)
+    metadata = wrap_json(_metadata(data))
     created_at, ttl = _times(data, table, now or datetime.now(UTC))
     if table == ACTIVE_CONTEXT:
         turn_id = validate_turn_id(data["turn_id"])
-        return (session_id, turn_id, content, metadata, created_at, ttl)
+        return TurnRow(session_id, turn_id, content, metadata, created_at, ttl)
     updated = data.get("updated_at")
     updated_at = created_at if updated is None else to_aware_datetime(updated, "updated_at")
-    return (
+    return FactRow(
         session_id,
         _fact_type(data),
         content,

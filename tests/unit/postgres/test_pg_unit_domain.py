@@ -76,7 +76,7 @@ async def test_add_turn_with_an_explicit_number_inserts_once(l1: Pair) -> None:
     assert await adapter.add_turn("s", "x", turn_id=7) == 7
     statement, params = pool.executed[-1]
     assert "ON CONFLICT ON CONSTRAINT unique_session_turn DO NOTHING" in statement
-    assert params[:3] == ["s", 7, "x"]
+    assert params[:3] == ("s", 7, "x")
     assert pool.events == []  # one statement, no transaction
 
 
@@ -149,7 +149,7 @@ async def test_add_fact_binds_every_column(l1: Pair) -> None:
     assert fact_id == 12
     statement, params = pool.executed[-1]
     assert statement.startswith('INSERT INTO "working_memory"')
-    assert params[:5] == ["s", "preference", "dark mode", 0.9, [1, 3]]
+    assert params[:5] == ("s", "preference", "dark mode", 0.9, [1, 3])
     assert json.loads(params[5].obj) == {"src": "chat"}
     assert params[8] - params[6] == timedelta(days=7)
 

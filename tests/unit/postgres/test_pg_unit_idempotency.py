@@ -37,7 +37,7 @@ async def test_add_fact_with_a_key_inserts_once_with_on_conflict(l1: Pair) -> No
     assert statement.startswith("INSERT INTO working_memory (")
     assert statement.endswith(f"{ON_CONFLICT} RETURNING id")
     assert '"idempotency_key") VALUES' in statement
-    assert params[:4] == ["s", "goal", "ship", 0.5]
+    assert params[:4] == ("s", "goal", "ship", 0.5)
     assert params[-1] == "k-1"
     assert pool.events == []  # one statement, no transaction
 
