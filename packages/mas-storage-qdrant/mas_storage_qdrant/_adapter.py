@@ -33,6 +33,7 @@ from mas_storage import (
     StorageNotFoundError,
     StorageQueryError,
     StorageTimeoutError,
+    error_for_status,
 )
 
 from ._embedded import EngineThread
@@ -60,16 +61,6 @@ PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     TIMESTAMP_FIELD: models.PayloadSchemaType.DATETIME,
 }
 _INSECURE_KEY_WARNING = "Api key is used with an insecure connection"
-_HTTP_ERRORS: dict[int, type[StorageError]] = {
-    400: StorageDataError,
-    401: StorageConnectionError,
-    403: StorageConnectionError,
-    404: StorageNotFoundError,
-    408: StorageTimeoutError,
-    409: StorageDataError,
-    422: StorageDataError,
-    504: StorageTimeoutError,
-}
 _GRPC_ERRORS: dict[grpc.StatusCode, type[StorageError]] = {
     grpc.StatusCode.UNAVAILABLE: StorageConnectionError,
     grpc.StatusCode.UNAUTHENTICATED: StorageConnectionError,
@@ -462,10 +453,7 @@ class QdrantAdapter(StorageAdapter):
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
         """qdrant-client, httpx and gRPC errors to storage errors (see the README's table)."""
         if isinstance(exc, UnexpectedResponse):
-            status = exc.status_code or 0
-            if status in _HTTP_ERRORS:
-                return _HTTP_ERRORS[status]
-            return StorageQueryError
+            return error_for_status(exc.status_code or 0)
         if isinstance(exc, ResponseHandlingException):
             source = exc.source
             if isinstance(source, (httpx.TransportError, OSError)):

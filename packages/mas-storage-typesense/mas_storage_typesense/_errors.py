@@ -1,12 +1,13 @@
 """Typesense's answers and httpx's exceptions, mapped to the storage errors in one place.
 
+HTTP statuses follow the core's table (:func:`mas_storage.error_for_status`), with
+Typesense's own meanings on top:
+
 HTTP 401/403            -> StorageConnectionError (authentication failed; never the key)
-HTTP 400/422            -> StorageQueryError (the server's message)
-HTTP 404                -> StorageNotFoundError (where a 404 is not an answer)
-HTTP 409                -> StorageDataError (the id or collection already exists)
-HTTP 408/504            -> StorageTimeoutError
-HTTP 503                -> StorageConnectionError (not ready or lagging)
-other HTTP errors       -> StorageQueryError
+HTTP 400/422            -> StorageQueryError (Typesense: a malformed query; the server's message)
+HTTP 404 "Could not find a field named" -> StorageQueryError (0.24 answers 404 for that)
+HTTP 404 otherwise      -> StorageNotFoundError (where a 404 is not an answer)
+other statuses          -> the core's table (409 data, 408/504 timeout, 502/503 connection, ...)
 httpx.TimeoutException  -> StorageTimeoutError
 httpx.TransportError    -> StorageConnectionError (refused, reset, protocol)
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import httpx
 
@@ -23,9 +25,9 @@ from mas_storage import (
     StorageConnectionError,
     StorageDataError,
     StorageError,
-    StorageNotFoundError,
     StorageQueryError,
     StorageTimeoutError,
+    error_for_status,
 )
 
 __all__ = ["TypesenseImportError", "error_for_response", "map_httpx_error", "server_message"]
@@ -107,6 +109,12 @@ def server_message(response: httpx.Response) -> str:
     return text[:200] if text else response.reason_phrase
 
 
+#: Where Typesense means something else than the core's table by a status.
+_STATUS_OVERRIDES: Mapping[int, type[StorageError]] = MappingProxyType(
+    {400: StorageQueryError, 422: StorageQueryError}
+)
+
+
 def error_for_response(response: httpx.Response, what: str) -> StorageError:
     """The storage error for an unexpected HTTP status; ``what`` names the request."""
     status = response.status_code
@@ -117,18 +125,10 @@ def error_for_response(response: httpx.Response, what: str) -> StorageError:
         )
     detail = server_message(response)
     message = f"{what}: HTTP {status}: {detail}"
-    if status == 404:
+    if status == 404 and _UNKNOWN_FIELD.match(detail):
         # Typesense 0.24 answers 404 for a query naming an unknown field: the query is wrong.
-        if _UNKNOWN_FIELD.match(detail):
-            return StorageQueryError(message)
-        return StorageNotFoundError(message)
-    if status == 409:
-        return StorageDataError(message)
-    if status in (408, 504):
-        return StorageTimeoutError(message)
-    if status == 503:
-        return StorageConnectionError(message)
-    return StorageQueryError(message)
+        return StorageQueryError(message)
+    return error_for_status(status, _STATUS_OVERRIDES)(message)
 
 
 def map_httpx_error(exc: Exception, url: str) -> StorageError | None:

@@ -16,6 +16,7 @@ from ._exceptions import (
     StorageQueryError,
     StorageTimeoutError,
 )
+from ._http import HTTP_STATUS_ERRORS, error_for_status
 from ._operations import operation
 from ._redact import mask_url, redact
 from ._registry import (
@@ -44,6 +45,7 @@ from .metrics import MetricsCollector, MetricsSettings
 __all__ = [
     "DEFAULT_STACK_OUTPUTS",
     "ENTRY_POINT_GROUP",
+    "HTTP_STATUS_ERRORS",
     "STACK_OUTPUTS_ENV",
     "AdapterConfig",
     "AdapterNotFoundError",
@@ -65,6 +67,7 @@ __all__ = [
     "available_adapters",
     "configure_telemetry",
     "create_adapter",
+    "error_for_status",
     "get_adapter_class",
     "load_stack_outputs",
     "mask_url",

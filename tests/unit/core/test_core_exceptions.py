@@ -87,3 +87,38 @@ def test_public_api_is_complete() -> None:
     modules = {"metrics"}
     assert public - modules - exported == set()
     assert all(hasattr(mas_storage, n) for n in exported)
+
+
+# -- HTTP statuses: one table for the adapters that speak HTTP -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, "StorageDataError"),
+        (401, "StorageConnectionError"),
+        (403, "StorageConnectionError"),
+        (404, "StorageNotFoundError"),
+        (408, "StorageTimeoutError"),
+        (409, "StorageDataError"),
+        (413, "StorageDataError"),
+        (422, "StorageDataError"),
+        (429, "StorageQueryError"),
+        (500, "StorageQueryError"),
+        (502, "StorageConnectionError"),
+        (503, "StorageConnectionError"),
+        (504, "StorageTimeoutError"),
+        (0, "StorageQueryError"),
+    ],
+)
+def test_http_status_maps_to_one_storage_error(status: int, expected: str) -> None:
+    from mas_storage import error_for_status
+
+    assert error_for_status(status).__name__ == expected
+
+
+def test_http_status_overrides_win() -> None:
+    from mas_storage import StorageQueryError, error_for_status
+
+    assert error_for_status(400, {400: StorageQueryError}) is StorageQueryError
+    assert error_for_status(404, {400: StorageQueryError}).__name__ == "StorageNotFoundError"

@@ -477,7 +477,9 @@ async def test_drop_collection(adapter: Any, fake_qdrant: Any) -> None:
         (unexpected(408), StorageTimeoutError),
         (unexpected(422), StorageDataError),
         (unexpected(500), StorageQueryError),
-        (unexpected(503), StorageQueryError),
+        (unexpected(502), StorageConnectionError),  # the core's one table of statuses
+        (unexpected(503), StorageConnectionError),  # not ready: as for Typesense
+        (unexpected(409), StorageDataError),
         (unexpected(504), StorageTimeoutError),
         (ResponseHandlingException(httpx.ConnectError("refused")), StorageConnectionError),
         (ResponseHandlingException(httpx.ReadTimeout("slow")), StorageTimeoutError),
