@@ -76,20 +76,38 @@ class Qd:
         self.guard.forget()
         return self.session.loop.run(coro)
 
-    def engine(self, method: str, **kwargs: Any) -> Any:
-        """Call the embedded client directly (the adapter's engine thread), not the adapter."""
-        return self.run(self.adapter._call(method, collection_name=COLLECTION, **kwargs))
-
     def points(self) -> dict[str, models.Record]:
-        records, _ = self.engine("scroll", limit=10_000, with_payload=True, with_vectors=True)
-        return {str(r.id): r for r in records}
+        """The collection's points, read from the engine directly (not through the adapter)."""
+        return {str(r.id): r for r in self.run(_all_points(self.adapter))}
 
     def reset(self) -> None:
         """Only the seed points, as they were."""
         extra = [int(pid) if pid.isdigit() else pid for pid in self.points() if pid not in SEED_IDS]
+        client = self.adapter._qdrant
         if extra:
-            self.engine("delete", points_selector=models.PointIdsList(points=extra), wait=True)
-        self.engine("upsert", points=self.seeds, wait=True)
+            selector = models.PointIdsList(points=extra)
+            self.run(
+                self.adapter._run(
+                    client.delete, collection_name=COLLECTION, points_selector=selector, wait=True
+                )
+            )
+        self.run(
+            self.adapter._run(
+                client.upsert, collection_name=COLLECTION, points=self.seeds, wait=True
+            )
+        )
+
+
+async def _all_points(adapter: QdrantAdapter) -> list[models.Record]:
+    """Every point with its payload and vector, through the adapter's engine thread."""
+    records, _ = await adapter._run(
+        adapter._qdrant.scroll,
+        collection_name=COLLECTION,
+        limit=10_000,
+        with_payload=True,
+        with_vectors=True,
+    )
+    return records
 
 
 def _rounded(vector: Any) -> tuple[float, ...]:
@@ -117,14 +135,8 @@ def qd(stack_outputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
         env: Qd
 
         async def snapshot() -> tuple[Any, ...]:
-            records, _ = await adapter._call(
-                "scroll",
-                collection_name=COLLECTION,
-                limit=10_000,
-                with_payload=True,
-                with_vectors=True,
-            )
-            collections = await adapter._call("get_collections")
+            records = await _all_points(adapter)
+            collections = await adapter._run(adapter._qdrant.get_collections)
             return (
                 tuple(sorted(c.name for c in collections.collections)),
                 tuple(

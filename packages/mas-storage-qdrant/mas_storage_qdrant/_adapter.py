@@ -15,8 +15,8 @@ import asyncio
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast
 
 import grpc
 import httpx
@@ -53,8 +53,8 @@ __all__ = ["DEFAULT_BATCH_SIZE", "QdrantAdapter"]
 logger = logging.getLogger(__name__)
 #: Records validated between two yields to the event loop in ``store_many``.
 _VALIDATION_SLICE = 64
-#: Embedded-engine methods that read memory only (never SQLite) and run in microseconds.
-_MEMORY_ONLY = frozenset({"retrieve", "collection_exists"})
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 #: Payload indexes created in server mode (embedded mode has none: it scans).
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "session_id": models.PayloadSchemaType.KEYWORD,
@@ -241,27 +241,43 @@ class QdrantAdapter(StorageAdapter):
             if engine is not None:
                 await engine.stop()
 
-    async def _call(self, method: str, /, **kwargs: Any) -> Any:
-        """Call a client method: in the engine thread (embedded) or on this loop (server).
-
-        Embedded lookups by id (``retrieve``) and ``collection_exists`` touch memory only and
-        take microseconds, less than a thread hop: they run inline when the engine is idle.
-        """
+    @property
+    def _qdrant(self) -> AsyncQdrantClient:
+        """The open client (a ``disconnect()`` may have raced with a queued operation)."""
         if self._client is None:
             raise StorageConnectionError("Qdrant client is closed", backend=self.kind)
-        fn = getattr(self._client, method)
+        return self._client
+
+    async def _run(
+        self, call: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """Await a client method: on this loop (server), or in the engine thread (embedded).
+
+        ``call`` is the client's own bound method (``self._qdrant.upsert``), so its arguments
+        and its result are type-checked against qdrant-client's signatures.
+        """
         if self._engine is None:
-            return await fn(**kwargs)
-        if method in _MEMORY_ONLY:
-            return await self._engine.run_inline_if_idle(fn, **kwargs)
-        return await self._engine.run(fn, **kwargs)
+            return await call(*args, **kwargs)
+        return cast(_T, await self._engine.run(call, *args, **kwargs))
+
+    async def _run_quick(
+        self, call: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """:meth:`_run` for a call that reads memory only (a lookup by id, a collection check).
+
+        Embedded, such a call takes microseconds, less than a thread hop: it runs inline when
+        the engine is idle (see ``_embedded.py``).
+        """
+        if self._engine is None:
+            return await call(*args, **kwargs)
+        return cast(_T, await self._engine.run_inline_if_idle(call, *args, **kwargs))
 
     async def _ensure_collection(self) -> None:
         name = self.collection_name
-        if not await self._call("collection_exists", collection_name=name):
+        if not await self._run_quick(self._qdrant.collection_exists, collection_name=name):
             try:
-                await self._call(
-                    "create_collection",
+                await self._run(
+                    self._qdrant.create_collection,
                     collection_name=name,
                     vectors_config=models.VectorParams(
                         size=self.vector_size, distance=self.distance
@@ -271,14 +287,14 @@ class QdrantAdapter(StorageAdapter):
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # created concurrently: check it like any other
                     raise
-        info = await self._call("get_collection", collection_name=name)
+        info = await self._run(self._qdrant.get_collection, collection_name=name)
         self._check_vectors(info.config.params.vectors)
         if self.mode == "server" and self.config.create_payload_indexes:
             existing = info.payload_schema or {}
             for field, schema in PAYLOAD_INDEXES.items():
                 if field not in existing:
-                    await self._call(
-                        "create_payload_index",
+                    await self._run(
+                        self._qdrant.create_payload_index,
                         collection_name=name,
                         field_name=field,
                         field_schema=schema,
@@ -307,7 +323,9 @@ class QdrantAdapter(StorageAdapter):
     async def store(self, data: dict[str, Any]) -> str:
         """Store one vector with its payload and return its id (the caller's or a new UUID)."""
         point = build_point(data, self.vector_size)
-        await self._call("upsert", collection_name=self.collection_name, points=[point], wait=True)
+        await self._run(
+            self._qdrant.upsert, collection_name=self.collection_name, points=[point], wait=True
+        )
         return format_id(point.id)
 
     async def store_many(self, items: Iterable[dict[str, Any]]) -> list[str]:
@@ -327,15 +345,15 @@ class QdrantAdapter(StorageAdapter):
                 raise StorageDataError(f"Record {index}: {exc.message}") from None
         for start in range(0, len(points), self.batch_size):
             chunk = points[start : start + self.batch_size]
-            await self._call(
-                "upsert", collection_name=self.collection_name, points=chunk, wait=True
+            await self._run(
+                self._qdrant.upsert, collection_name=self.collection_name, points=chunk, wait=True
             )
         return [format_id(p.id) for p in points]
 
     async def retrieve(self, id: str, with_vector: bool = False) -> dict[str, Any] | None:
         """The record stored under ``id`` (with its vector if asked), or ``None``."""
-        records = await self._call(
-            "retrieve",
+        records = await self._run_quick(
+            self._qdrant.retrieve,
             collection_name=self.collection_name,
             ids=[parse_id(id)],
             with_payload=True,
@@ -375,8 +393,8 @@ class QdrantAdapter(StorageAdapter):
         with_vector = query.get("with_vector", False)
         if not isinstance(with_vector, bool):
             raise StorageDataError("'with_vector' must be a boolean")
-        response = await self._call(
-            "query_points",
+        response = await self._run(
+            self._qdrant.query_points,
             collection_name=self.collection_name,
             query=vector,
             query_filter=build_filter(query.get("session_id"), query.get("filter")),
@@ -396,8 +414,8 @@ class QdrantAdapter(StorageAdapter):
     async def delete(self, id: str) -> bool:
         """Delete ``id``: ``True`` when a point was removed, ``False`` when there was none."""
         point_id = parse_id(id)
-        found = await self._call(
-            "retrieve",
+        found = await self._run_quick(
+            self._qdrant.retrieve,
             collection_name=self.collection_name,
             ids=[point_id],
             with_payload=False,
@@ -405,8 +423,8 @@ class QdrantAdapter(StorageAdapter):
         )
         if not found:
             return False
-        await self._call(
-            "delete",
+        await self._run(
+            self._qdrant.delete,
             collection_name=self.collection_name,
             points_selector=models.PointIdsList(points=[point_id]),
             wait=True,
@@ -419,8 +437,8 @@ class QdrantAdapter(StorageAdapter):
         self, session_id: str | None = None, filter: Mapping[str, Any] | None = None
     ) -> int:
         """Exact number of points, optionally only those matching ``session_id``/``filter``."""
-        result = await self._call(
-            "count",
+        result = await self._run(
+            self._qdrant.count,
             collection_name=self.collection_name,
             count_filter=build_filter(session_id, filter),
             exact=True,
@@ -433,13 +451,16 @@ class QdrantAdapter(StorageAdapter):
         Returns whether it existed. Later operations raise :class:`StorageNotFoundError` until
         the adapter reconnects, which creates it again.
         """
-        existed = bool(await self._call("collection_exists", collection_name=self.collection_name))
+        name = self.collection_name
+        existed = bool(await self._run_quick(self._qdrant.collection_exists, collection_name=name))
         if existed:
-            await self._call("delete_collection", collection_name=self.collection_name)
+            await self._run(self._qdrant.delete_collection, collection_name=name)
         return existed
 
     async def _get_backend_metrics(self) -> dict[str, Any] | None:
-        result = await self._call("count", collection_name=self.collection_name, exact=True)
+        result = await self._run(
+            self._qdrant.count, collection_name=self.collection_name, exact=True
+        )
         return {
             "mode": self.mode,
             "collection_name": self.collection_name,
