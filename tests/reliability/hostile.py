@@ -51,6 +51,7 @@ __all__ = [
     "INJECTIONS",
     "MESSAGE_BOUND",
     "CallHung",
+    "HostileFixture",
     "HostileSession",
     "LoopThread",
     "Outcome",
@@ -280,6 +281,33 @@ class HostileSession:
     def guard(self, snapshot: Callable[[], Awaitable[Any]]) -> StateGuard:
         """A :class:`StateGuard` over ``snapshot`` on this session's loop."""
         return StateGuard(self.loop, snapshot)
+
+
+@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
+class HostileFixture:
+    """The base of each module's fixture object (``Rd``, ``Pg``, ``Qd``, ``Nj``, ``Ts``).
+
+    It holds the module's session (the loop its adapters live on, its log window) and its
+    state guard. A subclass adds its adapter, a raw client on the same backend and its seeds,
+    and says how to get back to the seeds (:meth:`reset`).
+    """
+
+    session: HostileSession
+    guard: StateGuard
+
+    def run(self, coro: Awaitable[_T]) -> _T:
+        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
+        self.guard.forget()
+        return self.session.loop.run(coro)
+
+    def reset(self) -> None:
+        """Back to exactly the seed state."""
+        raise NotImplementedError
+
+    def fresh(self) -> None:
+        """Before each property: the seeds, whatever an earlier one left behind."""
+        self.reset()
+        self.guard.broken = None
 
 
 @contextmanager

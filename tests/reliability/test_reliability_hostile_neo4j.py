@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 from hostile import (
     INJECTIONS,
-    HostileSession,
-    StateGuard,
+    HostileFixture,
     any_value,
     arguments,
     explore,
@@ -75,21 +74,14 @@ SNAPSHOT = (
 )
 
 
-@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
-class Nj:
+@dataclass(repr=False)
+class Nj(HostileFixture):
     """The module's adapter, a raw driver for checks and resets, and the seed relationships."""
 
-    session: HostileSession
-    guard: StateGuard
     adapter: Neo4jAdapter
     raw: AsyncDriver
     database: str
     rel_ids: list[str] = field(default_factory=list)
-
-    def run(self, coro: Any) -> Any:
-        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
-        self.guard.forget()
-        return self.session.loop.run(coro)
 
     def query(self, cypher: str, **params: Any) -> list[dict[str, Any]]:
         async def go() -> list[dict[str, Any]]:
@@ -130,8 +122,7 @@ def _sorted(value: Any) -> Any:
 @pytest.fixture(autouse=True)
 def _fresh(nj: Nj) -> None:
     """Each property starts from the seeds, whatever an earlier one left behind."""
-    nj.reset()
-    nj.guard.broken = None
+    nj.fresh()
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,7 @@ import psycopg
 import pytest
 from hostile import (
     INJECTIONS,
-    HostileSession,
-    StateGuard,
+    HostileFixture,
     any_value,
     arguments,
     explore,
@@ -62,23 +61,16 @@ SNAPSHOT = sql.SQL(
 )
 
 
-@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
-class Pg:
+@dataclass(repr=False)
+class Pg(HostileFixture):
     """The module's adapters (L1 and L2 tables), the raw connection and the seed rows."""
 
-    session: HostileSession
-    guard: StateGuard
     l1: PostgresAdapter
     l2: PostgresAdapter
     raw: AsyncConnectionPool
     #: Each table's seed rows as ``SELECT *`` returned them, and its column names.
     seeds: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     columns: dict[str, list[str]] = field(default_factory=dict)
-
-    def run(self, coro: Any) -> Any:
-        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
-        self.guard.forget()
-        return self.session.loop.run(coro)
 
     def query(self, statement: Any, params: Any = ()) -> list[tuple[Any, ...]]:
         async def go() -> list[tuple[Any, ...]]:
@@ -133,8 +125,7 @@ def _apply_migrations(url: str) -> None:
 @pytest.fixture(autouse=True)
 def _fresh(pg: Pg) -> None:
     """Each property starts from the seeds, whatever an earlier one left behind."""
-    pg.reset()
-    pg.guard.broken = None
+    pg.fresh()
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 from hostile import (
-    HostileSession,
-    StateGuard,
+    HostileFixture,
     any_value,
     explore,
     hostile_session,
@@ -62,19 +61,12 @@ def _seed_points() -> list[models.PointStruct]:
     ]
 
 
-@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
-class Qd:
+@dataclass(repr=False)
+class Qd(HostileFixture):
     """The module's adapter (embedded, private path) and the seed points."""
 
-    session: HostileSession
-    guard: StateGuard
     adapter: QdrantAdapter
     seeds: list[models.PointStruct] = field(default_factory=_seed_points)
-
-    def run(self, coro: Any) -> Any:
-        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
-        self.guard.forget()
-        return self.session.loop.run(coro)
 
     def points(self) -> dict[str, models.Record]:
         """The collection's points, read from the engine directly (not through the adapter)."""
@@ -120,8 +112,7 @@ def _rounded(vector: Any) -> tuple[float, ...]:
 @pytest.fixture(autouse=True)
 def _fresh(qd: Qd) -> None:
     """Each property starts from the seeds, whatever an earlier one left behind."""
-    qd.reset()
-    qd.guard.broken = None
+    qd.fresh()
 
 
 @pytest.fixture(scope="module")

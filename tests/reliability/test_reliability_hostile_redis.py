@@ -25,8 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from hostile import (
     INJECTIONS,
-    HostileSession,
-    StateGuard,
+    HostileFixture,
     any_value,
     arguments,
     explore,
@@ -47,21 +46,14 @@ SEED_SESSIONS = (f"seed-{NS}", f"seed-{NS}:turns:7:\U0001f600")
 SEED_TTL = 3600
 
 
-@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
-class Rd:
+@dataclass(repr=False)
+class Rd(HostileFixture):
     """The module's adapter, a raw client on the same database, and the seed keyspace."""
 
-    session: HostileSession
-    guard: StateGuard
     adapter: RedisAdapter
     raw: aioredis.Redis
     db: int
     seeds: dict[Any, list[Any]] = field(default_factory=dict)
-
-    def run(self, coro: Any) -> Any:
-        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
-        self.guard.forget()
-        return self.session.loop.run(coro)
 
     def keys(self) -> set[bytes]:
         return set(self.run(self.raw.keys("*")))
@@ -101,8 +93,7 @@ def _free_database(url: str) -> tuple[int, str]:
 @pytest.fixture(autouse=True)
 def _fresh(rd: Rd) -> None:
     """Each property starts from the seeds, whatever an earlier one left behind."""
-    rd.reset()
-    rd.guard.broken = None
+    rd.fresh()
 
 
 @pytest.fixture(scope="module")

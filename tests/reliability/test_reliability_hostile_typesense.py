@@ -26,8 +26,7 @@ import httpx
 import pytest
 from hostile import (
     INJECTIONS,
-    HostileSession,
-    StateGuard,
+    HostileFixture,
     any_value,
     explore,
     hostile_session,
@@ -72,19 +71,12 @@ def doc_path(collection: str, doc_id: str) -> str:
     return f"/collections/{collection}/documents/{quote(doc_id, safe='').replace('.', '%2E')}"
 
 
-@dataclass(repr=False)  # short tracebacks: pytest prints fixtures' reprs
-class Ts:
+@dataclass(repr=False)
+class Ts(HostileFixture):
     """The module's adapter and a raw client on the same server."""
 
-    session: HostileSession
-    guard: StateGuard
     adapter: TypesenseAdapter
     raw: httpx.AsyncClient
-
-    def run(self, coro: Any) -> Any:
-        """Run ``coro`` outside the guard (a check or a reset): the guard snapshots afresh."""
-        self.guard.forget()
-        return self.session.loop.run(coro)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.run(self.raw.request(method, path, **kwargs))
@@ -123,8 +115,7 @@ class Ts:
 @pytest.fixture(autouse=True)
 def _fresh(ts: Ts) -> None:
     """Each property starts from the seeds, whatever an earlier one left behind."""
-    ts.reset()
-    ts.guard.broken = None
+    ts.fresh()
 
 
 @pytest.fixture(scope="module")
