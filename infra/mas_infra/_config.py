@@ -15,19 +15,32 @@ Everything that differs between the lab and a laptop is config, not code:
 * ``namePrefix``: prefix of the Docker container and volume names (default ``mas``).
 
 :func:`parse_config` is pure (plain dicts in, :class:`InfraConfig` out) so it is testable without
-Pulumi; :func:`load_config` feeds it from ``pulumi.Config``.
+Pulumi; :func:`load_config` feeds it from ``pulumi.Config``. The raw values are validated by one
+pydantic model (``_StackConfig``), whose errors name the config key at fault; the pinned-image
+rule is the policy pack's own (``mas_policies.image_reference_problem``), imported, not copied.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
+from mas_policies import image_reference_problem
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "BACKENDS",
@@ -73,11 +86,6 @@ DEFAULT_PORTS: Mapping[str, Mapping[str, int]] = MappingProxyType(
 #: Container memory limits (MB). Neo4j: 1 GB heap + 512 MB page cache + JVM and native overhead.
 DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType({"neo4j": 3072, "typesense": 1024})
 
-_HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
-_NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,30}$")
-_NEO4J_MEMORY = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
-_DOCKER_SCHEMES = ("ssh://", "unix://", "tcp://", "npipe://")
-
 
 class InfraConfigError(ValueError):
     """A stack config value is missing or wrong; the message names the config key."""
@@ -117,67 +125,31 @@ class InfraConfig:
         return self.hosts[self.placement[backend]]
 
 
-def image_reference_problem(ref: object) -> str | None:
-    """Why ``ref`` is not an image pinned to an exact version, or None when it is.
-
-    Pinned means an explicit tag other than ``latest``, or a ``@sha256:`` digest. The tag is
-    looked for after the last ``/`` so that a registry port (``host:5000/img``) is not taken for
-    one.
-    """
-    if not isinstance(ref, str) or not ref.strip():
-        return "the image reference is empty"
-    if "@sha256:" in ref:
-        return None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return f"image '{ref}' has no tag (it would pull 'latest'); pin an exact version"
-    tag = last.rsplit(":", 1)[1]
-    if not tag:
-        return f"image '{ref}' has an empty tag; pin an exact version"
-    if tag.lower() == "latest":
-        return f"image '{ref}' uses the moving tag 'latest'; pin an exact version"
-    return None
-
-
 def parse_config(raw: Mapping[str, Any]) -> InfraConfig:
     """Check the raw config values (keys without the project prefix) and build the config.
 
-    Raises :class:`InfraConfigError` naming the key at fault.
+    The values are validated by one pydantic model (:class:`_StackConfig`); raises
+    :class:`InfraConfigError` naming the key at fault.
     """
-    ssh_user = raw.get("sshUser")
-    hosts = _parse_hosts(raw.get("hosts"), ssh_user)
-    placement = _parse_placement(raw.get("placement"), hosts)
-    images = _merge_known("images", DEFAULT_IMAGES, raw.get("images"))
-    for backend, ref in images.items():
-        problem = image_reference_problem(ref)
-        if problem:
-            raise InfraConfigError(f"images.{backend}: {problem}")
-    ports = _parse_ports(raw.get("ports"))
-    _check_port_clashes(ports, placement)
-    memory = _merge_known("memoryMb", DEFAULT_MEMORY_MB, raw.get("memoryMb"))
-    for backend, mb in memory.items():
-        if isinstance(mb, bool) or not isinstance(mb, int) or mb < 64:
-            raise InfraConfigError(
-                f"memoryMb.{backend} must be a whole number of MB, at least 64, got {mb!r}"
-            )
-    heap = str(raw.get("neo4jHeap") or "1G")
-    pagecache = str(raw.get("neo4jPagecache") or "512M")
-    for key, value in (("neo4jHeap", heap), ("neo4jPagecache", pagecache)):
-        if not _NEO4J_MEMORY.match(value):
-            raise InfraConfigError(f"{key} must look like '512M' or '1G', got {value!r}")
-    prefix = str(raw.get("namePrefix") or "mas")
-    if not _NAME_PREFIX.match(prefix):
-        raise InfraConfigError(f"namePrefix {prefix!r} is not a valid Docker name prefix")
-    used = tuple(dict.fromkeys(placement[b] for b in BACKENDS))
+    values = {key: value for key, value in raw.items() if value is not None}
+    try:
+        spec = _StackConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(err) for err in exc.errors(include_input=False))
+        raise InfraConfigError(problems) from None
+    hosts = {name: _host(name, host, spec.ssh_user) for name, host in spec.hosts.items()}
+    ports = {b: {**DEFAULT_PORTS[b], **spec.ports.get(b, {})} for b in BACKENDS}
+    _check_port_clashes(ports, spec.placement)
+    used = tuple(dict.fromkeys(spec.placement[b] for b in BACKENDS))
     return InfraConfig(
         hosts=MappingProxyType(hosts),
-        placement=MappingProxyType(placement),
-        images=MappingProxyType(images),
+        placement=MappingProxyType(dict(spec.placement)),
+        images=MappingProxyType({**DEFAULT_IMAGES, **spec.images}),
         ports=MappingProxyType({k: MappingProxyType(v) for k, v in ports.items()}),
-        memory_mb=MappingProxyType(memory),
-        neo4j_heap=heap,
-        neo4j_pagecache=pagecache,
-        name_prefix=prefix,
+        memory_mb=MappingProxyType({**DEFAULT_MEMORY_MB, **spec.memory_mb}),
+        neo4j_heap=spec.neo4j_heap,
+        neo4j_pagecache=spec.neo4j_pagecache,
+        name_prefix=spec.name_prefix,
         used_hosts=used,
     )
 
@@ -193,109 +165,136 @@ def load_config(config: pulumi.Config | None = None) -> InfraConfig:
     return parse_config(raw)
 
 
-def _parse_hosts(value: Any, ssh_user: Any) -> dict[str, Host]:
-    if not isinstance(value, Mapping) or not value:
-        raise InfraConfigError(
-            "hosts must be a map of host name -> {address, docker?, user?, sshOpts?} "
-            "with at least one host"
-        )
-    hosts: dict[str, Host] = {}
-    for name, spec in value.items():
-        if not isinstance(name, str) or not _HOST_NAME.match(name):
-            raise InfraConfigError(
-                f"hosts: name {name!r} must be lower-case letters, digits and '-' (max 31)"
-            )
-        if not isinstance(spec, Mapping):
-            raise InfraConfigError(f"hosts.{name} must be a map with at least 'address'")
-        address = _parse_address(name, spec.get("address"))
-        docker_host = spec.get("docker")
-        if docker_host is None:
-            user = spec.get("user") or ssh_user
-            if not user:
-                raise InfraConfigError(
-                    f"hosts.{name} is reached over SSH and needs a user: set sshUser "
-                    f"(pulumi config set sshUser <user>) or hosts.{name}.user, "
-                    f"or give hosts.{name}.docker"
-                )
-            docker_host = f"ssh://{user}@{address if ':' not in address else f'[{address}]'}"
-        if not isinstance(docker_host, str) or not docker_host.startswith(_DOCKER_SCHEMES):
-            raise InfraConfigError(
-                f"hosts.{name}.docker must be a Docker daemon URL "
-                f"({', '.join(_DOCKER_SCHEMES)}), got {docker_host!r}"
-            )
-        ssh_opts = spec.get("sshOpts") or []
-        if not isinstance(ssh_opts, list) or not all(isinstance(o, str) for o in ssh_opts):
-            raise InfraConfigError(f"hosts.{name}.sshOpts must be a list of strings")
-        hosts[name] = Host(name, address, docker_host, tuple(ssh_opts))
-    return hosts
+# -- the model of the stack config --------------------------------------------------------------
 
 
-def _parse_address(host: str, value: Any) -> str:
+def _known_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend(s) [{name!r}]; known: {BACKENDS}")
+    return name
+
+
+Backend = Annotated[str, AfterValidator(_known_backend)]
+HostName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
+NamePrefix = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,30}$")]
+Neo4jMemory = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[kKmMgG]?$")]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+_DOCKER_SCHEMES = ("ssh://", "unix://", "tcp://", "npipe://")
+
+
+def _pinned(ref: object) -> object:
+    problem = image_reference_problem(ref)
+    if problem:
+        raise ValueError(problem)
+    return ref
+
+
+def _lab_address(value: object) -> str:
     try:
         ip = ipaddress.ip_address(str(value))
     except ValueError:
-        raise InfraConfigError(
-            f"hosts.{host}.address must be the host's IP address (ports are published on it), "
-            f"got {value!r}"
+        raise ValueError(
+            f"must be the host's IP address (ports are published on it), got {value!r}"
         ) from None
     if ip.is_unspecified:
-        raise InfraConfigError(
-            f"hosts.{host}.address {value} would publish ports on every interface; "
-            "give the host's lab address"
+        raise ValueError(
+            f"{value} would publish ports on every interface; give the host's lab address"
         )
     return str(ip)
 
 
-def _parse_placement(value: Any, hosts: Mapping[str, Host]) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise InfraConfigError(f"placement must be a map of backend -> host for {BACKENDS}")
-    unknown = sorted(set(value) - set(BACKENDS))
-    if unknown:
-        raise InfraConfigError(f"placement: unknown backend(s) {unknown}; known: {BACKENDS}")
-    placement: dict[str, str] = {}
-    for backend in BACKENDS:
-        host = value.get(backend)
-        if host is None:
-            raise InfraConfigError(f"placement.{backend} is missing: name the host it runs on")
-        if host not in hosts:
+def _docker_url(value: object) -> object:
+    if not isinstance(value, str) or not value.startswith(_DOCKER_SCHEMES):
+        raise ValueError(f"must be a Docker daemon URL ({', '.join(_DOCKER_SCHEMES)})")
+    return value
+
+
+class _HostSpec(BaseModel):
+    """``hosts.<name>``: where the daemon is and which address ports are published on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    address: Annotated[str, BeforeValidator(_lab_address)]
+    docker: Annotated[str, BeforeValidator(_docker_url)] | None = None
+    user: str | None = Field(None, min_length=1)
+    ssh_opts: list[str] = Field([], alias="sshOpts")
+
+
+class _StackConfig(BaseModel):
+    """The stack config as ``pulumi config`` holds it (camelCase keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    hosts: dict[HostName, _HostSpec] = Field(min_length=1)
+    placement: dict[Backend, str]
+    images: dict[Backend, Annotated[str, BeforeValidator(_pinned)]] = {}
+    ports: dict[Backend, dict[str, Port]] = {}
+    memory_mb: dict[Backend, Annotated[int, Field(strict=True, ge=64)]] = Field(
+        {}, alias="memoryMb"
+    )
+    neo4j_heap: Neo4jMemory = Field("1G", alias="neo4jHeap")
+    neo4j_pagecache: Neo4jMemory = Field("512M", alias="neo4jPagecache")
+    name_prefix: NamePrefix = Field("mas", alias="namePrefix")
+    ssh_user: str | None = Field(None, alias="sshUser", min_length=1)
+
+    @model_validator(mode="after")
+    def _placement_and_ports(self) -> _StackConfig:
+        for backend in BACKENDS:
+            host = self.placement.get(backend)
+            if host is None:
+                raise ValueError(f"placement.{backend} is missing: name the host it runs on")
+            if host not in self.hosts:
+                raise ValueError(
+                    f"placement.{backend} names host {host!r}, which is not in hosts "
+                    f"({', '.join(sorted(self.hosts))})"
+                )
+        for backend, named in self.ports.items():
+            unknown = sorted(set(named) - set(DEFAULT_PORTS[backend]))
+            if unknown:
+                raise ValueError(
+                    f"ports.{backend}: unknown port name(s) {unknown}; "
+                    f"known: {sorted(DEFAULT_PORTS[backend])}"
+                )
+        return self
+
+
+_MESSAGES = {
+    "hosts": "hosts must be a map of host name -> {address, docker?, user?, sshOpts?} with at "
+    "least one host",
+    "placement": f"placement must be a map of backend -> host for {BACKENDS}",
+}
+
+
+def _problem(err: ErrorDetails) -> str:
+    """One error of the model, as ``key.path: rule`` with the config's own key names."""
+    loc = [str(part) for part in err["loc"]]
+    message = err["msg"].removeprefix("Value error, ")
+    if not loc:
+        return message  # a rule over several keys names them itself
+    if len(loc) == 1 and loc[0] in _MESSAGES and err["type"] in _SHAPE_ERRORS:
+        return _MESSAGES[loc[0]]
+    if len(loc) >= 2 and loc[0] == "hosts" and loc[-1] == "[key]":
+        return f"hosts: name {loc[1]!r} must be lower-case letters, digits and '-' (max 31)"
+    path = ".".join(part for part in loc if part != "[key]")
+    return f"{path}: {message}"
+
+
+_SHAPE_ERRORS = frozenset({"missing", "dict_type", "too_short"})
+
+
+def _host(name: str, spec: _HostSpec, ssh_user: str | None) -> Host:
+    docker_host = spec.docker
+    if docker_host is None:
+        user = spec.user or ssh_user
+        if not user:
             raise InfraConfigError(
-                f"placement.{backend} names host {host!r}, which is not in hosts "
-                f"({', '.join(sorted(hosts))})"
+                f"hosts.{name} is reached over SSH and needs a user: set sshUser "
+                f"(pulumi config set sshUser <user>) or hosts.{name}.user, "
+                f"or give hosts.{name}.docker"
             )
-        placement[backend] = host
-    return placement
-
-
-def _merge_known(key: str, defaults: Mapping[str, Any], value: Any) -> dict[str, Any]:
-    if value is None:
-        return dict(defaults)
-    if not isinstance(value, Mapping):
-        raise InfraConfigError(f"{key} must be a map of backend -> value")
-    unknown = sorted(set(value) - set(BACKENDS))
-    if unknown:
-        raise InfraConfigError(f"{key}: unknown backend(s) {unknown}; known: {BACKENDS}")
-    return {**defaults, **value}
-
-
-def _parse_ports(value: Any) -> dict[str, dict[str, int]]:
-    overrides = _merge_known("ports", {}, value)
-    ports: dict[str, dict[str, int]] = {}
-    for backend in BACKENDS:
-        merged = dict(DEFAULT_PORTS[backend])
-        override = overrides.get(backend) or {}
-        if not isinstance(override, Mapping):
-            raise InfraConfigError(f"ports.{backend} must be a map of port name -> number")
-        unknown = sorted(set(override) - set(merged))
-        if unknown:
-            raise InfraConfigError(
-                f"ports.{backend}: unknown port name(s) {unknown}; known: {sorted(merged)}"
-            )
-        merged.update(override)
-        for name, port in merged.items():
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-                raise InfraConfigError(f"ports.{backend}.{name} must be 1-65535, got {port!r}")
-        ports[backend] = merged
-    return ports
+        address = spec.address if ":" not in spec.address else f"[{spec.address}]"
+        docker_host = f"ssh://{user}@{address}"
+    return Host(name, spec.address, docker_host, tuple(spec.ssh_opts))
 
 
 def _check_port_clashes(

@@ -75,7 +75,11 @@ _RPC_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (a type signa
 
 
 def image_reference_problem(ref: object) -> str | None:
-    """Why ``ref`` is not pinned to an exact version (tag other than ``latest``, or digest)."""
+    """Why ``ref`` is not pinned to an exact version (tag other than ``latest``, or digest).
+
+    The one rule: the program checks its ``images`` config with this same function
+    (``mas_infra`` imports it), so the config check and the policy cannot disagree.
+    """
     if not isinstance(ref, str) or not ref.strip():
         return "the image reference is empty"
     if "@sha256:" in ref or re.fullmatch(r"sha256:[0-9a-f]{64}", ref):
