@@ -368,7 +368,7 @@ class RedisAdapter(StorageAdapter):
         )
         return ids
 
-    # -- session utilities and the Priority 6 domain API -------------------------------------
+    # -- session utilities and the domain API (cache_turn, get_cached_turns, ...) -------------
 
     async def cache_turn(
         self,

@@ -1,5 +1,6 @@
-"""Input validators shared by every adapter (the spec's Priority 1 helpers), and
-:func:`quote_value`, the bounded way for an error message to quote what the caller passed."""
+"""Input validators shared by every adapter (required fields present, fields of the expected
+types), and :func:`quote_value`, the bounded way for an error message to quote what the caller
+passed."""
 
 from __future__ import annotations
 

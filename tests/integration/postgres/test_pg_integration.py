@@ -38,7 +38,7 @@ async def turn_count(raw: Raw, session_id: str) -> int:
     return int(n)
 
 
-# -- the spec's Priority 2 testing strategy ------------------------------------------------
+# -- the generic contract: connect, store, retrieve, search, delete, TTL ----------------
 
 
 async def test_connect_disconnect(l1: PostgresAdapter) -> None:
@@ -346,7 +346,7 @@ async def test_concurrent_sessions_number_independently(
     assert [t["turn_id"] for t in await l1.get_recent_turns(b, 50)] == list(range(1, 21))
 
 
-# -- the spec's Priority 6 domain workflow -------------------------------------------------
+# -- the domain workflow: turns, facts, updates, cleanup ------------------------------------
 
 
 async def test_full_workflow(pg_url: str, raw: Raw, session_id: str) -> None:

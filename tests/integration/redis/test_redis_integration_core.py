@@ -1,4 +1,5 @@
-"""The spec's Priority 3 testing strategy and the Priority 6 domain API, against real Redis.
+"""The turn cache against real Redis: window, TTL, refresh on read, search, delete, and the
+domain API (cache_turn, get_cached_turns, clear_session, ...).
 
 Assertions look at what Redis holds (``LRANGE``, ``LLEN``, ``PTTL``, ``EXISTS`` through a plain
 client) as well as at what the adapter returns.

@@ -1,4 +1,5 @@
-"""The spec's Priority 1 exception hierarchy and validators."""
+"""The storage error hierarchy (six classes, no builtin shadowed), the shared validators, and
+the one HTTP status table."""
 
 from __future__ import annotations
 
