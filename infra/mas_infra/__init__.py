@@ -10,6 +10,7 @@ from ._backends import (
     QdrantService,
     RedisService,
     TypesenseService,
+    go_duration,
     http_probe,
 )
 from ._config import (
@@ -46,6 +47,7 @@ __all__ = [
     "TypesenseService",
     "build_stack",
     "export_outputs",
+    "go_duration",
     "http_probe",
     "image_reference_problem",
     "load_config",

@@ -43,6 +43,7 @@ __all__ = [
     "QdrantService",
     "RedisService",
     "TypesenseService",
+    "go_duration",
     "http_probe",
 ]
 
@@ -54,6 +55,26 @@ MIN_SUPPLIED_LENGTH = 24
 WAIT_MARGIN_S = 30
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PG_ISREADY_TARGET = ("-h", "127.0.0.1", "-p", "5432")
+
+
+def go_duration(seconds: int) -> str:
+    """``seconds`` as Go's ``time.Duration.String()`` prints it: ``5s``, ``1m0s``, ``1h2m3s``.
+
+    The Docker provider reads durations back from the engine in that form and compares them as
+    strings, so ``"60s"`` in the program against ``"1m0s"`` in state is a diff on every preview
+    (issue 16). Whole seconds only: the healthchecks need nothing finer.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ValueError(f"a duration is a whole, non-negative number of seconds, got {seconds!r}")
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -84,9 +105,9 @@ class Healthcheck:
         """The pulumi-docker form of this healthcheck."""
         return docker.ContainerHealthcheckArgs(
             tests=list(self.test),
-            interval=f"{self.interval_s}s",
-            timeout=f"{self.timeout_s}s",
-            start_period=f"{self.start_period_s}s",
+            interval=go_duration(self.interval_s),
+            timeout=go_duration(self.timeout_s),
+            start_period=go_duration(self.start_period_s),
             retries=self.retries,
         )
 
@@ -184,7 +205,12 @@ class BackendService(pulumi.ComponentResource):
             ],
             envs=self.envs(),
             command=self.command(),
-            memory=config.memory_mb.get(self.kind),
+            # Memory and swap together: with only ``memory`` set, Docker gives the container
+            # twice that in memory+swap and the provider reads it back as a diff on every
+            # preview (issue 16). Swap = memory means no swap: a database that swaps stalls
+            # every client; one that hits its limit restarts (unless-stopped) and says so.
+            memory=config.memory_mb[self.kind],
+            memory_swap=config.memory_mb[self.kind],
             labels=labels,
             log_driver="json-file",
             log_opts={"max-size": "10m", "max-file": "3"},

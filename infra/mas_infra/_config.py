@@ -10,7 +10,8 @@ Everything that differs between the lab and a laptop is config, not code:
   in ``hosts`` and a placement pointing at it.
 * ``images``: ``backend -> image reference``, pinned to an exact tag (defaults below).
 * ``ports``: ``backend -> {port name -> published port}`` overriding the defaults.
-* ``memoryMb``: ``backend -> container memory limit in MB`` (Neo4j and Typesense have defaults).
+* ``memoryMb``: ``backend -> container memory limit in MB`` (every backend has a default; the
+  container gets no swap on top).
 * ``neo4jHeap`` / ``neo4jPagecache``: Neo4j memory settings, inside its container limit.
 * ``namePrefix``: prefix of the Docker container and volume names (default ``mas``).
 
@@ -83,8 +84,11 @@ DEFAULT_PORTS: Mapping[str, Mapping[str, int]] = MappingProxyType(
     }
 )
 
-#: Container memory limits (MB). Neo4j: 1 GB heap + 512 MB page cache + JVM and native overhead.
-DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType({"neo4j": 3072, "typesense": 1024})
+#: Container memory limits (MB), one per backend: every container runs with a limit and no swap
+#: (``memory_swap`` = ``memory``). Neo4j: 1 GB heap + 512 MB page cache + JVM and native overhead.
+DEFAULT_MEMORY_MB: Mapping[str, int] = MappingProxyType(
+    {"postgres": 2048, "redis": 1024, "qdrant": 2048, "neo4j": 3072, "typesense": 1024}
+)
 
 
 class InfraConfigError(ValueError):

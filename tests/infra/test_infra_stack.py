@@ -7,6 +7,7 @@ secret marks, options, provider references) or the resolved stack outputs.
 from __future__ import annotations
 
 import copy
+import re
 import runpy
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,6 @@ class Expect:
     health: tuple[str, ...]  # first elements of healthcheck.tests
     health_has: str  # a substring the check must contain
     command: tuple[str, ...] | None = None
-    memory_key: str | None = None
 
 
 EXPECT: dict[str, Expect] = {
@@ -103,7 +103,6 @@ EXPECT: dict[str, Expect] = {
         },
         health=("CMD-SHELL",),
         health_has='cypher-shell -a bolt://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}"',
-        memory_key="neo4j",
     ),
     "typesense": Expect(
         image="typesense/typesense:29.0",
@@ -112,7 +111,6 @@ EXPECT: dict[str, Expect] = {
         envs={"TYPESENSE_API_KEY": None, "TYPESENSE_DATA_DIR": "/data"},
         health=("CMD", "bash", "-c"),
         health_has="exec 3<>/dev/tcp/127.0.0.1/8108 && printf 'GET /health HTTP/1.1",
-        memory_key="typesense",
     ),
 }
 COMPONENT_TYPES = {
@@ -144,6 +142,14 @@ def _plain(value: Any) -> Any:
 
 def _envs(container: Registration) -> dict[str, str]:
     return dict(e.split("=", 1) for e in _plain(container.inputs["envs"]))
+
+
+def _go_seconds(text: str) -> int:
+    """Whole seconds in a Go-printed duration such as ``5s`` or ``1m0s``."""
+    found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(\d+)s", text)
+    assert found, f"{text!r} is not a Go duration in whole seconds"
+    hours, minutes, secs = (int(part or 0) for part in found.groups())
+    return hours * 3600 + minutes * 60 + secs
 
 
 def _credential(built: Built, backend: str) -> str:
@@ -242,7 +248,7 @@ def test_backend_resources(built: Built, backend: str, request: pytest.FixtureRe
     # restart, wait above the healthcheck's start budget, replace by delete first
     assert inputs["restart"] == "unless-stopped"
     assert inputs["wait"] is True
-    seconds = {k: int(str(health[k]).rstrip("s")) for k in ("interval", "timeout", "startPeriod")}
+    seconds = {k: _go_seconds(str(health[k])) for k in ("interval", "timeout", "startPeriod")}
     budget = seconds["startPeriod"] + int(health["retries"]) * (
         seconds["interval"] + seconds["timeout"]
     )
@@ -250,22 +256,22 @@ def test_backend_resources(built: Built, backend: str, request: pytest.FixtureRe
     assert container.delete_before_replace
     assert inputs["name"] == f"mas-{backend}"
 
-    # memory limit from config where the backend has one
-    if want.memory_key:
-        assert int(inputs["memory"]) == config.memory_mb[want.memory_key]
-    else:
-        assert "memory" not in inputs
+    # memory limit from config (every backend has one), no swap on top
+    assert int(inputs["memory"]) == config.memory_mb[backend]
+    assert int(inputs["memorySwap"]) == int(inputs["memory"])
 
 
-def test_neo4j_and_typesense_memory_come_from_config(dev_config: dict[str, Any]) -> None:
+def test_memory_comes_from_config(dev_config: dict[str, Any]) -> None:
     cfg = copy.deepcopy(dev_config)
-    cfg["memoryMb"] = {"neo4j": 4096, "typesense": 1536}
+    cfg["memoryMb"] = {"neo4j": 4096, "typesense": 1536, "redis": 768}
     cfg["neo4jHeap"] = "2G"
     built = build_program(cfg)
     neo4j = built.one(CONTAINER, "neo4j-container")
     assert int(neo4j.inputs["memory"]) == 4096
     assert _envs(neo4j)["NEO4J_server_memory_heap_max__size"] == "2G"
-    assert int(built.one(CONTAINER, "typesense-container").inputs["memory"]) == 1536
+    for backend, mb in (("typesense", 1536), ("redis", 768), ("postgres", 2048)):
+        container = built.one(CONTAINER, f"{backend}-container")
+        assert (int(container.inputs["memory"]), int(container.inputs["memorySwap"])) == (mb, mb)
 
 
 # -- credentials -------------------------------------------------------------------------------
