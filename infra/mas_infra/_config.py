@@ -8,7 +8,8 @@ Everything that differs between the lab and a laptop is config, not code:
   ``ssh://<user>@<address>``, with ``user`` falling back to the stack's ``sshUser``.
 * ``placement``: ``backend -> host name`` for all five backends. A third host is one more entry
   in ``hosts`` and a placement pointing at it.
-* ``images``: ``backend -> image reference``, pinned to an exact tag (defaults below).
+* ``images``: ``backend -> image reference``, pinned to an exact tag (default: the tested
+  versions, from the backend versions manifest).
 * ``ports``: ``backend -> {port name -> published port}`` overriding the defaults.
 * ``memoryMb``: ``backend -> container memory limit in MB`` (every backend has a default; the
   container gets no swap on top).
@@ -43,6 +44,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from mas_storage import backend_versions
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_IMAGES",
@@ -59,18 +62,12 @@ __all__ = [
 #: The five backends, in the order the components are built.
 BACKENDS = ("postgres", "redis", "qdrant", "neo4j", "typesense")
 
-#: Exact release tags (never ``latest``). Each exists on Docker Hub:
-#: postgres 16.13 (docker-library/postgres ``16/bookworm``), redis 7.4.11, qdrant v1.19.0 (the
-#: workspace's qdrant-client 1.20 accepts a server one minor version away), neo4j 5.26.28 LTS
-#: community, typesense 29.0.
+#: The lab's default images: those of the backend versions manifest (``mas_storage``'s
+#: ``backend-versions.toml``), the very versions every test suite runs against locally. Each is an
+#: official image of that exact version (docs/lab.md: "Versions"); a stack's ``images`` config
+#: overrides them, knowingly.
 DEFAULT_IMAGES: Mapping[str, str] = MappingProxyType(
-    {
-        "postgres": "postgres:16.13-bookworm",
-        "redis": "redis:7.4.11-alpine",
-        "qdrant": "qdrant/qdrant:v1.19.0",
-        "neo4j": "neo4j:5.26.28-community",
-        "typesense": "typesense/typesense:29.0",
-    }
+    {backend: backend_versions()[backend].image for backend in BACKENDS}
 )
 
 #: Published (host-side) ports per backend and port name: the services' standard ports.

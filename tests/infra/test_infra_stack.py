@@ -32,6 +32,8 @@ from redis.connection import parse_url
 
 import mas_storage
 
+#: The backend versions manifest: the images the lab runs by default are the tested versions.
+TESTED = mas_storage.backend_versions()
 SECRET_OUTPUTS = {
     "postgres_url",
     "redis_url",
@@ -56,7 +58,7 @@ class Expect:
 
 EXPECT: dict[str, Expect] = {
     "postgres": Expect(
-        image="postgres:16.13-bookworm",
+        image=TESTED["postgres"].image,
         data_path="/var/lib/postgresql/data",
         ports={5432: "postgres"},
         envs={
@@ -70,7 +72,7 @@ EXPECT: dict[str, Expect] = {
         health_has="mas_memory",
     ),
     "redis": Expect(
-        image="redis:7.4.11-alpine",
+        image=TESTED["redis"].image,
         data_path="/data",
         ports={6379: "redis"},
         envs={"REDISCLI_AUTH": None},
@@ -84,7 +86,7 @@ EXPECT: dict[str, Expect] = {
         ),
     ),
     "qdrant": Expect(
-        image="qdrant/qdrant:v1.19.0",
+        image=TESTED["qdrant"].image,
         data_path="/qdrant/storage",
         ports={6333: "http", 6334: "grpc"},
         envs={"QDRANT__SERVICE__API_KEY": None, "QDRANT__TELEMETRY_DISABLED": "true"},
@@ -92,7 +94,7 @@ EXPECT: dict[str, Expect] = {
         health_has="exec 3<>/dev/tcp/127.0.0.1/6333 && printf 'GET /readyz HTTP/1.1",
     ),
     "neo4j": Expect(
-        image="neo4j:5.26.28-community",
+        image=TESTED["neo4j"].image,
         data_path="/data",
         ports={7687: "bolt", 7474: "http"},
         envs={
@@ -105,7 +107,7 @@ EXPECT: dict[str, Expect] = {
         health_has='cypher-shell -a bolt://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}"',
     ),
     "typesense": Expect(
-        image="typesense/typesense:29.0",
+        image=TESTED["typesense"].image,
         data_path="/data",
         ports={8108: "http"},
         envs={"TYPESENSE_API_KEY": None, "TYPESENSE_DATA_DIR": "/data"},

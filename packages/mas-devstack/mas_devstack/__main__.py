@@ -43,12 +43,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(stack: Stack) -> int:
-    print(f"{'service':<10} {'state':<13} {'pid':>7}  {'address':<44} version")
+    from ._versions import local_versions
+
+    tested = local_versions()
+    print(f"{'service':<10} {'state':<13} {'pid':>7}  {'address':<44} {'version':<28} tested")
     for status in stack.status().values():
         pid = str(status.pid) if status.pid else "-"
         print(
             f"{status.name:<10} {status.state:<13} {pid:>7}  {status.address or '-':<44} "
-            f"{status.version or '-'}"
+            f"{status.version or '-':<28} {tested[status.name].tested}"
         )
     return 0
 

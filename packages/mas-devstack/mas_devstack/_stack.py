@@ -34,6 +34,7 @@ from ._process import (
 )
 from ._secrets import Secrets, load_or_create_secrets, write_private_json
 from ._services import SERVICE_CLASSES, Postgres, ProcessService, Service
+from ._versions import version_drift
 
 #: How many times a server that exits during its start is started (see ``_start_process``).
 START_ATTEMPTS = 3
@@ -126,6 +127,8 @@ class Stack:
                     migrations = self._migrate()
             finally:
                 outputs = self._write_outputs()
+            for problem in version_drift():
+                log.warning("%s", problem)
             started = [n for n in names if results.get(n)]
             return UpResult(outputs=outputs, started=started, migrations=migrations)
 

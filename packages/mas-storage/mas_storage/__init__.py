@@ -1,7 +1,8 @@
 """mas-storage: the core of the mas-memory storage layer.
 
 The abstract :class:`StorageAdapter`, the six storage errors, the validators, the base of the
-adapters' settings models (:class:`AdapterSettings`), the adapter registry and the metrics.
+adapters' settings models (:class:`AdapterSettings`), the adapter registry, the metrics, and the
+manifest of the backend versions every suite tests (:func:`backend_versions`).
 Concrete adapters, each with its own settings model, live in their own packages
 (``mas-storage-postgres``, ``-redis``, ``-qdrant``, ``-neo4j``, ``-typesense``) and are obtained
 through :func:`create_adapter`.
@@ -40,6 +41,7 @@ from ._settings_doc import render_settings_tables, settings_table
 from ._telemetry import DatabaseFacts, configure_telemetry
 from ._types import Integer, NodeList, Seconds
 from ._validation import validate_field_types, validate_required_fields
+from ._versions import BackendVersion, backend_versions
 from .metrics import MetricsCollector, MetricsSettings
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterNotFoundError",
     "AdapterSettings",
+    "BackendVersion",
     "DatabaseFacts",
     "Integer",
     "MetricsCollector",
@@ -65,6 +68,7 @@ __all__ = [
     "StorageQueryError",
     "StorageTimeoutError",
     "available_adapters",
+    "backend_versions",
     "configure_telemetry",
     "create_adapter",
     "error_for_status",

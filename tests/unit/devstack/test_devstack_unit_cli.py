@@ -8,6 +8,7 @@ import pytest
 
 from mas_devstack import SERVICE_NAMES
 from mas_devstack.__main__ import main
+from mas_storage import backend_versions
 
 
 def test_status_prints_every_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -15,9 +16,14 @@ def test_status_prints_every_service(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["--root", str(tmp_path), "--port-base", "62900", "status"])
     assert caught.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["service", "state", "pid", "address", "version"]
+    assert lines[0].split() == ["service", "state", "pid", "address", "version", "tested"]
     assert [line.split()[0] for line in lines[1:]] == list(SERVICE_NAMES)
     assert all(line.split()[1] in ("stopped", "embedded") for line in lines[1:])
+    # the last column: the backend versions manifest's version of each
+    tested = backend_versions()
+    assert {line.split()[0]: line.split()[-1] for line in lines[1:]} == {
+        name: tested[name].version for name in SERVICE_NAMES
+    }
 
 
 def test_an_unknown_service_is_an_error_with_exit_status_1(

@@ -14,6 +14,7 @@ import pytest
 from mas_devstack import DevstackError
 from mas_devstack._layout import CACHE_ENV
 from mas_devstack._runtime import neo4j_runtime, neo4j_version, typesense_binary
+from mas_storage import backend_versions
 
 FAKE_MVN = """#!/bin/sh
 echo "mvn $*" >> "$FAKE_CALLS"
@@ -51,7 +52,8 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return calls
 
 
-def test_the_pom_pins_a_5_26_release() -> None:
+def test_neo4j_is_the_manifests_5_26_release() -> None:
+    assert neo4j_version() == backend_versions()["neo4j"].version
     assert neo4j_version().startswith("5.26.")
 
 
@@ -65,6 +67,7 @@ def test_runtime_is_fetched_and_compiled_once(tools: Path, tmp_path: Path) -> No
     first = tools.read_text().splitlines()
     assert [line.split()[0] for line in first] == ["mvn", "javac"]
     assert "dependency:copy-dependencies" in first[0]
+    assert f"-Dneo4j.version={runtime.version}" in first[0].split()
     assert neo4j_runtime() == runtime
     assert tools.read_text().splitlines() == first  # nothing ran again
 

@@ -1,0 +1,73 @@
+"""Every server the outputs point at runs the version of the backend versions manifest.
+
+Locally this proves the suite tests the versions the lab's images run; pointed at the lab's
+outputs (``MAS_STACK_OUTPUTS``) it proves the lab runs what the suite tested. Qdrant has no local
+server (embedded mode): there the client's compatibility with the lab's server version is what
+can be checked.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as dist_version
+from typing import Any
+
+import httpx
+import psycopg
+import redis.asyncio as aioredis
+from neo4j import AsyncGraphDatabase
+
+from mas_storage import backend_versions
+
+TESTED = backend_versions()
+
+
+async def test_postgres_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
+    async with await psycopg.AsyncConnection.connect(stack_outputs["postgres_url"]) as conn:
+        row = await (await conn.execute("SHOW server_version")).fetchone()
+    assert row is not None
+    assert TESTED["postgres"].matches(row[0]), f"{row[0]} != {TESTED['postgres'].version}"
+
+
+async def test_redis_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
+    client = aioredis.from_url(stack_outputs["redis_url"])
+    try:
+        reported = (await client.info("server"))["redis_version"]
+    finally:
+        await client.aclose()
+    assert reported == TESTED["redis"].version
+
+
+async def test_neo4j_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
+    auth = (stack_outputs["neo4j_user"], stack_outputs["neo4j_password"])
+    async with AsyncGraphDatabase.driver(stack_outputs["neo4j_url"], auth=auth) as driver:
+        records, _, _ = await driver.execute_query(
+            "CALL dbms.components() YIELD versions, edition RETURN versions[0] AS v, edition AS e"
+        )
+    assert (records[0]["v"], records[0]["e"]) == (TESTED["neo4j"].version, "community")
+
+
+async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
+    headers = {"X-TYPESENSE-API-KEY": stack_outputs["typesense_api_key"]}
+    async with httpx.AsyncClient(base_url=stack_outputs["typesense_url"], timeout=10) as client:
+        response = await client.get("/debug", headers=headers)
+    response.raise_for_status()
+    assert response.json()["version"] == TESTED["typesense"].version
+
+
+async def test_qdrant_server_or_embedded_client_fits_the_tested_version(
+    stack_outputs: dict[str, Any],
+) -> None:
+    tested = TESTED["qdrant"]
+    if stack_outputs.get("qdrant_url"):
+        headers = {"api-key": stack_outputs.get("qdrant_api_key") or ""}
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(stack_outputs["qdrant_url"], headers=headers)
+        response.raise_for_status()
+        assert response.json()["version"] == tested.version
+        return
+    # Embedded: no server to ask. The outputs name the local directory, and the client the
+    # suite runs is one qdrant-client accepts against the lab's server (one minor version away).
+    assert stack_outputs.get("qdrant_path")
+    client_major, client_minor = (int(p) for p in dist_version("qdrant-client").split(".")[:2])
+    server_major, server_minor = (int(p) for p in tested.version.split(".")[:2])
+    assert client_major == server_major and abs(client_minor - server_minor) <= 1
