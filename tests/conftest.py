@@ -61,14 +61,24 @@ def stack_outputs() -> Iterator[dict[str, Any]]:
 def local_stack(stack_outputs: dict[str, Any]) -> Any:
     """The local :class:`mas_devstack.Stack`, for tests that stop and start its processes.
 
-    Skips (with the reason shown by ``-ra``) when the tests run against external outputs.
+    The outputs belong to it when they are exactly what it writes: on loopback, or on the
+    simulated hosts of a stack file (``mas-devstack up --hosts``), whose addresses are not
+    loopback but whose processes this machine runs. Skips (with the reason shown by ``-ra``)
+    when the tests run against outputs of servers this machine does not run.
     """
-    if os.environ.get("MAS_STACK_OUTPUTS") and not _is_local(stack_outputs):
-        pytest.skip("needs the local stack: MAS_STACK_OUTPUTS points at external backends")
     from mas_devstack import Stack
 
-    return Stack()
+    stack = Stack()
+    if os.environ.get("MAS_STACK_OUTPUTS") and not _is_local(stack, stack_outputs):
+        pytest.skip("needs the local stack: MAS_STACK_OUTPUTS points at external backends")
+    return stack
 
 
-def _is_local(outputs: dict[str, Any]) -> bool:
-    return "qdrant_path" in outputs and "127.0.0.1" in str(outputs.get("postgres_url", ""))
+def _is_local(stack: Any, outputs: dict[str, Any]) -> bool:
+    if not stack.layout.secrets_path.is_file():  # never started here: nothing to compare
+        return False
+
+    def given(values: dict[str, Any]) -> dict[str, Any]:  # a loaded file has no null entries
+        return {k: v for k, v in values.items() if v is not None}
+
+    return given(stack.outputs()) == given(dict(outputs))

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from ._errors import DevstackError
 from ._layout import HOME_ENV, PORT_BASE_ENV, SERVICE_NAMES
+from ._network import HOSTS_ENV
 from ._stack import Stack
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mas-devstack",
-        description="Run the five mas-memory backends locally on 127.0.0.1 (data in .mas/).",
+        description="Run the five mas-memory backends locally: on 127.0.0.1, or on the hosts of "
+        "a Pulumi stack file simulated by network namespaces (data in .mas/).",
     )
     parser.add_argument(
         "--root",
@@ -33,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     services_help = f"services (default: all of {', '.join(SERVICE_NAMES)})"
     up = commands.add_parser("up", help="start what is not running; write stack-outputs.json")
     up.add_argument("services", nargs="*", help=services_help)
+    up.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="STACK_FILE",
+        help=f"run the servers on the hosts of a Pulumi stack file (e.g. Pulumi.dev.yaml), "
+        f"simulated by network namespaces on a private subnet (default: ${HOSTS_ENV}, else "
+        "loopback); kept until down",
+    )
     down = commands.add_parser("down", help="stop what 'up' started (by PID)")
     down.add_argument("services", nargs="*", help=services_help)
     commands.add_parser("status", help="show each service: state, pid, address, version")
@@ -46,6 +56,10 @@ def _status(stack: Stack) -> int:
     from ._versions import local_versions
 
     tested = local_versions()
+    plan = stack.plan
+    if plan is not None:
+        hosts = ", ".join(f"{h.name} {h.address} (netns {h.namespace})" for h in plan.hosts)
+        print(f"simulated hosts of {plan.stack_file} on {plan.subnet}: {hosts}")
     print(f"{'service':<10} {'state':<13} {'pid':>7}  {'address':<44} {'version':<28} tested")
     for status in stack.status().values():
         pid = str(status.pid) if status.pid else "-"
@@ -57,11 +71,15 @@ def _status(stack: Stack) -> int:
 
 
 def _prepare() -> int:
-    from ._runtime import neo4j_runtime, typesense_binary
+    from ._runtime import neo4j_runtime, toxiproxy_server, typesense_binary
 
     print(f"typesense binary: {typesense_binary()}")
     runtime = neo4j_runtime()
     print(f"neo4j {runtime.version}: jars in {runtime.lib_dir}, launcher in {runtime.classes_dir}")
+    try:
+        print(f"toxiproxy (latency faults of the simulated hosts): {toxiproxy_server()}")
+    except DevstackError as exc:  # only the latency fault test needs it: say so, go on
+        print(f"toxiproxy: not built, the latency fault test will fail: {exc}")
     return 0
 
 
@@ -74,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "prepare":
             raise SystemExit(_prepare())
-        stack = Stack(args.root, port_base=args.port_base)
+        stack = Stack(args.root, port_base=args.port_base, hosts=getattr(args, "hosts", None))
         if args.command == "up":
             began = time.monotonic()
             result = stack.up(args.services or None)

@@ -220,6 +220,7 @@ class DetachedExecutor(Executor):
         *,
         port: int,
         check: Callable[[], bool],
+        host: str = LOOPBACK,
         log: IO[bytes],
         timeout: float,
         env: dict[str, str] | None = None,
@@ -238,6 +239,7 @@ class DetachedExecutor(Executor):
             popen_kwargs=popen_kwargs,
         )
         self._port = port
+        self._host = host
         self._check = check
 
     @property
@@ -256,7 +258,7 @@ class DetachedExecutor(Executor):
         return kwargs
 
     def pre_start_check(self) -> bool:
-        return port_open(self._port)
+        return port_open(self._port, self._host)
 
     def after_start_check(self) -> bool:
         return self._check()

@@ -8,6 +8,9 @@
   copies the jars into the user cache, and ``javac`` compiles ``java/Launcher.java`` against them,
   once.
 * PostgreSQL's binaries are Debian's, of the manifest's major version.
+* Toxiproxy (Shopify's TCP proxy with latency "toxics"), for the latency fault of the simulated
+  hosts: the kernel here has no ``netem``. Go builds it from the Go module proxy into the user
+  cache, once.
 """
 
 from __future__ import annotations
@@ -125,14 +128,20 @@ def neo4j_version() -> str:
     return backend_versions()["neo4j"].version
 
 
-def _run_tool(args: list[str], what: str, log: Path) -> None:
+def _run_tool(args: list[str], what: str, log: Path, env: dict[str, str] | None = None) -> None:
     """Run a build tool, its output appended to ``log``; a failure names the log's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(args)}\n".encode())
         out.flush()
         try:
-            result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, check=False)
+            result = subprocess.run(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+                env={**os.environ, **env} if env else None,
+            )
         except FileNotFoundError:
             raise DevstackError(f"{args[0]} is not installed ({what}): {BOOTSTRAP_HINT}") from None
     if result.returncode != 0:
@@ -187,6 +196,43 @@ def neo4j_runtime(*, fetch: bool = True, log: Path | None = None) -> Neo4jRuntim
                 command = ["javac", "--release", "17", "-cp", f"{lib_dir}{os.sep}*"]
                 _run_tool([*command, "-d", str(tmp), str(source)], "compiling Launcher.java", log)
     return runtime
+
+
+#: The Go module and release of Toxiproxy built for the latency fault.
+TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2"
+TOXIPROXY_VERSION = "v2.12.0"
+
+
+def toxiproxy_server(*, fetch: bool = True) -> Path:
+    """The ``toxiproxy-server`` binary in the user cache; ``go install`` builds it when missing.
+
+    With ``fetch=False`` a missing binary raises instead of being built.
+    """
+    base = cache_dir() / f"toxiproxy-{TOXIPROXY_VERSION}"
+    binary = base / "toxiproxy-server"
+    with file_lock(base.with_name(f".toxiproxy-{TOXIPROXY_VERSION}.lock")):
+        if binary.is_file():
+            return binary
+        if not fetch:
+            raise DevstackError(f"toxiproxy-server is not built in {base}: {BOOTSTRAP_HINT}")
+        go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin:/usr/lib/go/bin")
+        if not go:
+            raise DevstackError(
+                "go is not installed: the latency fault needs Toxiproxy, built with Go "
+                f"(1.23 or later) from {TOXIPROXY_MODULE}"
+            )
+        _say(f"building Toxiproxy {TOXIPROXY_VERSION} with Go into {base} (once)")
+        log = base.with_name(f"toxiproxy-{TOXIPROXY_VERSION}.build.log")
+        with _built_into(base, base.with_name(f"toxiproxy-{TOXIPROXY_VERSION}.tmp")) as tmp:
+            tmp.mkdir(parents=True)
+            _run_tool(
+                [go, "install", f"{TOXIPROXY_MODULE}/cmd/server@{TOXIPROXY_VERSION}"],
+                "building Toxiproxy with Go",
+                log,
+                env={"GOBIN": str(tmp), "GOFLAGS": "-trimpath"},
+            )
+            (tmp / "server").rename(tmp / "toxiproxy-server")
+    return binary
 
 
 @contextmanager

@@ -58,10 +58,22 @@ class Service(ABC):
     embedded: ClassVar[bool] = False
     reuse_timeout: ClassVar[float] = 5.0
 
-    def __init__(self, layout: Layout, ports: Ports, secrets: Secrets) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        ports: Ports,
+        secrets: Secrets,
+        *,
+        host: str = LOOPBACK,
+        clients: str = f"{LOOPBACK}/32",
+    ) -> None:
         self.layout = layout
         self.ports = ports
         self.secrets = secrets
+        self.host = host
+        """The address it listens on and the outputs name: loopback, or its simulated host's."""
+        self.clients = clients
+        """The network its clients connect from (PostgreSQL's ``pg_hba.conf`` admits only it)."""
 
     @property
     def data_dir(self) -> Path:
@@ -110,7 +122,7 @@ class ProcessService(Service):
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @abstractmethod
     def command(self) -> list[str]:
@@ -157,7 +169,7 @@ class Postgres(ProcessService):
 
     def _admin(self, timeout: float, dbname: str = "postgres") -> dict[str, Any]:
         return {
-            "host": LOOPBACK,
+            "host": self.host,
             "port": self.port,
             "user": PG_SUPERUSER,
             "password": self.secrets.postgres_admin_password,
@@ -182,9 +194,10 @@ class Postgres(ProcessService):
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(bin_dir, self._place_cluster())
         hba = (
-            "# Written by mas-devstack at every start: TCP on loopback only, SCRAM passwords.\n"
+            "# Written by mas-devstack at every start: TCP from the clients' network only, "
+            "SCRAM passwords.\n"
             "local all all scram-sha-256\n"
-            "host  all all 127.0.0.1/32 scram-sha-256\n"
+            f"host  all all {self.clients} scram-sha-256\n"
         )
         _write_private(self.data_dir / "pg_hba.conf", hba, self.owner)
         self._clear_stale_lock()
@@ -295,7 +308,7 @@ class Postgres(ProcessService):
             "-D",
             str(self.data_dir),
             "-c",
-            f"listen_addresses={LOOPBACK}",
+            f"listen_addresses={self.host}",
             "-c",
             f"port={self.port}",
             "-c",
@@ -344,7 +357,7 @@ class Postgres(ProcessService):
     @property
     def url(self) -> str:
         pw = self.secrets.postgres_password
-        return f"postgresql://{PG_USER}:{pw}@{LOOPBACK}:{self.port}/{PG_DATABASE}"
+        return f"postgresql://{PG_USER}:{pw}@{self.host}:{self.port}/{PG_DATABASE}"
 
     def outputs(self) -> dict[str, str | None]:
         return {"postgres_url": self.url}
@@ -369,7 +382,7 @@ class Redis(ProcessService):
         conf = "\n".join(
             [
                 "# Written by mas-devstack at every start (holds the password: mode 0600).",
-                f"bind {LOOPBACK}",
+                f"bind {self.host}",
                 "protected-mode yes",
                 f"port {self.port}",
                 f"requirepass {self.secrets.redis_password}",
@@ -390,7 +403,7 @@ class Redis(ProcessService):
         import redis
 
         return redis.Redis(
-            host=LOOPBACK,
+            host=self.host,
             port=self.port,
             password=self.secrets.redis_password,
             socket_timeout=timeout,
@@ -414,7 +427,7 @@ class Redis(ProcessService):
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.secrets.redis_password}@{LOOPBACK}:{self.port}/0"
+        return f"redis://:{self.secrets.redis_password}@{self.host}:{self.port}/0"
 
     def outputs(self) -> dict[str, str | None]:
         return {"redis_url": self.url}
@@ -448,9 +461,9 @@ class Typesense(ProcessService):
             str(typesense_binary()),
             f"--config={self.config_path}",
             f"--data-dir={self.data_dir / 'data'}",
-            f"--listen-address={LOOPBACK}",
+            f"--api-address={self.host}",
             f"--api-port={self.port}",
-            f"--peering-address={LOOPBACK}",
+            f"--peering-address={self.host}",
             f"--peering-port={self.ports.typesense_peering}",
             # Typesense replays its Raft log at start and truncates it only at a snapshot
             # (default: hourly).  Test and benchmark runs churn collections, so an hourly
@@ -460,7 +473,7 @@ class Typesense(ProcessService):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _get(self, path: str, timeout: float, *, auth: bool = True) -> Any:
         import httpx
@@ -528,6 +541,7 @@ class Neo4j(ProcessService):
             str(self.port),
             str(self.page_cache_mb),
             str(self.ready_path),
+            self.host,
         ]
 
     def env(self) -> dict[str, str]:
@@ -535,7 +549,7 @@ class Neo4j(ProcessService):
 
     @property
     def url(self) -> str:
-        return f"bolt://{LOOPBACK}:{self.port}"
+        return f"bolt://{self.host}:{self.port}"
 
     def _query(self, cypher: str, timeout: float) -> list[Any]:
         from neo4j import GraphDatabase

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from ._errors import DevstackError, ServiceStartError
 from ._layout import PORT_BASE_ENV, SERVICE_NAMES, Layout, Ports, resolve_root
 from ._migrate import apply_migrations
+from ._network import HOSTS_ENV, HostNetwork, NetworkPlan, network_prefix, plan_network
 from ._process import (
     DetachedExecutor,
     is_alive,
@@ -67,7 +69,14 @@ class UpResult:
 
 
 class Stack:
-    """The five backends of one root (``<root>/.mas``), as real processes on 127.0.0.1.
+    """The five backends of one root (``<root>/.mas``), as real processes on this machine.
+
+    By default every server listens on 127.0.0.1. With ``hosts`` (a Pulumi stack file such as
+    ``Pulumi.dev.yaml``, or ``$MAS_DEVSTACK_HOSTS``) the stack file's hosts become network
+    namespaces on a private subnet and each server runs inside the namespace of the host its
+    placement names, listening on that host's address only (see :mod:`._network`). The choice
+    sticks until ``down``: it is kept in ``.mas/run/network.json``, so ``status``, ``stop``,
+    ``start`` and ``down`` need not repeat it.
 
     Every method is safe to call again: ``up`` reuses what runs and answers, ``down`` and
     ``stop`` touch only processes whose PID file this stack wrote. Calls from several
@@ -75,10 +84,19 @@ class Stack:
     ``await asyncio.to_thread(stack.up)``.
     """
 
-    def __init__(self, root: Path | str | None = None, *, port_base: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        *,
+        port_base: int | None = None,
+        hosts: Path | str | None = None,
+    ) -> None:
         self.root = resolve_root(root)
         self.layout = Layout(self.root)
         self.ports = Ports.resolve(port_base)
+        named = hosts if hosts is not None else os.environ.get(HOSTS_ENV) or None
+        self._hosts_file = Path(named).expanduser().resolve() if named else None
+        self._plan: NetworkPlan | None = None
         self._secrets: Secrets | None = None
         self._services: dict[str, Service] = {}
         self._thread_lock = threading.RLock()
@@ -87,12 +105,40 @@ class Stack:
         self._lock_handle: IO[str] | None = None
 
     def __repr__(self) -> str:
-        return f"Stack(root={str(self.root)!r}, ports={self.ports})"
+        where = f", hosts={self.plan.stack_file!r}" if self.plan else ""
+        return f"Stack(root={str(self.root)!r}, ports={self.ports}{where})"
 
     @property
     def outputs_path(self) -> Path:
         """``<root>/.mas/stack-outputs.json``."""
         return self.layout.outputs_path
+
+    @property
+    def network_path(self) -> Path:
+        """``<root>/.mas/run/network.json``: the simulated hosts of the running stack."""
+        return self.layout.run_dir / "network.json"
+
+    @property
+    def plan(self) -> NetworkPlan | None:
+        """The simulated hosts: those of the running stack, else those asked for; None: loopback."""
+        with self._state_lock:
+            if self._plan is None:
+                if self.network_path.is_file():
+                    self._plan = NetworkPlan.model_validate_json(
+                        self.network_path.read_text(encoding="utf-8")
+                    )
+                elif self._hosts_file is not None:
+                    prefix = network_prefix(self.root, self.ports.postgres)
+                    self._plan = plan_network(self._hosts_file, prefix)
+            return self._plan
+
+    @property
+    def network(self) -> HostNetwork:
+        """The simulated hosts' network, for faults (partition, blackhole, loss)."""
+        plan = self.plan
+        if plan is None:
+            raise DevstackError("this stack runs on loopback: it has no simulated hosts")
+        return HostNetwork(plan)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -101,26 +147,22 @@ class Stack:
         names = self._names(services)
         with self._exclusive():
             self._load_secrets()
-            procs = [n for n in names if not SERVICE_CLASSES[n].embedded]
+            created = self._ensure_network()
+            ran_before = {n for n in SERVICE_NAMES if self.pid(n) is not None}
             results: dict[str, bool] = {}
-            errors: list[DevstackError] = []
-            with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
-                futures = {n: pool.submit(self._ensure_running, n) for n in procs}
-                for name, future in futures.items():
-                    try:
-                        results[name] = future.result()
-                    except DevstackError as exc:
-                        errors.append(exc)
-            for name in names:
-                if SERVICE_CLASSES[name].embedded:
-                    try:
-                        self._ensure_embedded(name)
-                    except DevstackError as exc:
-                        errors.append(exc)
-            if errors:
-                if len(errors) == 1:
-                    raise errors[0]
-                raise DevstackError("\n\n".join(str(exc) for exc in errors))
+            try:
+                self._start_all(names, results)
+            except BaseException:
+                # All or nothing: what this call started stops (a server that runs but failed
+                # its setup included), and the network it built goes.
+                for name in SERVICE_NAMES:
+                    if name not in ran_before and self.pid(name) is not None:
+                        self._stop_one(name)
+                if created:
+                    self._remove_network()
+                raise
+            # The servers run: a failing migration is the schema's problem, not the stack's. It
+            # is raised, and the outputs are written all the same (to inspect the database).
             migrations: list[str] = []
             try:
                 if "postgres" in names:
@@ -132,13 +174,95 @@ class Stack:
             started = [n for n in names if results.get(n)]
             return UpResult(outputs=outputs, started=started, migrations=migrations)
 
+    def _start_all(self, names: list[str], results: dict[str, bool]) -> None:
+        """Start the servers (concurrently) and check the embedded Qdrant; ``results`` gets
+        each server's "started now"."""
+        procs = [n for n in names if not SERVICE_CLASSES[n].embedded]
+        errors: list[DevstackError] = []
+        with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
+            futures = {n: pool.submit(self._ensure_running, n) for n in procs}
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result()
+                except DevstackError as exc:
+                    errors.append(exc)
+        for name in names:
+            if SERVICE_CLASSES[name].embedded:
+                try:
+                    self._ensure_embedded(name)
+                except DevstackError as exc:
+                    errors.append(exc)
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise DevstackError("\n\n".join(str(exc) for exc in errors))
+
+    def _ensure_network(self) -> bool:
+        """Build the simulated hosts when asked for and not built yet; True when built now."""
+        plan = self.plan
+        if plan is None:
+            return False
+        if self.network_path.is_file():
+            wanted = self._hosts_file
+            if wanted is not None and Path(plan.stack_file) != wanted:
+                raise DevstackError(
+                    f"this stack runs the hosts of {plan.stack_file}, not {wanted}: "
+                    "mas-devstack down first"
+                )
+            if not HostNetwork(plan).exists():
+                raise DevstackError(
+                    f"the simulated hosts of {self.network_path} are gone (a reboot?): "
+                    "mas-devstack down, then up again"
+                )
+            return False
+        running = [n for n in SERVICE_NAMES if self.pid(n) is not None]
+        if running:
+            raise DevstackError(
+                f"{', '.join(running)} run(s) on loopback in {self.root}: mas-devstack down "
+                "first (one root runs one stack at a time)"
+            )
+        # The plan first: a crash while building leaves a file that says what to remove.
+        write_private_json(self.network_path, plan.model_dump(mode="json"))
+        try:
+            HostNetwork(plan).create()
+        except BaseException:
+            self.network_path.unlink(missing_ok=True)
+            raise
+        log.info(
+            "network: %s on %s (%s)",
+            ", ".join(f"{h.name} {h.address} [{h.namespace}]" for h in plan.hosts),
+            plan.subnet,
+            plan.bridge,
+        )
+        return True
+
+    def _remove_network(self) -> list[str]:
+        """Remove the simulated hosts and forget them; returns what was removed."""
+        if not self.network_path.is_file():  # loopback, or nothing built: nothing to read
+            return []
+        plan = self.plan
+        if plan is None:
+            return []
+        removed = HostNetwork(plan).destroy()
+        self.network_path.unlink(missing_ok=True)
+        with self._state_lock:
+            self._plan = None
+            self._services.clear()
+        if removed:
+            log.info("network: removed %s", ", ".join(removed))
+        return removed
+
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Stop (SIGTERM, then SIGKILL after a timeout) what this stack started; returns names."""
+        everything = names is None
         chosen = [n for n in self._names(names) if not SERVICE_CLASSES[n].embedded]
         if not self.layout.run_dir.is_dir():
             return []  # never started here: nothing to stop, nothing to create
-        with self._exclusive(), ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
-            stopped = list(pool.map(self._stop_one, chosen, [False] * len(chosen)))
+        with self._exclusive():
+            with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+                stopped = list(pool.map(self._stop_one, chosen, [False] * len(chosen)))
+            if everything or not any(self.pid(n) for n in SERVICE_NAMES):
+                self._remove_network()  # the simulated hosts go with the last server
         return [name for name, done in zip(chosen, stopped, strict=True) if done]
 
     def stop(self, name: str, *, kill: bool = False) -> bool:
@@ -235,9 +359,12 @@ class Stack:
     def _service(self, name: str) -> Service:
         with self._state_lock:
             if name not in self._services:
-                self._services[name] = SERVICE_CLASSES[name](
-                    self.layout, self.ports, self._load_secrets()
-                )
+                cls = SERVICE_CLASSES[name]
+                plan = self.plan
+                where: dict[str, str] = {}
+                if plan is not None and not cls.embedded:
+                    where = {"host": plan.host_for(name).address, "clients": plan.subnet}
+                self._services[name] = cls(self.layout, self.ports, self._load_secrets(), **where)
             return self._services[name]
 
     def _process_service(self, name: str) -> ProcessService:
@@ -273,12 +400,18 @@ class Stack:
         if name == "typesense":
             ports.append(self.ports.typesense_peering)
         for port in ports:
-            if port_open(port):
+            if port_open(port, service.host):
                 raise DevstackError(
-                    f"{name}: port {port} is already taken by {port_owner(port)}, which this "
-                    f"stack did not start (no PID file in {self.layout.run_dir}); stop it or "
-                    f"set {PORT_BASE_ENV}"
+                    f"{name}: {service.host}:{port} is already taken by {port_owner(port)}, "
+                    f"which this stack did not start (no PID file in {self.layout.run_dir}); "
+                    f"stop it or set {PORT_BASE_ENV}"
                 )
+        command, popen_kwargs = service.command(), service.popen_kwargs()
+        plan = self.plan
+        if plan is not None:
+            command, popen_kwargs = HostNetwork(plan).wrap(
+                plan.host_for(name), command, popen_kwargs
+            )
         log_path = self.layout.log_path(name)
         secrets = self._load_secrets().values()
         with log_path.open("ab") as out:
@@ -286,14 +419,15 @@ class Stack:
             out.write(f"\n=== mas-devstack: starting {name} at {stamp} ===\n".encode())
             out.flush()
             executor = DetachedExecutor(
-                service.command(),
+                command,
                 port=service.port,
+                host=service.host,
                 check=lambda: service.check(2.0),
                 log=out,
                 timeout=service.start_timeout,
                 env=service.env(),
                 cwd=service.data_dir,
-                popen_kwargs=service.popen_kwargs(),
+                popen_kwargs=popen_kwargs,
             )
             # Our ports lie inside Linux's ephemeral range (32768-60999), so a client socket of
             # any process may briefly hold one of them as its local port, and the server then

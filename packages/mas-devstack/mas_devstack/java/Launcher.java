@@ -15,10 +15,11 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.io.ByteUnit;
 
 /**
- * Embedded Neo4j (Community) for mas-devstack: Bolt on 127.0.0.1 only, auth on, no HTTP.
+ * Embedded Neo4j (Community) for mas-devstack: Bolt on one address only (127.0.0.1, or the
+ * simulated host's), auth on, no HTTP.
  *
  * <p>Usage: {@code java -cp <classes>:<lib>/* Launcher <home-dir> <bolt-port> <pagecache-mb>
- * <ready-file>}; the password comes from the environment variable {@code MAS_NEO4J_PASSWORD},
+ * <ready-file> <address>}; the password comes from the environment variable {@code MAS_NEO4J_PASSWORD},
  * never from the command line (which {@code ps} shows). Once the password is set it writes its
  * PID to the ready file: mas-devstack's authenticated probe waits for that file, so it never
  * knocks with a password the server does not know yet (Neo4j locks a user out for a while
@@ -28,8 +29,9 @@ public final class Launcher {
     private Launcher() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 4) {
-            System.err.println("usage: Launcher <home-dir> <bolt-port> <pagecache-mb> <ready-file>");
+        if (args.length != 5) {
+            System.err.println(
+                    "usage: Launcher <home-dir> <bolt-port> <pagecache-mb> <ready-file> <address>");
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
@@ -42,7 +44,8 @@ public final class Launcher {
             System.err.println("MAS_NEO4J_PASSWORD must be set (8 characters or more)");
             System.exit(2);
         }
-        SocketAddress bolt = new SocketAddress("127.0.0.1", port);
+        String address = args[4];
+        SocketAddress bolt = new SocketAddress(address, port);
 
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setConfig(BoltConnector.enabled, true)
@@ -87,7 +90,7 @@ public final class Launcher {
             System.out.println("mas-devstack: password of user neo4j already set");
         }
         Files.writeString(ready, ProcessHandle.current().pid() + "\n");
-        System.out.println("mas-devstack: Neo4j ready on bolt://127.0.0.1:" + port);
+        System.out.println("mas-devstack: Neo4j ready on bolt://" + address + ":" + port);
         stopped.await();
     }
 }
