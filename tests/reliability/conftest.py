@@ -15,12 +15,14 @@
   path, and other suites open the stack's own path).
 
 Every fault run appends a row to :data:`faults.REPORTS`; at the end of the session the rows are
-written to ``.mas/reliability/results.json`` and printed as a table (with or without ``-s``),
+written to ``.mas/reliability/results.json`` (or ``$MAS_RELIABILITY_RESULTS``) and printed as a
+table (with or without ``-s``),
 followed by the sweep's one-line summary (records scanned per logger family, exceptions, reprs).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,10 @@ from secretwatch import SecretSweep, running_sweep, stack_secrets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-RESULTS = ROOT / ".mas" / "reliability" / "results.json"
+#: Where the measured rows go (``$MAS_RELIABILITY_RESULTS``; scripts/test-hosts keeps its own).
+RESULTS = Path(
+    os.environ.get("MAS_RELIABILITY_RESULTS") or ROOT / ".mas" / "reliability" / "results.json"
+)
 SWEEP = pytest.StashKey[SecretSweep]()
 
 
@@ -107,7 +112,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("reliability: measured outages")
         for line in table_lines(REPORTS):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"(rows written to {RESULTS.relative_to(ROOT)})")
+        terminalreporter.write_line(f"(rows written to {RESULTS})")
     sweep = config.stash.get(SWEEP, None)
     if sweep is not None:
         terminalreporter.section("reliability: secrets sweep")

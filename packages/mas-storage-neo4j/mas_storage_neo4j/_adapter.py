@@ -64,8 +64,8 @@ class Neo4jAdapter(StorageAdapter):
     (the spec's ``uri`` is accepted for ``url``) or URL string validated by it. ``timeout`` is
     the server-side transaction timeout, the connection-acquisition bound and the client-side
     deadline of every call (a frozen server raises ``StorageTimeoutError``);
-    ``connection_timeout`` and ``max_retry_time`` are kept short so an outage fails fast and
-    the same adapter recovers when the server is back.
+    ``connection_timeout`` (at most 0.9 x ``timeout``) and ``max_retry_time`` are kept short
+    so an outage fails fast and the same adapter recovers when the server is back.
 
     Pass ``driver=`` to use an existing :class:`neo4j.AsyncDriver`; the adapter then never
     closes it.

@@ -22,6 +22,8 @@ from ._cypher import IDENTIFIER
 __all__ = ["Neo4jSettings"]
 
 _SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
+#: The driver's connection timeout is at most this share of the call deadline.
+CONNECT_SHARE = 0.9
 
 
 class Neo4jSettings(AdapterSettings):
@@ -45,7 +47,12 @@ class Neo4jSettings(AdapterSettings):
         10.0,
         description="server-side transaction timeout and client-side deadline of every call",
     )
-    connection_timeout: Seconds = Field(5.0, description="seconds the driver tries to connect")
+    connection_timeout: Seconds = Field(
+        5.0,
+        description="seconds the driver tries to connect; at most 0.9 x timeout is used, so "
+        "that the driver's own timeout, not the call deadline, ends a connect (neo4j 6.4 leaks "
+        "the socket of a connect the deadline cancels)",
+    )
     connection_acquisition_timeout: Seconds | None = Field(
         None, description="seconds a call waits for a pooled connection; unset: timeout"
     )
@@ -115,7 +122,12 @@ class Neo4jSettings(AdapterSettings):
         unless asked for.
         """
         return {
-            "connection_timeout": self.connection_timeout,
+            # Below the call deadline (``timeout``), so that a connect to a silent server ends
+            # by the driver's own timeout, which closes the socket, and not by the deadline's
+            # cancellation: neo4j 6.4 leaks the socket of a connect cancelled mid-way (its
+            # ``_connect_secure`` re-raises CancelledError without closing it; seen on the
+            # blackhole fault of tests/reliability/test_reliability_network_faults.py).
+            "connection_timeout": min(self.connection_timeout, CONNECT_SHARE * self.timeout),
             "connection_acquisition_timeout": self.connection_acquisition_timeout,
             "max_transaction_retry_time": self.max_retry_time,
             "max_connection_pool_size": self.max_connection_pool_size,

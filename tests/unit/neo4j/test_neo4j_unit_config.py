@@ -155,6 +155,18 @@ def test_driver_options_are_bounded_for_fast_failure() -> None:
     assert defaults["notifications_min_severity"] == "OFF"
 
 
+@pytest.mark.parametrize(("timeout", "asked", "given"), [(2, 2, 1.8), (2, 5, 1.8), (10, 5, 5)])
+def test_the_connect_timeout_stays_below_the_call_deadline(
+    timeout: float, asked: float, given: float
+) -> None:
+    # A connect ended by the deadline's cancellation leaks its socket in the driver; one ended
+    # by the driver's own connection timeout does not.
+    cfg = parse_config(
+        {"uri": "bolt://h", "password": SECRET, "timeout": timeout, "connection_timeout": asked}
+    )
+    assert cfg.driver_options()["connection_timeout"] == pytest.approx(given)
+
+
 async def test_connect_builds_the_driver_with_the_config(
     monkeypatch: pytest.MonkeyPatch, driver_class: Any
 ) -> None:
