@@ -26,6 +26,7 @@ import httpx
 import psutil
 import psycopg
 import pytest
+import qdrant_edge as qe
 import redis.asyncio as aioredis
 from neo4j import AsyncGraphDatabase
 from neo4j.exceptions import AuthError
@@ -134,20 +135,36 @@ async def test_neo4j_refuses_a_wrong_password(stack_outputs: dict[str, Any]) -> 
             await driver.execute_query("RETURN 1")
 
 
-async def test_qdrant_lists_collections(stack_outputs: dict[str, Any]) -> None:
+async def test_qdrant_answers(stack_outputs: dict[str, Any]) -> None:
     path = stack_outputs.get("qdrant_path")
-    if path:
-        # Local mode locks the directory: the client is closed right after, whatever happens.
-        client = AsyncQdrantClient(path=path)
-    else:
+    if not path:
         client = AsyncQdrantClient(
             url=stack_outputs["qdrant_url"], api_key=stack_outputs.get("qdrant_api_key")
         )
+        try:
+            response = await client.get_collections()
+        finally:
+            await client.close()
+        assert isinstance(response.collections, list)
+        return
+    _edge_round_trip(Path(path))
+
+
+def _edge_round_trip(root: Path) -> None:
+    """Embedded: the stack's directory takes a Qdrant Edge collection of its own (one shard per
+    collection), which answers a write and a search and is removed afterwards."""
+    assert root.is_dir()
+    assert not (root / "meta.json").exists()  # no qdrant-client local-mode data
+    shard_dir = root / f"test-conn-{uuid.uuid4().hex[:8]}"
+    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(2, qe.Distance.Cosine))
+    shard = qe.EdgeShard.create(str(shard_dir), config)
     try:
-        response = await client.get_collections()
+        shard.update(qe.UpdateOperation.upsert_points([qe.Point(5, [0.0, 1.0], {"k": "v"})]))
+        hits = shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([0.0, 1.0])))
+        assert [h.id for h in hits] == [5]
     finally:
-        await client.close()
-    assert isinstance(response.collections, list)
+        shard.close()
+        shutil.rmtree(shard_dir)
 
 
 # -- a throwaway stack of its own: idempotent up, stale PID file, restart, down -------------------
@@ -246,6 +263,7 @@ def test_up_starts_every_service_on_its_own_ports(
         "qdrant": "embedded",
     }
     assert statuses["typesense"].version == "0.24.1"
+    assert statuses["qdrant"].version == "Qdrant Edge 0.9.0 (embedded)"
     assert (statuses["neo4j"].version or "").startswith("5.26.")
 
 

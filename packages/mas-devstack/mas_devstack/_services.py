@@ -6,7 +6,6 @@ the adapters", not merely "the port is open".
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -14,8 +13,8 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -586,11 +585,13 @@ class Neo4j(ProcessService):
 
 
 class Qdrant(Service):
-    """Qdrant through qdrant-client's embedded local mode: a directory, not a server.
+    """Qdrant embedded: Qdrant Edge (Qdrant's own engine, in-process) on a directory.
 
-    No Qdrant server binary is available from any registry here. Local mode takes a file lock,
-    so only one process at a time can open the directory; the probe counts a lock held by
-    another process as "in use", which is healthy.
+    No Qdrant server binary is available from any registry here, so the stack runs no Qdrant
+    process: the adapter opens ``<qdrant_path>/<collection>`` itself (one Edge shard per
+    collection, each locked while a client has it open). The probe runs the engine for real (a
+    write and a search on a scratch shard) and refuses a directory that qdrant-client's old
+    local mode wrote, which Edge cannot read.
     """
 
     name = "qdrant"
@@ -601,27 +602,29 @@ class Qdrant(Service):
         return str(self.data_dir)
 
     def probe(self, timeout: float) -> None:
-        from qdrant_client import AsyncQdrantClient
-
-        async def list_collections() -> None:
-            client = AsyncQdrantClient(path=str(self.data_dir))
-            try:
-                await client.get_collections()
-            finally:
-                await client.close()
+        import qdrant_edge as qe
 
         if not self.data_dir.is_dir():
             raise RuntimeError(f"{self.data_dir} does not exist")
-        # Its own thread and loop: works whether or not the caller runs an event loop.
-        with ThreadPoolExecutor(1) as pool:
+        if (self.data_dir / "meta.json").is_file():
+            raise RuntimeError(
+                f"{self.data_dir} holds qdrant-client local-mode data, which Qdrant Edge cannot "
+                f"read: convert it with 'python -m mas_storage_qdrant.migrate {self.data_dir} "
+                "<new directory>' (then move the new directory here), or remove it"
+            )
+        with tempfile.TemporaryDirectory(prefix="probe-", dir=self.data_dir.parent) as scratch:
+            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(2, qe.Distance.Cosine))
+            shard = qe.EdgeShard.create(str(Path(scratch) / "probe"), config)
             try:
-                pool.submit(lambda: asyncio.run(list_collections())).result(max(timeout, 30))
-            except RuntimeError as exc:
-                if "already accessed" not in str(exc):
-                    raise
+                shard.update(qe.UpdateOperation.upsert_points([qe.Point(1, [1.0, 0.0], {})]))
+                hits = shard.query(qe.QueryRequest(limit=1, query=qe.Query.Nearest([1.0, 0.0])))
+                if [h.id for h in hits] != [1]:
+                    raise RuntimeError(f"the engine answered {hits!r} to a probe search")
+            finally:
+                shard.close()
 
     def version(self, timeout: float = 3.0) -> str | None:
-        return f"local mode (qdrant-client {dist_version('qdrant-client')})"
+        return f"Qdrant Edge {dist_version('qdrant-edge-py')} (embedded)"
 
     def outputs(self) -> dict[str, str | None]:
         return {"qdrant_url": None, "qdrant_api_key": None, "qdrant_path": str(self.data_dir)}

@@ -1,10 +1,12 @@
 """QdrantAdapter: L3 episodic memory as vectors in one Qdrant collection.
 
-Two modes, one ``AsyncQdrantClient``:
+Two modes, one public API, the same payloads and filter semantics:
 
-* **server** (the lab): ``url`` (or ``host``/``port``) plus ``api_key``. Truly async (httpx).
-* **embedded** (the local stack, CI): ``path`` (or ``location=":memory:"``). qdrant-client's
-  local engine in this process; its calls run in a private thread (see ``_embedded.py``).
+* **server** (the lab): ``url`` (or ``host``/``port``) plus ``api_key``, through
+  ``AsyncQdrantClient``. Truly async (httpx).
+* **embedded** (the local stack, CI): ``path`` (or ``location=":memory:"``). Qdrant's own engine
+  in this process, Qdrant Edge (``qdrant-edge-py``, pinned: its API is pre-1.0); see
+  ``_edge.py`` for its layout, threading and durability.
 
 When both a server address and ``path`` are given, the server wins (see ``QdrantSettings``).
 """
@@ -12,11 +14,13 @@ When both a server address and ``path`` are given, the server wins (see ``Qdrant
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import math
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 import httpx
@@ -36,14 +40,16 @@ from mas_storage import (
     error_for_status,
 )
 
-from ._embedded import EngineThread
+from ._edge import EdgeCollection, edge_point
 from ._points import (
     SEARCH_KEYS,
     TIMESTAMP_FIELD,
     build_filter,
     build_point,
+    filter_conditions,
     format_id,
     parse_id,
+    validate_record,
     validate_vector,
 )
 from ._settings import DEFAULT_BATCH_SIZE, QdrantSettings
@@ -51,11 +57,13 @@ from ._settings import DEFAULT_BATCH_SIZE, QdrantSettings
 __all__ = ["DEFAULT_BATCH_SIZE", "QdrantAdapter"]
 
 logger = logging.getLogger(__name__)
+#: The pinned engine version (qdrant-edge-py is pre-1.0: its API changes between minors).
+EDGE_VERSION = importlib.metadata.version("qdrant-edge-py")
 #: Records validated between two yields to the event loop in ``store_many``.
 _VALIDATION_SLICE = 64
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-#: Payload indexes created in server mode (embedded mode has none: it scans).
+#: Payload indexes on the fields the adapter filters on, created in both modes.
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
     "session_id": models.PayloadSchemaType.KEYWORD,
     TIMESTAMP_FIELD: models.PayloadSchemaType.DATETIME,
@@ -93,8 +101,9 @@ class QdrantAdapter(StorageAdapter):
     Configuration: a :class:`~mas_storage_qdrant.QdrantSettings` (every key, its default and
     bounds; ``None`` reads it from ``QDRANT_*``, ``.env`` and the stack outputs), or a mapping
     or URL string validated by it. Server mode: ``url`` (or ``host``) plus ``api_key``;
-    embedded mode: ``path`` (a directory, exclusively locked while connected) or
-    ``location=":memory:"``.
+    embedded mode (Qdrant Edge): ``path`` (a directory of collections; each collection is
+    locked exclusively while connected) or ``location=":memory:"`` (a private temporary
+    directory), and ``auto_optimize``.
 
     Records are ``{"vector", "content", "session_id", "metadata", "created_at", "id"}``; only
     ``vector`` is required. ``id`` may be given (a UUID or an unsigned integer) to make a write
@@ -122,8 +131,9 @@ class QdrantAdapter(StorageAdapter):
         self.batch_size = cfg.batch_size
         self.distance = models.Distance(cfg.distance)
         self.mode, self._client_kwargs = self._client_options(cfg)
+        self.auto_optimize = cfg.auto_optimize
         self._client: AsyncQdrantClient | None = None
-        self._engine: EngineThread | None = None
+        self._edge: EdgeCollection | None = None
 
     @staticmethod
     def _client_options(cfg: QdrantSettings) -> tuple[str, dict[str, Any]]:
@@ -180,11 +190,10 @@ class QdrantAdapter(StorageAdapter):
             return
         try:
             if self.mode == "embedded":
-                self._engine = EngineThread(f"qdrant-embedded-{self.collection_name}")
-                self._client = await self._engine.run(self._open_embedded)
+                await self._open_edge()
             else:
                 self._client = self._open_server()
-            await self._ensure_collection()
+                await self._ensure_collection()
         except BaseException:
             await self._close()
             raise
@@ -209,37 +218,41 @@ class QdrantAdapter(StorageAdapter):
                 )
         return client
 
-    def _open_embedded(self) -> AsyncQdrantClient:
-        """Create the embedded client (runs in the engine thread); a held lock is a clear error."""
-        try:
-            return AsyncQdrantClient(**self._client_kwargs)
-        except RuntimeError as exc:
-            if "already accessed" not in str(exc):
-                raise
-            _close_orphaned_lock_file(exc)
-            raise StorageConnectionError(
-                f"Qdrant embedded storage at {self._client_kwargs.get('path')} is locked by "
-                "another client (in this or another process). Embedded mode allows one client "
-                "per path: disconnect the other one, use another path, or use server mode."
-            ) from None
+    async def _open_edge(self) -> None:
+        """Open (or create) the embedded collection, refusing a mismatched one untouched."""
+        path = self._client_kwargs.get("path")
+        edge = EdgeCollection(
+            Path(path) if path else None,
+            self.collection_name,
+            self.vector_size,
+            self.distance.value,
+            {field: schema.value for field, schema in PAYLOAD_INDEXES.items()},
+        )
+        self._edge = edge
+        stored = edge.stored_vectors()
+        if stored is not None:
+            if isinstance(stored, dict):
+                self._check_vectors(stored)
+            else:
+                size, distance = stored
+                self._check_vectors(models.VectorParams(size=size, distance=distance))
+        edge.open()
+        if self.auto_optimize and edge.optimization_due(edge.shard()):
+            await self._optimize_edge(edge)
 
     async def disconnect(self) -> None:
-        """Close the client (releasing the embedded path's lock) and stop the engine thread."""
+        """Close the client; embedded, flush and close the collection (releasing its lock)."""
         await self._close()
         self._connected = False
 
     async def _close(self) -> None:
-        client, engine = self._client, self._engine
-        self._client = self._engine = None
-        try:
-            if client is not None:
-                if engine is not None:
-                    await engine.run(client.close)
-                else:
-                    await client.close()
-        finally:
-            if engine is not None:
-                await engine.stop()
+        client, edge = self._client, self._edge
+        self._client = self._edge = None
+        if edge is not None:
+            await edge.idle()  # an optimisation under way reopens the shard when it ends
+            edge.close()
+        if client is not None:
+            await client.close()
 
     @property
     def _qdrant(self) -> AsyncQdrantClient:
@@ -251,30 +264,20 @@ class QdrantAdapter(StorageAdapter):
     async def _run(
         self, call: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
-        """Await a client method: on this loop (server), or in the engine thread (embedded).
+        """Await a server client method (``self._qdrant.upsert``, ...): its arguments and its
+        result are type-checked against qdrant-client's signatures."""
+        return await call(*args, **kwargs)
 
-        ``call`` is the client's own bound method (``self._qdrant.upsert``), so its arguments
-        and its result are type-checked against qdrant-client's signatures.
-        """
-        if self._engine is None:
-            return await call(*args, **kwargs)
-        return cast(_T, await self._engine.run(call, *args, **kwargs))
-
-    async def _run_quick(
-        self, call: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """:meth:`_run` for a call that reads memory only (a lookup by id, a collection check).
-
-        Embedded, such a call takes microseconds, less than a thread hop: it runs inline when
-        the engine is idle (see ``_embedded.py``).
-        """
-        if self._engine is None:
-            return await call(*args, **kwargs)
-        return cast(_T, await self._engine.run_inline_if_idle(call, *args, **kwargs))
+    async def _shard(self) -> tuple[EdgeCollection, Any]:
+        """The embedded collection and its open shard (after any optimisation under way)."""
+        edge = self._edge
+        if edge is None:
+            raise StorageConnectionError("Qdrant client is closed", backend=self.kind)
+        return edge, await edge.ready()
 
     async def _ensure_collection(self) -> None:
         name = self.collection_name
-        if not await self._run_quick(self._qdrant.collection_exists, collection_name=name):
+        if not await self._run(self._qdrant.collection_exists, collection_name=name):
             try:
                 await self._run(
                     self._qdrant.create_collection,
@@ -322,6 +325,11 @@ class QdrantAdapter(StorageAdapter):
 
     async def store(self, data: dict[str, Any]) -> str:
         """Store one vector with its payload and return its id (the caller's or a new UUID)."""
+        if self._edge is not None:
+            point_id, vector, payload = validate_record(data, self.vector_size)
+            edge, shard = await self._shard()
+            edge.upsert(shard, [edge_point(point_id, vector, payload)])
+            return format_id(point_id)
         point = build_point(data, self.vector_size)
         await self._run(
             self._qdrant.upsert, collection_name=self.collection_name, points=[point], wait=True
@@ -333,8 +341,11 @@ class QdrantAdapter(StorageAdapter):
 
         Every record is validated before the first request, so bad input writes nothing. A
         backend failure part-way leaves the earlier batches stored; pass ``id`` values to make
-        a retry idempotent.
+        a retry idempotent. Embedded, with ``auto_optimize``, the HNSW index is built before
+        returning once a segment's worth of points is unindexed (see ``optimize``).
         """
+        if self._edge is not None:
+            return await self._store_many_edge(items)
         points = []
         for index, data in enumerate(items):
             if index and not index % _VALIDATION_SLICE:
@@ -350,9 +361,42 @@ class QdrantAdapter(StorageAdapter):
             )
         return [format_id(p.id) for p in points]
 
+    async def _store_many_edge(self, items: Iterable[dict[str, Any]]) -> list[str]:
+        """``store_many`` on the embedded engine: one ``update`` per batch, a yield between."""
+        ids: list[str] = []
+        points = []
+        for index, data in enumerate(items):
+            if index and not index % _VALIDATION_SLICE:
+                await asyncio.sleep(0)  # validation is CPU work: let the loop breathe
+            try:
+                point_id, vector, payload = validate_record(data, self.vector_size)
+                points.append(edge_point(point_id, vector, payload))
+            except StorageDataError as exc:
+                raise StorageDataError(f"Record {index}: {exc.message}") from None
+            ids.append(format_id(point_id))
+        for start in range(0, len(points), self.batch_size):
+            if start:
+                await asyncio.sleep(0)  # each batch holds the GIL: the loop runs between them
+            edge, shard = await self._shard()
+            edge.upsert(shard, points[start : start + self.batch_size])
+        edge, shard = await self._shard()
+        if self.auto_optimize and edge.optimization_due(shard):
+            await self._optimize_edge(edge)
+        return ids
+
     async def retrieve(self, id: str, with_vector: bool = False) -> dict[str, Any] | None:
         """The record stored under ``id`` (with its vector if asked), or ``None``."""
-        records = await self._run_quick(
+        if self._edge is not None:
+            point_id = parse_id(id)
+            edge, shard = await self._shard()
+            found = edge.retrieve(shard, point_id, bool(with_vector))
+            if found is None:
+                return None
+            result = {"id": format_id(found.id), **(found.payload or {})}
+            if with_vector:
+                result["vector"] = found.vector
+            return result
+        records = await self._run(
             self._qdrant.retrieve,
             collection_name=self.collection_name,
             ids=[parse_id(id)],
@@ -393,6 +437,11 @@ class QdrantAdapter(StorageAdapter):
         with_vector = query.get("with_vector", False)
         if not isinstance(with_vector, bool):
             raise StorageDataError("'with_vector' must be a boolean")
+        if self._edge is not None:
+            conditions = filter_conditions(query.get("session_id"), query.get("filter"))
+            edge, shard = await self._shard()
+            hits = edge.query(shard, vector, conditions, limit, threshold, with_vector)
+            return [_hit(point, with_vector) for point in hits]
         response = await self._run(
             self._qdrant.query_points,
             collection_name=self.collection_name,
@@ -403,18 +452,15 @@ class QdrantAdapter(StorageAdapter):
             with_payload=True,
             with_vectors=with_vector,
         )
-        results = []
-        for point in response.points:
-            hit = {"id": format_id(point.id), "score": point.score, **(point.payload or {})}
-            if with_vector:
-                hit["vector"] = point.vector
-            results.append(hit)
-        return results
+        return [_hit(point, with_vector) for point in response.points]
 
     async def delete(self, id: str) -> bool:
         """Delete ``id``: ``True`` when a point was removed, ``False`` when there was none."""
         point_id = parse_id(id)
-        found = await self._run_quick(
+        if self._edge is not None:
+            edge, shard = await self._shard()
+            return edge.delete(shard, point_id)
+        found = await self._run(
             self._qdrant.retrieve,
             collection_name=self.collection_name,
             ids=[point_id],
@@ -437,6 +483,10 @@ class QdrantAdapter(StorageAdapter):
         self, session_id: str | None = None, filter: Mapping[str, Any] | None = None
     ) -> int:
         """Exact number of points, optionally only those matching ``session_id``/``filter``."""
+        if self._edge is not None:
+            conditions = filter_conditions(session_id, filter)
+            edge, shard = await self._shard()
+            return edge.count(shard, conditions)
         result = await self._run(
             self._qdrant.count,
             collection_name=self.collection_name,
@@ -451,23 +501,61 @@ class QdrantAdapter(StorageAdapter):
         Returns whether it existed. Later operations raise :class:`StorageNotFoundError` until
         the adapter reconnects, which creates it again.
         """
+        if self._edge is not None:
+            await self._edge.idle()
+            return self._edge.drop()
         name = self.collection_name
-        existed = bool(await self._run_quick(self._qdrant.collection_exists, collection_name=name))
+        existed = bool(await self._run(self._qdrant.collection_exists, collection_name=name))
         if existed:
             await self._run(self._qdrant.delete_collection, collection_name=name)
         return existed
 
-    async def _get_backend_metrics(self) -> dict[str, Any] | None:
-        result = await self._run(
-            self._qdrant.count, collection_name=self.collection_name, exact=True
+    async def optimize(self) -> bool:
+        """Build the HNSW and payload indexes now; whether anything was optimised.
+
+        Embedded: Qdrant Edge's ``optimize()`` (index, merge, vacuum), run in a child process
+        on the closed collection, because in-process it would hold the GIL throughout; this
+        collection's calls wait for it, the event loop does not. Worth calling after a bulk
+        load made with ``auto_optimize`` off. Server: a no-op returning ``False``; the server's
+        own optimizers index in the background.
+        """
+        if self._edge is None:
+            if self._client is None:
+                raise StorageConnectionError("Qdrant client is closed", backend=self.kind)
+            return False
+        edge, _ = await self._shard()
+        return await self._optimize_edge(edge)
+
+    async def _optimize_edge(self, edge: EdgeCollection) -> bool:
+        result = await edge.optimize()
+        logger.info(
+            "qdrant edge optimised %s in %.1f s, %.1f s of CPU (%s of %s vectors indexed)",
+            self.collection_name,
+            result["seconds"],
+            result["cpu_seconds"],
+            result["indexed"],
+            result["points"],
         )
-        return {
+        return bool(result["optimized"])
+
+    async def _get_backend_metrics(self) -> dict[str, Any] | None:
+        figures: dict[str, Any] = {
             "mode": self.mode,
             "collection_name": self.collection_name,
             "vector_size": self.vector_size,
             "distance": self.distance.value,
-            "point_count": int(result.count),
         }
+        if self._edge is not None:
+            edge, shard = await self._shard()
+            figures["point_count"] = edge.count(shard, [])
+            figures["engine"] = f"qdrant-edge-py {EDGE_VERSION}"
+            figures.update(edge.index_status(shard))
+            return figures
+        result = await self._run(
+            self._qdrant.count, collection_name=self.collection_name, exact=True
+        )
+        figures["point_count"] = int(result.count)
+        return figures
 
     # -- error mapping -----------------------------------------------------------------------
 
@@ -511,20 +599,9 @@ class QdrantAdapter(StorageAdapter):
         return str(kwargs.get("path") or kwargs.get("location"))
 
 
-def _close_orphaned_lock_file(exc: BaseException) -> None:
-    """Release what a failed embedded open leaves open (else: ResourceWarnings at GC).
-
-    ``AsyncQdrantLocal.__init__`` loads every collection (one SQLite connection each), opens
-    ``<path>/.lock`` and only then raises when another client holds the lock, leaving the
-    half-built engine in the traceback. It is found there and its handles closed.
-    """
-    tb = exc.__traceback__
-    while tb is not None:
-        engine = tb.tb_frame.f_locals.get("self")
-        lock_file = getattr(engine, "_flock_file", None)
-        if lock_file is not None:
-            for collection in (getattr(engine, "collections", None) or {}).values():
-                if collection is not None:
-                    collection.close()
-            lock_file.close()
-        tb = tb.tb_next
+def _hit(point: Any, with_vector: bool) -> dict[str, Any]:
+    """A search hit as the flat record the adapter returns (either engine's scored point)."""
+    hit = {"id": format_id(point.id), "score": point.score, **(point.payload or {})}
+    if with_vector:
+        hit["vector"] = point.vector
+    return hit

@@ -51,15 +51,19 @@ class QdrantSettings(AdapterSettings):
     )
     create_payload_indexes: bool = Field(
         True,
-        description="server mode: index session_id (keyword) and created_at (datetime)",
+        description="server mode: index session_id (keyword) and created_at (datetime); "
+        "embedded mode always has them",
     )
     path: Annotated[str | None, StackOutput("qdrant_path")] = Field(
         ".mas/qdrant",
         min_length=1,
-        description="embedded mode: the data directory (locked while connected)",
+        description="embedded mode (Qdrant Edge): a directory of collections, "
+        "`<path>/<collection_name>/` each, locked while connected",
     )
     location: Literal[":memory:"] | None = Field(
-        None, description="embedded mode: `:memory:` for a throwaway in-memory engine"
+        None,
+        description="embedded mode: `:memory:` for a throwaway engine in a private temporary "
+        "directory, removed on disconnect",
     )
     collection_name: str = Field("episodic_memory", min_length=1, description="the collection")
     vector_size: Integer = Field(384, ge=1, le=65536, description="dimensions of every vector")
@@ -67,6 +71,12 @@ class QdrantSettings(AdapterSettings):
         "Cosine", description="vector distance (any case)"
     )
     timeout: Seconds = Field(10.0, description="server mode: seconds per request (whole seconds)")
+    auto_optimize: bool = Field(
+        True,
+        description="embedded mode: build the HNSW index in connect() and at the end of "
+        "store_many once a segment's worth of points (about 6,600 at 384 dimensions) is "
+        "unindexed; see optimize()",
+    )
     batch_size: Integer = Field(
         DEFAULT_BATCH_SIZE, ge=1, le=1024, description="points per upsert in store_many"
     )

@@ -1,8 +1,8 @@
 """QdrantAdapter against the stack's own Qdrant: embedded ``qdrant_path`` locally, or a server.
 
 * The embedded test uses the stack's ``qdrant_path`` with a unique ``test-…`` collection that
-  it drops afterwards. The path is locked while a client is open, so the adapter is always
-  closed at the end (and a briefly held lock is waited for).
+  it drops afterwards. A collection is locked while a client has it open, so the adapter is
+  always closed at the end (and a briefly held lock is waited for).
 * The server test runs only where a server exists: ``QDRANT_URL`` in the environment, or
   ``qdrant_url`` in the stack outputs (the lab). The local stack has none, so it is skipped
   there, with the reason shown by ``-ra``.
@@ -57,7 +57,7 @@ async def test_stack_embedded_path(stack_outputs: dict[str, Any]) -> None:
         try:
             assert await adapter.drop_collection() is True
         finally:
-            await adapter.disconnect()  # releases the path's lock for everyone else
+            await adapter.disconnect()  # releases the collection's lock
 
 
 async def test_server_mode(request: pytest.FixtureRequest) -> None:

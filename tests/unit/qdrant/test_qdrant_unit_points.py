@@ -207,3 +207,26 @@ def test_build_filter_rejects_bad_conditions(
 ) -> None:
     with pytest.raises(StorageDataError, match=message):
         build_filter(session_id, equals)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"topic": "billing", "turn": 3, "score": 0.5, "flag": True, "none": None},
+        {"max": 2**64 - 1, "min": -(2**63)},
+        {"tuple": (1, 2), "nested": {"a": [1, "x"]}},
+        {"unicode": "caf\u00e9 \U0001f600", "k\u00e9y": 1},
+        {"pair": "\ud83d\ude00"},
+        {"float_int": 2.0, "sub": type("S", (str,), {})("x")},
+    ],
+)
+def test_metadata_fast_path_equals_the_json_round_trip(metadata: dict[str, object]) -> None:
+    import json
+
+    from mas_storage_qdrant._points import _metadata
+
+    out = _metadata(metadata)
+    expected = json.loads(json.dumps(metadata))
+    assert out == expected
+    assert [type(v) for v in out.values()] == [type(v) for v in expected.values()]
+    assert out is not metadata

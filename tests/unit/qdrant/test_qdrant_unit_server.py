@@ -663,3 +663,13 @@ def test_package_exports() -> None:
 
     assert mas_storage_qdrant.__all__ == ["QdrantAdapter", "QdrantSettings"]
     assert mas_storage_qdrant.QdrantAdapter.kind == "qdrant"
+
+
+async def test_optimize_is_the_servers_business(adapter: Any, fake_qdrant: Any) -> None:
+    # The server's own optimisers index in the background: nothing is sent, nothing waits.
+    calls_before = len(fake_qdrant.client.mock_calls)
+    assert await adapter.optimize() is False
+    assert len(fake_qdrant.client.mock_calls) == calls_before
+    await adapter.disconnect()
+    with pytest.raises(StorageConnectionError):
+        await adapter.optimize()
