@@ -1,12 +1,13 @@
-"""The embedded Qdrant under faults: a reopen of its path mid-load, and kill -9 of a writer.
+"""The embedded Qdrant under faults: a reopen of its collection mid-load, and kill -9 of a writer.
 
-The local stack runs Qdrant in qdrant-client's local mode: a directory (one client at a time, by
-file lock) and no server process, so there is nothing to SIGKILL or SIGSTOP on the stack side.
-Its "restart" is closing and reopening the path, which the adapter does with ``disconnect()``
-and ``connect()`` on the same object (one connect, by definition). Calls in between raise
-``StorageConnectionError``. The crash that does apply is the writer's own: a process writing
-points is killed with SIGKILL, and every point it was told was stored must be there when the
-path is opened again. Both run on a private path (the stack's path may be open elsewhere).
+The local stack runs Qdrant embedded, on Qdrant Edge: a directory of collections (one client
+per collection at a time, by a lock on its WAL) and no server process, so there is nothing to
+SIGKILL or SIGSTOP on the stack side. Its "restart" is closing and reopening the collection,
+which the adapter does with ``disconnect()`` and ``connect()`` on the same object (one connect,
+by definition). Calls in between raise ``StorageConnectionError``. The crash that does apply is
+the writer's own: a process writing points is killed with SIGKILL, and every point it was told
+was stored must be there when the collection is opened again (Edge replays its WAL on load).
+Both run on a private path.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pytest
 from faults import HOLD, REPORTS, open_target, reopen, run_outage
 
 pytestmark = pytest.mark.timeout(300)
+#: Acknowledged single-point stores before the SIGKILL (a second or so of writing here).
+ACKED_BEFORE_KILL = 2000
 
 #: A writer process: prints each point id once ``store()`` has returned (acknowledged).
 WRITER = """
@@ -66,7 +69,7 @@ async def test_qdrant_keeps_acknowledged_points_when_the_writer_is_killed(
     acked: list[int] = []
     try:
         assert writer.stdout is not None and writer.stderr is not None
-        while len(acked) < 150:
+        while len(acked) < ACKED_BEFORE_KILL:
             line = await asyncio.wait_for(writer.stdout.readline(), 60)
             if not line:
                 raise AssertionError(f"the writer exited: {(await writer.stderr.read())[-2000:]!r}")
