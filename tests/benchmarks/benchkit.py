@@ -10,6 +10,7 @@ returns one dict of this shape (``backend_result``), which ``report.py`` renders
                "ratio": ..., "raw_path": "one MULTI/EXEC pipeline", ...},
      "concurrency": {"op": "store", "tasks": 50, "adapter_ops_per_s": ..., "ratio": ...},
      "facts": {...}, "settings": {...}, "extra": {...}, "notes": ["..."],
+     "tables": [{"title": "...", "header": [...], "rows": [[...]]}],
      "targets": [{"label", "figure", "cmp", "limit", "unit", "source", "measured", "met"}]}
 
 where ``FIG`` is ``{"p50_ms", "p95_ms", "p99_ms", "ops_per_s", "cpu_us"}``; ``cpu_us`` is this
@@ -58,6 +59,7 @@ __all__ = [
     "evaluate",
     "loadavg",
     "main",
+    "max_loop_stall",
     "median_of",
     "op_entry",
     "percentiles",
@@ -189,6 +191,28 @@ async def compare_concurrent(
                 await _concurrent(contenders[name], warm + rep * calls, calls, tasks)
             )
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+async def max_loop_stall(work: Awaitable[Any]) -> float:
+    """The longest time (ms) the loop could not run a 1 ms ticker while ``work`` ran."""
+    worst = 0.0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not stop:
+            t0 = perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, perf_counter() - t0 - 0.001)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        await work
+    finally:
+        stop = True
+        await task
+    return worst * 1000
 
 
 async def rate_of(items: int, work: Awaitable[Any]) -> float:
@@ -339,8 +363,13 @@ def backend_result(
     facts: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     notes: Iterable[str] = (),
+    tables: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Assemble one backend's result and evaluate its targets against it."""
+    """Assemble one backend's result and evaluate its targets against it.
+
+    ``tables`` are extra figures a backend reports in a shape of its own (a title, a header
+    and rows of already formatted cells), printed and written after its main tables.
+    """
     result: dict[str, Any] = {
         "backend": backend,
         "version": version,
@@ -352,6 +381,7 @@ def backend_result(
         "facts": facts or {},
         "extra": extra or {},
         "notes": list(notes),
+        "tables": list(tables),
     }
     result["targets"] = evaluate(targets, result)
     return result

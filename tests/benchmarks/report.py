@@ -156,6 +156,9 @@ def text_table(result: Mapping[str, Any]) -> str:
             f"{fmt_rate(conc['adapter_ops_per_s'])} ops/s, raw "
             f"{fmt_rate(conc['raw_ops_per_s'])} ops/s, ratio {fmt_ratio(conc['ratio'])}"
         )
+    for table in result.get("tables", []):
+        lines.append(f"  {table['title']}")
+        lines += [f"    {row}" for row in _table(table["header"], table["rows"])]
     for key, value in result.get("facts", {}).items():
         if key not in _RUN_FACTS:
             lines.append(f"  {key}: {value}")
@@ -282,6 +285,8 @@ def _backend_section(backend: str, result: Mapping[str, Any]) -> list[str]:
             f"{fmt_rate(conc['raw_ops_per_s'])} ops/s (ratio {fmt_ratio(conc['ratio'])}).",
             "",
         ]
+    for table in result.get("tables", []):
+        lines += [f"{table['title']}", "", *_table(table["header"], table["rows"]), ""]
     if result.get("targets"):
         lines += [*_targets_table(result["targets"]), ""]
     for note in result.get("notes", []):
