@@ -65,8 +65,8 @@ async def test_qdrant_server_or_embedded_client_fits_the_tested_version(
         response.raise_for_status()
         assert response.json()["version"] == tested.version
         return
-    # Embedded: no server to ask. The outputs name the local directory, and the client the
-    # suite runs is one qdrant-client accepts against the lab's server (one minor version away).
+    # Embedded (Qdrant Edge): no server to ask. The outputs name the local directory, and the
+    # client of server mode is one that accepts the lab's server (one minor version away).
     assert stack_outputs.get("qdrant_path")
     client_major, client_minor = (int(p) for p in dist_version("qdrant-client").split(".")[:2])
     server_major, server_minor = (int(p) for p in tested.version.split(".")[:2])

@@ -82,8 +82,9 @@ def _neo4j() -> tuple[str | None, str]:
 
 
 def _qdrant() -> tuple[str | None, str]:
-    # No server locally: qdrant-client's embedded mode. The lab runs the manifest's server.
-    return None, f"embedded (qdrant-client {dist_version('qdrant-client')}), no server"
+    # No server locally: Qdrant Edge embedded in the adapter. The lab runs the manifest's server.
+    edge = dist_version("qdrant-edge-py")
+    return None, f"embedded (Qdrant Edge, qdrant-edge-py {edge}), no server"
 
 
 _READERS = {

@@ -26,7 +26,7 @@ def test_nothing_drifts() -> None:
 def test_qdrant_is_embedded_and_never_counted_as_drift() -> None:
     local = local_versions()["qdrant"]
     assert local.installed is None
-    assert local.detail.startswith("embedded (qdrant-client ")
+    assert local.detail.startswith("embedded (Qdrant Edge, qdrant-edge-py ")
     assert backend_versions()["qdrant"].source == "embedded"
 
 
