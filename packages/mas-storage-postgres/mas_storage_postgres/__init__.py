@@ -3,11 +3,21 @@
 ``PostgresAdapter`` (registry kind ``"postgres"``) implements the generic storage contract
 and the turn/fact domain API on the schema of the repository's ``migrations/`` (0001 and
 0002, which adds the facts' ``idempotency_key``); ``PostgresSettings`` is its configuration.
-``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs.
+``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs. The schema ships
+inside this package (``MIGRATIONS_SOURCE``); ``apply_migrations`` / ``rollback_migrations``
+run it with yoyo (the ``migrations`` extra).
 """
 
 from ._adapter import PostgresAdapter
 from ._config import yoyo_database_url
+from ._migrations import MIGRATIONS_SOURCE, apply_migrations, rollback_migrations
 from ._settings import PostgresSettings
 
-__all__ = ["PostgresAdapter", "PostgresSettings", "yoyo_database_url"]
+__all__ = [
+    "MIGRATIONS_SOURCE",
+    "PostgresAdapter",
+    "PostgresSettings",
+    "apply_migrations",
+    "rollback_migrations",
+    "yoyo_database_url",
+]

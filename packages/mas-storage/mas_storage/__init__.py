@@ -41,6 +41,7 @@ from ._settings_doc import render_settings_tables, settings_table
 from ._telemetry import DatabaseFacts, configure_telemetry
 from ._types import Integer, NodeList, Seconds
 from ._validation import validate_field_types, validate_required_fields
+from ._version import __version__ as __version__
 from ._versions import BackendVersion, backend_versions
 from .metrics import MetricsCollector, MetricsSettings
 
@@ -85,5 +86,3 @@ __all__ = [
     "validate_field_types",
     "validate_required_fields",
 ]
-
-__version__ = "0.1.0"
