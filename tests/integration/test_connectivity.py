@@ -237,7 +237,7 @@ def first_up(throwaway: Stack) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_up_starts_every_service_on_its_own_ports(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -269,7 +269,7 @@ def test_up_starts_every_service_on_its_own_ports(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_second_up_reuses_the_running_processes(throwaway: Stack, first_up: dict[str, Any]) -> None:
     again = throwaway.up()
     assert again.started == []
@@ -279,7 +279,7 @@ def test_second_up_reuses_the_running_processes(throwaway: Stack, first_up: dict
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_a_failing_migration_is_named_rolled_back_and_the_outputs_still_written(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -303,7 +303,7 @@ def test_a_failing_migration_is_named_rolled_back_and_the_outputs_still_written(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_a_killed_service_leaves_a_stale_pid_file_that_up_replaces(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -323,7 +323,7 @@ def test_a_killed_service_leaves_a_stale_pid_file_that_up_replaces(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_postgres_restart_keeps_its_data_while_the_others_keep_running(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -346,7 +346,7 @@ def test_postgres_restart_keeps_its_data_while_the_others_keep_running(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_postgres_restarts_after_a_kill_9_of_the_postmaster_alone(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -368,7 +368,7 @@ def test_postgres_restarts_after_a_kill_9_of_the_postmaster_alone(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_typesense_restart_after_kill_keeps_its_collections(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
@@ -387,7 +387,7 @@ def test_typesense_restart_after_kill_keeps_its_collections(
 
 
 @pytest.mark.slow
-@pytest.mark.starts_servers
+@pytest.mark.host_system
 def test_down_stops_everything_and_leaves_no_listening_port(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:

@@ -25,9 +25,10 @@ from mas_devstack import DevstackError, ServiceStartError, Stack
 from mas_devstack._network import NET_PREFIX_ENV, SUBNET_ENV, HostNetwork
 from mas_devstack._process import port_open
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"
-)
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
+    pytest.mark.host_system,
+]
 
 NET_ECHO = ECHO.replace(
     'server.bind(("127.0.0.1", int(sys.argv[1])))', "server.bind((sys.argv[2], int(sys.argv[1])))"

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +34,14 @@ from mas_devstack._network import (
 
 ROOT = Path(__file__).resolve().parents[3]
 DEV = ROOT / "Pulumi.dev.yaml"
-needs_root = pytest.mark.skipif(
+_ROOT_ONLY = pytest.mark.skipif(
     os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"
 )
+
+
+def needs_root(test: Callable[..., None]) -> Callable[..., None]:
+    """Network namespaces: root, and the host's iproute2 and nftables (``host_system``)."""
+    return pytest.mark.host_system(_ROOT_ONLY(test))
 
 
 def _test_prefix() -> str:

@@ -13,12 +13,14 @@ from mas_storage import backend_versions
 SERVERS = ("postgres", "redis", "typesense", "neo4j")
 
 
+@pytest.mark.host_system  # reads the versions of the servers installed here
 @pytest.mark.parametrize("name", SERVERS)
 def test_the_installed_server_is_the_manifests_version(name: str) -> None:
     local = local_versions()[name]
     assert local.installed == backend_versions()[name].version, local.detail
 
 
+@pytest.mark.host_system  # reads the versions of the servers installed here
 def test_nothing_drifts() -> None:
     assert version_drift() == []
 
@@ -34,6 +36,7 @@ def test_postgres_binaries_are_the_manifests_major() -> None:
     assert postgres_bin_default().parts[-2] == backend_versions()["postgres"].major
 
 
+@pytest.mark.host_system  # reads the versions of the servers installed here
 def test_a_moved_debian_package_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     # As if Debian's security update had moved PostgreSQL on a fresh machine.
     monkeypatch.setitem(_versions._READERS, "postgres", lambda: ("15.20", "postgres --version"))
