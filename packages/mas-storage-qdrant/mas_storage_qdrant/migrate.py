@@ -31,7 +31,9 @@ def migrate(old: Path, new: Path) -> dict[str, int]:
     """Copy every collection of the local-mode directory ``old`` into ``new``; points per name."""
     if not (old / "meta.json").is_file():
         raise ValueError(f"{old} is not a qdrant-client local-mode directory (no meta.json)")
-    client = QdrantClient(path=str(old))
+    # One thread reads: the client's same-thread check is moot, and turning it off skips its
+    # SQLite thread-safety probe, whose connection it never closes (a ResourceWarning on 3.13).
+    client = QdrantClient(path=str(old), force_disable_check_same_thread=True)
     copied: dict[str, int] = {}
     try:
         for collection in client.get_collections().collections:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 import qdrant_edge as qe
 from embedded_qdrant import loop_gaps
 from qdrant_client import QdrantClient, models
+from qdrant_client.local.persistence import CollectionPersistence
 
 from mas_storage import StorageConnectionError, StorageDataError
 from mas_storage_qdrant import QdrantAdapter
@@ -49,7 +51,8 @@ def raw_info(path: Path, collection: str) -> Any:
 
 def local_mode_directory(path: Path) -> dict[str, Any]:
     """A directory written by qdrant-client's local mode, the old embedded engine."""
-    client = QdrantClient(path=str(path))
+    # force_disable_check_same_thread: no SQLite probe left unclosed (see the migrate test).
+    client = QdrantClient(path=str(path), force_disable_check_same_thread=True)
     uid = str(uuid.uuid4())
     try:
         client.create_collection(
@@ -84,6 +87,32 @@ async def test_a_local_mode_directory_is_refused_and_left_untouched(tmp_path: Pa
     assert f"python -m mas_storage_qdrant.migrate {old}" in message
     assert not adapter.is_connected
     assert tree(old) == before  # nothing created, nothing changed
+
+
+def test_migrate_leaves_no_sqlite_connection_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SQLite connection migrate opens is closed, none is left to the garbage collector
+    (Python 3.13 warns about each one then, an error under this suite's warning filters):
+    qdrant-client's local mode probes SQLite's thread safety with a connection it never closes,
+    unless the client's same-thread check is off."""
+    old = tmp_path / "old"
+    local_mode_directory(old)
+    # As in a fresh process: the client probes again (the answer is cached on the class).
+    monkeypatch.setattr(CollectionPersistence, "CHECK_SAME_THREAD", None)
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+
+    def recording(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", recording)
+    assert migrate(old, tmp_path / "new") == {"episodic_memory": 2}
+    assert opened  # the collection's own database, at least
+    for conn in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+            conn.execute("SELECT 1")
 
 
 async def test_migrate_converts_local_mode_data(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_up_runs_the_engine_and_leaves_only_the_directory(stack: Stack) -> None:
 
 def test_up_refuses_local_mode_data_and_says_what_to_do(stack: Stack) -> None:
     data = stack.root / ".mas" / "qdrant"
-    client = QdrantClient(path=str(data))
+    # force_disable_check_same_thread: no SQLite probe left unclosed (Python 3.13 warns).
+    client = QdrantClient(path=str(data), force_disable_check_same_thread=True)
     client.create_collection("c", vectors_config=models.VectorParams(size=2, distance="Cosine"))
     client.close()
     before = _tree(data)
