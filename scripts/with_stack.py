@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from mas_devstack import Stack
+from mas_devstack import DevstackError, Stack
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +27,11 @@ def main(argv: list[str]) -> int:
         return 2
     stack = Stack()
     began = time.monotonic()
-    result = stack.up()
+    try:
+        result = stack.up()
+    except DevstackError as exc:  # what it started before failing, it stops itself
+        print(f"with_stack: the stack did not come up: {exc}", file=sys.stderr)
+        return 1
     started = ", ".join(result.started) or "nothing (all were running)"
     print(f"with_stack: up in {time.monotonic() - began:.1f} s; started: {started}", flush=True)
     env = dict(os.environ, MAS_STACK_OUTPUTS=str(stack.outputs_path))
