@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 _REQUIRED = ("session_id", "turn_id", "content")
 _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
 
+#: Payloads of one key de-duplicated by one LREM each; more are checked in one LRANGE pass.
+_LREM_UP_TO = 8
 #: Every write, one atomic script run (EVAL) for any number of sessions. KEYS are the session
 #: lists; ARGV is ``window, ttl, n_1 .. n_k, payloads of key 1 .. payloads of key k`` (each
 #: key's payloads oldest first). It first refuses, before writing anything, a key that holds
@@ -55,6 +57,13 @@ _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
 #: to the window, EXPIRE. One command per call instead of 3 + one LREM per turn: measured in
 #: ``tests/benchmarks/bench_redis.py``. EVAL, not EVALSHA: Redis caches the compiled script by
 #: its SHA1 anyway, and a restarted server needs no SCRIPT LOAD.
+#:
+#: The de-duplication stays O(window) per key, whatever the batch: up to
+#: :data:`_LREM_UP_TO` payloads it is one ``LREM`` each (each scans the list in place); beyond,
+#: one ``LRANGE`` of the list is checked against a Lua set of the payloads, and the list is
+#: rebuilt without the duplicates only when there are some. One LREM per payload made a batch
+#: of k turns into a full window cost k x window: 1,000 turns into a 16,000-turn window held
+#: the single-threaded server for seconds (``scripts/bench --scaling``, ``store_many_w``).
 _PUSH_SCRIPT = """
 local window, ttl, nkeys = tonumber(ARGV[1]), ARGV[2], #KEYS
 for k = 1, nkeys do
@@ -66,8 +75,25 @@ end
 local first = 3 + nkeys
 for k = 1, nkeys do
   local key, last = KEYS[k], first + tonumber(ARGV[2 + k]) - 1
-  for i = first, last do
-    redis.call('LREM', key, 0, ARGV[i])
+  if last - first < LREM_UP_TO then
+    for i = first, last do
+      redis.call('LREM', key, 0, ARGV[i])
+    end
+  else
+    local new = {}
+    for i = first, last do
+      new[ARGV[i]] = true
+    end
+    local kept, dropped = {}, false
+    for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+      if new[item] then dropped = true else kept[#kept + 1] = item end
+    end
+    if dropped then
+      redis.call('DEL', key)
+      for i = 1, #kept, 1000 do
+        redis.call('RPUSH', key, unpack(kept, i, math.min(i + 999, #kept)))
+      end
+    end
   end
   for i = first, last, 1000 do
     redis.call('LPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
@@ -77,7 +103,7 @@ for k = 1, nkeys do
   first = last + 1
 end
 return nkeys
-"""
+""".replace("LREM_UP_TO", str(_LREM_UP_TO))
 
 #: Driver exception -> storage error; the first match wins (subclasses before their bases).
 _ERROR_RULES: tuple[tuple[type[Exception], type[StorageError]], ...] = (

@@ -312,6 +312,45 @@ async def test_replaying_a_batch_caches_each_turn_once(
     assert [t["turn_id"] for t in await held(raw, sids[0])] == [0, 2, 1]
 
 
+@pytest.mark.parametrize("replayed", [3, 7, 8, 1500])
+async def test_a_large_replay_into_a_long_window_keeps_one_copy_in_order(
+    redis_url: str, raw: aioredis.Redis, session_id: str, replayed: int
+) -> None:
+    """Both de-duplication paths of the write script (one LREM per payload up to 8; one
+    LRANGE pass and a rebuild beyond, which also crosses a 1,000-value RPUSH chunk): the
+    replayed turns move to the head once each, the others keep their order, the TTL stays."""
+    stamp = "2025-10-20T10:00:00+00:00"
+    turns = [
+        {"session_id": session_id, "turn_id": i, "content": f"t{i}", "timestamp": stamp}
+        for i in range(3000)
+    ]
+    async with RedisAdapter({"url": redis_url, "window_size": 5000, "ttl_seconds": 600}) as a:
+        await a.store_many(turns)
+        # Replay a block from the middle of the list, plus one new turn.
+        block = turns[1000 : 1000 + replayed]
+        fresh = {"session_id": session_id, "turn_id": 9999, "content": "new", "timestamp": stamp}
+        await a.store_many([*block, fresh])
+    kept = [t["turn_id"] for t in await held(raw, session_id)]
+    moved = list(range(1000, 1000 + replayed))
+    rest = [i for i in range(2999, -1, -1) if not 1000 <= i < 1000 + replayed]
+    assert kept == [9999, *reversed(moved), *rest]
+    assert 0 < await raw.ttl(session_key(session_id)) <= 600
+
+
+async def test_a_large_batch_without_duplicates_leaves_the_list_as_it_was(
+    redis_url: str, raw: aioredis.Redis, session_id: str
+) -> None:
+    async with RedisAdapter({"url": redis_url, "window_size": 100}) as adapter:
+        await adapter.store_many(
+            [{"session_id": session_id, "turn_id": i, "content": "a"} for i in range(60)]
+        )
+        await adapter.store_many(
+            [{"session_id": session_id, "turn_id": i, "content": "b"} for i in range(60, 120)]
+        )
+    kept = [(t["turn_id"], t["content"]) for t in await held(raw, session_id)]
+    assert kept == [(i, "b") for i in range(119, 59, -1)] + [(i, "a") for i in range(59, 19, -1)]
+
+
 async def test_store_many_pushes_more_than_one_lua_chunk(
     redis_url: str, raw: aioredis.Redis, session_id: str
 ) -> None:
