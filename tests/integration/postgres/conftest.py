@@ -115,5 +115,9 @@ def fresh_db(pg_url: str) -> Iterator[str]:
 @pytest.fixture
 def migrated_url(fresh_db: str) -> str:
     """A fresh database with the migrations applied: for table-wide operations (cleanup)."""
-    assert apply_migrations(fresh_db) == ["0001_active_context", "0002_fact_idempotency"]
+    assert apply_migrations(fresh_db) == [
+        "0001_active_context",
+        "0002_fact_idempotency",
+        "0003_fact_session_order",
+    ]
     return fresh_db

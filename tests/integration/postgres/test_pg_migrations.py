@@ -2,9 +2,10 @@
 
 ``0001_active_context`` creates the two tables and everything around them;
 ``0002_fact_idempotency`` adds ``working_memory.idempotency_key`` with its CHECK and partial
-unique index. The schema is read back from the catalogs (information_schema, pg_indexes,
-pg_proc, pg_views, pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's
-bookkeeping.
+unique index; ``0003_fact_session_order`` adds the two indexes that read a session's facts in
+the order ``get_facts`` and ``search`` ask for (their plans are checked here too). The schema
+is read back from the catalogs (information_schema, pg_indexes, pg_proc, pg_views,
+pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's bookkeeping.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ SNAPSHOT_QUERIES = {
 
 FIRST = "0001_active_context"
 SECOND = "0002_fact_idempotency"
-ALL = [FIRST, SECOND]
+THIRD = "0003_fact_session_order"
+ALL = [FIRST, SECOND, THIRD]
 
 TABLES = {"active_context", "working_memory"}
 VIEWS = {"v_active_context_stats", "v_working_memory_stats"}
@@ -91,6 +93,8 @@ INDEXES = {
     "idx_working_memory_expires",
     "idx_working_memory_updated",
     "unique_session_idempotency_key",  # 0002
+    "idx_working_memory_session_confidence",  # 0003
+    "idx_working_memory_session_created",  # 0003
 }
 FUNCTIONS = {
     "update_updated_at_column",
@@ -289,7 +293,7 @@ def test_second_apply_is_a_no_op(fresh_db: str) -> None:
         log = conn.execute(
             "SELECT migration_id, operation FROM _yoyo_log ORDER BY created_at_utc, id"
         ).fetchall()
-    assert log == [(FIRST, "apply"), (SECOND, "apply")]
+    assert log == [(FIRST, "apply"), (SECOND, "apply"), (THIRD, "apply")]
 
 
 def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
@@ -297,7 +301,7 @@ def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
 ) -> None:
     apply(fresh_db)
     first = snapshot(fresh_db)
-    assert rollback(fresh_db) == [SECOND, FIRST]  # newest first
+    assert rollback(fresh_db) == [THIRD, SECOND, FIRST]  # newest first
     assert snapshot(fresh_db) == empty_schema
     with psycopg.connect(fresh_db) as conn:
         leftovers = conn.execute(
@@ -332,6 +336,7 @@ def test_rollback_refuses_to_cascade_into_foreign_objects(fresh_db: str) -> None
 
 def test_rollback_of_0002_refuses_to_cascade_into_a_view_on_the_key(fresh_db: str) -> None:
     apply(fresh_db)
+    rollback(fresh_db, THIRD)  # 0002's rollback takes 0003 first, in its own transaction
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE VIEW keyed AS SELECT id, idempotency_key FROM working_memory")
     before = snapshot(fresh_db)
@@ -343,13 +348,35 @@ def test_rollback_of_0002_refuses_to_cascade_into_a_view_on_the_key(fresh_db: st
 def test_rollback_of_0002_alone_restores_exactly_the_0001_schema(fresh_db: str) -> None:
     assert apply(fresh_db, FIRST) == [FIRST]
     only_first = snapshot(fresh_db)
-    assert apply(fresh_db) == [SECOND]
+    assert apply(fresh_db, SECOND) == [SECOND]
     both = snapshot(fresh_db)
     assert both != only_first
     assert rollback(fresh_db, SECOND) == [SECOND]
     assert snapshot(fresh_db) == only_first
-    assert apply(fresh_db) == [SECOND]
+    assert apply(fresh_db, SECOND) == [SECOND]
     assert snapshot(fresh_db) == both
+
+
+def test_rollback_of_0003_alone_restores_exactly_the_0002_schema(fresh_db: str) -> None:
+    assert apply(fresh_db, FIRST) + apply(fresh_db, SECOND) == [FIRST, SECOND]
+    before = snapshot(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        ids = [insert_fact(conn, content=f"kept {i}") for i in range(3)]
+        assert apply(fresh_db) == [THIRD]
+        after = snapshot(fresh_db)
+        added = {row[1] for row in after["indexes"]} - {row[1] for row in before["indexes"]}
+        assert added == {
+            "idx_working_memory_session_confidence",
+            "idx_working_memory_session_created",
+        }
+        assert {k: v for k, v in after.items() if k != "indexes"} == {
+            k: v for k, v in before.items() if k != "indexes"
+        }
+        assert rollback(fresh_db, THIRD) == [THIRD]
+        assert snapshot(fresh_db) == before
+        assert [r[0] for r in conn.execute("SELECT id FROM working_memory ORDER BY id")] == ids
+    assert apply(fresh_db) == [THIRD]
+    assert snapshot(fresh_db) == after
 
 
 def test_0002_on_a_table_with_facts_keeps_them_without_a_key(fresh_db: str) -> None:
@@ -383,18 +410,18 @@ def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> No
         )
 
     listing = yoyo("list").stdout
-    assert f"U         {FIRST}" in listing
-    assert f"U         {SECOND}" in listing
+    for migration in ALL:
+        assert f"U         {migration}" in listing
     yoyo("apply")
     listing = yoyo("list").stdout
-    assert f"A         {FIRST}" in listing
-    assert f"A         {SECOND}" in listing
+    for migration in ALL:
+        assert f"A         {migration}" in listing
     assert {t for t, _ in snapshot(fresh_db)["tables"]} == TABLES | VIEWS
     first = yoyo("rollback")  # batch mode: the last migration only
     listing = yoyo("list").stdout
-    assert f"A         {FIRST}" in listing
-    assert f"U         {SECOND}" in listing
-    assert "idempotency_key" not in str(snapshot(fresh_db)["columns"])
+    assert f"A         {SECOND}" in listing
+    assert f"U         {THIRD}" in listing
+    assert "idx_working_memory_session_created" not in str(snapshot(fresh_db)["indexes"])
     result = yoyo("rollback", "--all")
     assert all(not rows for rows in snapshot(fresh_db).values())
     password = psycopg.conninfo.conninfo_to_dict(fresh_db).get("password")
@@ -593,3 +620,85 @@ def test_views_count_active_and_expired_rows(migrated: psycopg.Connection[Any]) 
         "active_count FROM v_working_memory_stats"
     ).fetchall()
     assert wm == [("s", 5, 1, pytest.approx(0.9), 3, 2)]
+
+
+# -- 0003: a session's facts in the order asked ----------------------------------------------
+
+
+def test_0003_index_definitions(migrated: psycopg.Connection[Any]) -> None:
+    indexes = dict(migrated.execute("SELECT indexname, indexdef FROM pg_indexes").fetchall())
+    assert indexes["idx_working_memory_session_confidence"] == (
+        "CREATE INDEX idx_working_memory_session_confidence ON public.working_memory "
+        "USING btree (session_id, confidence DESC, updated_at DESC, id)"
+    )
+    assert indexes["idx_working_memory_session_created"] == (
+        "CREATE INDEX idx_working_memory_session_created ON public.working_memory "
+        "USING btree (session_id, created_at DESC, id DESC)"
+    )
+
+
+def _seed_a_big_session(conn: psycopg.Connection[Any]) -> None:
+    """20,000 facts in session 'big', 20 in each of 500 others; statistics up to date."""
+    conn.execute(
+        "INSERT INTO working_memory (session_id, fact_type, content, confidence, created_at) "
+        "SELECT CASE WHEN g <= 20000 THEN 'big' ELSE 'small-' || (g % 500) END, "
+        "(ARRAY['goal', 'preference'])[1 + g % 2], 'fact ' || g, (g * 7919 % 1000) / 1000.0, "
+        "now() - g * interval '1 second' FROM generate_series(1, 30000) g"
+    )
+    conn.execute("ANALYZE working_memory")
+
+
+def _plan(conn: psycopg.Connection[Any], statement: Any, params: list[Any]) -> dict[str, Any]:
+    """The executed plan (EXPLAIN ANALYZE, JSON) of one of the adapter's statements."""
+    text = statement.as_string(conn)
+    row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {text}", params).fetchone()  # type: ignore[arg-type]
+    return row[0][0]["Plan"]  # type: ignore[no-any-return,index]
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
+
+
+@pytest.mark.parametrize(
+    ("call", "index", "limit"),
+    [
+        ("get_facts", "idx_working_memory_session_confidence", 100),
+        ("get_facts_min_confidence", "idx_working_memory_session_confidence", 50),
+        ("search", "idx_working_memory_session_created", 10),
+    ],
+)
+def test_a_big_session_is_read_in_index_order_without_a_sort(
+    migrated: psycopg.Connection[Any], call: str, index: str, limit: int
+) -> None:
+    """The adapter's own statements: an index scan on the session's ordered index reads only
+    the rows returned (no Sort node, no pass over the session's 20,000 facts)."""
+    from mas_storage_postgres import _sql
+
+    _seed_a_big_session(migrated)
+    if call == "search":
+        statement, params = _sql.search("working_memory", {"session_id": "big", "limit": limit})
+    else:
+        floor = 0.5 if call == "get_facts_min_confidence" else None
+        statement, params = _sql.facts("big", None, floor, limit, False)
+    nodes = _nodes(_plan(migrated, statement, params))
+    scans = [n for n in nodes if n.get("Index Name") == index]
+    assert [n["Node Type"] for n in scans] == ["Index Scan"], nodes
+    assert not [n for n in nodes if "Sort" in n["Node Type"]], nodes
+    assert scans[0]["Actual Rows"] == limit
+
+
+def test_without_0003_a_big_session_is_sorted_whole(fresh_db: str) -> None:
+    """The same statement before the migration: every fact of the session is read and sorted
+    (or the whole table walked in confidence order): what 0003 removes."""
+    from mas_storage_postgres import _sql
+
+    assert apply(fresh_db, FIRST) + apply(fresh_db, SECOND) == [FIRST, SECOND]
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        _seed_a_big_session(conn)
+        statement, params = _sql.search("working_memory", {"session_id": "big", "limit": 10})
+        nodes = _nodes(_plan(conn, statement, params))
+    assert [n for n in nodes if "Sort" in n["Node Type"]], nodes
+    read = max(
+        n["Actual Rows"] * n.get("Actual Loops", 1) for n in nodes if "Scan" in n["Node Type"]
+    )
+    assert read >= 20_000
