@@ -296,8 +296,8 @@ def _backend_section(backend: str, result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(run: Mapping[str, Any]) -> str:
-    """The whole ``benchmarks.md``."""
+def markdown(run: Mapping[str, Any], extra: Iterable[str] = ()) -> str:
+    """The whole ``benchmarks.md``; ``extra`` lines (the scaling study's section) close it."""
     mode = "quick run (`--quick`: few calls, indicative only)" if run.get("quick") else "full run"
     backends: Mapping[str, Any] = run.get("backends", {})
     lines = [
@@ -348,6 +348,7 @@ def markdown(run: Mapping[str, Any]) -> str:
         lines += [f"**Not measured** (the run failed): {', '.join(failed)}.", ""]
     for backend, result in backends.items():
         lines += _backend_section(backend, result)
+    lines += extra
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -412,11 +413,12 @@ def write_chart(run: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(run: Mapping[str, Any], out: Path) -> dict[str, Path]:
-    """Write the Markdown, the JSON and the chart into ``out``; return their paths."""
+def write_reports(run: Mapping[str, Any], out: Path, extra: Iterable[str] = ()) -> dict[str, Path]:
+    """Write the Markdown (``extra`` lines at its end), the JSON and the chart into ``out``;
+    return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / MD_NAME, "json": out / JSON_NAME, "png": out / CHART_NAME}
     paths["json"].write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
-    paths["md"].write_text(markdown(run), encoding="utf-8")
+    paths["md"].write_text(markdown(run, extra), encoding="utf-8")
     write_chart(run, paths["png"])
     return paths

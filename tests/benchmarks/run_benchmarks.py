@@ -8,6 +8,11 @@ table as it finishes, and writes into ``--out``:
 * ``benchmarks.json``: every raw number, the machine facts and the load averages;
 * ``benchmarks.png``: adapter ÷ raw per operation.
 
+With ``--scaling`` it runs the scaling study instead (``scale_<backend>.py``: each path at
+10^3 .. 10^6 items, see ``scalekit.py``) and writes ``scaling.json`` and ``scaling.png``; the
+study's section is the end of ``benchmarks.md`` (rewritten from ``benchmarks.json`` when that is
+in ``--out``, so either run keeps the other's part). ``--scaling --quick`` uses two small sizes.
+
 ``--out`` defaults to ``docs/`` for a full run and to ``.mas/bench/`` for ``--quick``, so a
 quick run never overwrites the published report unless asked to. A backend that fails is
 reported as not measured and makes the exit status 1; a target not met does not (this is a
@@ -15,7 +20,7 @@ benchmark, not a test).
 
 Usage, from the repository root with the stack up::
 
-    scripts/bench [--quick] [--backends redis,postgres] [--out DIR]
+    scripts/bench [--quick] [--scaling] [--backends redis,postgres] [--out DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import platform
 import subprocess
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import loadavg
-from report import text_table, write_reports
+from report import JSON_NAME, MD_NAME, markdown, text_table, write_reports
+from scaling_report import SCALING_JSON, scaling_markdown, write_scaling
 
 from mas_storage import load_stack_outputs, redact
 
@@ -54,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="scripts/bench", description="Benchmark every adapter against its raw driver."
     )
     parser.add_argument("--quick", action="store_true", help="a short run (CI proves it works)")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="the scaling study: each path at 10^3..10^6 items (not in CI; --quick is small)",
+    )
     parser.add_argument(
         "--backends",
         default=",".join(BACKENDS),
@@ -138,8 +150,13 @@ def _secrets(outputs: dict[str, Any]) -> list[str]:
     return found
 
 
-async def run_backend(backend: str, outputs: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """One backend's result, with its load averages; ``{"error": ...}`` when it fails."""
+async def run_backend(
+    backend: str, outputs: dict[str, Any], quick: bool, prefix: str = "bench"
+) -> dict[str, Any]:
+    """One backend's result, with its load averages; ``{"error": ...}`` when it fails.
+
+    ``prefix`` picks the module: ``bench_<backend>`` (the ratios) or ``scale_<backend>``.
+    """
     start_load, started = loadavg(), time.perf_counter()
     if not any(outputs.get(key) for key in NEEDS[backend]):
         result: dict[str, Any] = {
@@ -148,7 +165,7 @@ async def run_backend(backend: str, outputs: dict[str, Any], quick: bool) -> dic
         }
     else:
         try:
-            module = importlib.import_module(f"bench_{backend}")
+            module = importlib.import_module(f"{prefix}_{backend}")
             result = await module.run(outputs, quick=quick)
         except Exception as exc:  # a failed backend is reported, the others still run
             message = redact(f"{type(exc).__name__}: {exc}", _secrets(outputs))
@@ -160,14 +177,52 @@ async def run_backend(backend: str, outputs: dict[str, Any], quick: bool) -> dic
     return result
 
 
-async def run_all(backends: list[str], outputs: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """Every chosen backend in turn, printing each table as it finishes."""
+async def run_all(
+    backends: list[str], outputs: dict[str, Any], quick: bool, scaling: bool = False
+) -> dict[str, Any]:
+    """Every chosen backend in turn, printing each table (or slopes) as it finishes."""
     results = {}
     for backend in backends:
         print(f"-- {backend} ...", flush=True)
-        results[backend] = await run_backend(backend, outputs, quick)
-        print(text_table(results[backend]), flush=True)
+        if scaling:
+            results[backend] = await run_backend(backend, outputs, quick, prefix="scale")
+            print(_slopes(results[backend]), flush=True)
+        else:
+            results[backend] = await run_backend(backend, outputs, quick)
+            print(text_table(results[backend]), flush=True)
     return results
+
+
+def _slopes(result: dict[str, Any]) -> str:
+    if "error" in result or "skipped" in result:
+        return f"  not measured: {result.get('error') or result.get('skipped')}"
+    lines = []
+    for name, path in result.get("paths", {}).items():
+        slope = path.get("slope")
+        p50 = ", ".join(f"{p['p50_ms']:.3g}" for p in path["points"])
+        shown = "-" if slope is None else f"{slope:+.2f}"
+        lines.append(f"  {name:<28} slope {shown}  p50 ms by size: {p50}")
+    return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def write_markdown(out: Path, scaling: dict[str, Any] | None) -> Path:
+    """``benchmarks.md`` from the ratio run's JSON in ``out`` plus the scaling section."""
+    extra = scaling_markdown(scaling) if scaling else []
+    run = _read_json(out / JSON_NAME)
+    path = out / MD_NAME
+    if run is None:
+        text = "# Benchmarks\n\nNo ratio run (`scripts/bench`) in this directory.\n\n"
+        path.write_text(text + "\n".join(extra).rstrip() + "\n", encoding="utf-8")
+    else:
+        path.write_text(markdown(run, extra), encoding="utf-8")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     generated = datetime.now(UTC).replace(microsecond=0).isoformat()
-    backends = asyncio.run(run_all(args.backends, outputs, args.quick))
+    backends = asyncio.run(run_all(args.backends, outputs, args.quick, args.scaling))
     machine["loadavg_end"] = loadavg()
     document = {
         "generated_at": generated,
@@ -190,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "backends": backends,
     }
-    paths = write_reports(document, args.out)
+    if args.scaling:
+        return _finish_scaling(document, args.out)
+    scaling = _read_json(args.out / SCALING_JSON)
+    paths = write_reports(document, args.out, scaling_markdown(scaling) if scaling else [])
     targets = [t for r in backends.values() for t in r.get("targets", [])]
     met = sum(1 for t in targets if t["met"])
     failed = [b for b, r in backends.items() if "error" in r]
@@ -198,6 +256,27 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{met} of {len(targets)} targets met; {document['duration_s']:.0f} s; wrote "
         + ", ".join(str(p) for p in paths.values())
     )
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _finish_scaling(document: dict[str, Any], out: Path) -> int:
+    """Write the study's files and the Markdown; 1 when a backend failed."""
+    paths = write_scaling(document, out)
+    paths["md"] = write_markdown(out, document)
+    flagged = [
+        f"{backend}.{name}"
+        for backend, result in document["backends"].items()
+        for name, path in result.get("paths", {}).items()
+        if path.get("flag")
+    ]
+    print(
+        f"\nscaling: {document['duration_s']:.0f} s; slope above 0.25: "
+        f"{', '.join(flagged) or 'none'}; wrote " + ", ".join(str(p) for p in paths.values())
+    )
+    failed = [b for b, r in document["backends"].items() if "error" in r]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
