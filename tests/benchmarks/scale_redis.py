@@ -57,6 +57,23 @@ end
 return nkeys
 """
 WINDOW = 10
+NOTES = [
+    "The server time in brackets is Redis's own microseconds per EVAL or LRANGE (INFO "
+    "commandstats deltas); `server_us` in scaling.json splits it by command.",
+    "**What grew, and the fix.** `store_many_w (before fix)` is the adapter's write script "
+    "before issue 20: one LREM per payload, each scanning the whole list, so 1,000 turns "
+    "into a window of N cost 1,000 x N on the single-threaded server (its server time per "
+    "EVAL grows linearly with N, and every other client waits meanwhile). The script now "
+    "de-duplicates a batch of more than 8 turns per key in one LRANGE pass against a Lua "
+    "set, rebuilding the list only when it holds duplicates: `store_many_w`, O(N + 1,000).",
+    "**O(window) by design.** `store_w` (one turn) keeps one LREM: the scan that makes a "
+    "replayed write harmless is O(window). `retrieve_w` reads and decodes the list to find "
+    "one turn id: a list has no index by turn id. With the default window (10) both touch "
+    "10 entries; a cache meant to hold 10^4+ turns per session would want a hash per "
+    "session. `search_w` (the 10 newest, LRANGE 0 9 from the head) stays flat.",
+    "**Across sessions** (paths without `_w`, window 10) nothing depends on the number of "
+    "keys: one hash lookup, then a list of at most 10 entries.",
+]
 BATCH = 1_000
 LOAD_CHUNK = 10_000
 #: The one-session shape stops here: a window of a million turns is not a cache.
@@ -126,10 +143,7 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             f"paths with `_w`: one session holding N turns (window N, up to {WINDOW_CAP:,})"
         ),
         facts={"key_prefix": f"session:{run_id}"},
-        notes=[
-            "`server_us` in scaling.json: the server's own microseconds per EVAL or LRANGE "
-            "(INFO commandstats deltas), so client and network time can be told apart.",
-        ],
+        notes=NOTES,
     )
 
 
