@@ -394,9 +394,9 @@ async def _without(
     await asyncio.to_thread(_migrate, url, rollback=migration)
     try:
         await raw.execute("ANALYZE working_memory")
-        await _paths(
-            series, size, data, raw, calls, warmup, only=paths, suffix=f" (before {migration[:4]})"
-        )
+        suffix = f" (before {migration[:4]})"
+        await _paths(series, size, data, raw, calls, warmup, only=paths, suffix=suffix)
+        await _server_times(series, size, data, raw, only=paths, suffix=suffix)
     finally:
         begin = perf_counter()
         await asyncio.to_thread(_migrate, url)
