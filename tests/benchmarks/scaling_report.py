@@ -199,16 +199,22 @@ def write_scaling_chart(run: Mapping[str, Any], path: Path) -> None:
         ax.set_visible(False)
     for ax, (backend, result) in zip(axes.flat, measured, strict=False):
         sizes = [n for n in result.get("sizes", []) if n > 0]
+        palette = plt.get_cmap("tab20")
+        colours: dict[str, Any] = {}
         for name, series in result["paths"].items():
             points = [p for p in series["points"] if p.get("p50_ms")]
             if not points:
                 continue
-            style = "-" if series["kind"] == "read" else "--"
+            # "<path> (before ...)": the same colour as <path>, dotted, crosses.
+            base, _, before = name.partition(" (before")
+            colour = colours.setdefault(base, palette(len(colours) % 20))
+            style = ":" if before else "-" if series["kind"] == "read" else "--"
             ax.plot(
                 [p["size"] for p in points],
                 [p["p50_ms"] for p in points],
                 style,
-                marker="o",
+                color=colour,
+                marker="x" if before else "o",
                 markersize=3,
                 linewidth=1.6 if series.get("flag") else 1.0,
                 label=f"{name} ({_fmt_slope(series.get('slope'))})",
@@ -232,7 +238,7 @@ def write_scaling_chart(run: Mapping[str, Any], path: Path) -> None:
     mode = "quick" if run.get("quick") else "full"
     fig.suptitle(
         f"p50 latency against data size (log-log; slope in brackets; solid = read, "
-        f"dashed = write). {mode} run {run.get('generated_at', '')}",
+        f"dashed = write, dotted = before a fix). {mode} run {run.get('generated_at', '')}",
         fontsize=9,
     )
     fig.tight_layout()
