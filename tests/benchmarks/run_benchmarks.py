@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "backends": backends,
     }
     if args.scaling:
-        return _finish_scaling(document, args.out)
+        return _finish_scaling(carry_over(document, _read_json(args.out / SCALING_JSON)), args.out)
     scaling = _read_json(args.out / SCALING_JSON)
     paths = write_reports(document, args.out, scaling_markdown(scaling) if scaling else [])
     targets = [t for r in backends.values() for t in r.get("targets", [])]
@@ -260,6 +260,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def carry_over(document: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """A scaling run of some backends, completed with the others' results from ``previous``
+    (the study's JSON already in ``--out``), each marked with the run it comes from; so one
+    backend can be measured again without redoing the hour. A quick run never mixes with a
+    full one."""
+    if not previous or bool(previous.get("quick")) != bool(document.get("quick")):
+        return document
+    merged = {}
+    for backend in BACKENDS:
+        if backend in document["backends"]:
+            merged[backend] = document["backends"][backend]
+        elif backend in previous.get("backends", {}):
+            kept = dict(previous["backends"][backend])
+            facts = dict(kept.get("facts", {}))
+            facts.setdefault("carried_from", previous.get("generated_at"))
+            kept["facts"] = facts
+            merged[backend] = kept
+    return {**document, "backends": merged}
 
 
 def _finish_scaling(document: dict[str, Any], out: Path) -> int:

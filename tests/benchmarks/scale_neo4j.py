@@ -9,14 +9,16 @@ Paths: ``store`` (MERGE a new entity), ``store_relationship`` (MERGE between two
 entities), ``store_many`` (500 entities, one UNWIND), ``retrieve``, ``search`` (caller Cypher
 ``MATCH (p:Label {id: $id})``), ``get_neighbors`` at depth 1 and 2.
 
-Evidence at the largest size: ``PROFILE`` of each statement the adapter sends (the operator
-tree with rows and db hits). The run's label is unique (``Scale_<hex>``); its nodes and its
-constraint are removed at the end.
+Evidence: at every size, the median db hits of each path's statement (``PROFILE`` from 9
+random nodes, as ``db_hits``): the server's work, which the machine's load does not blur; at
+the largest size, the ``PROFILE`` tree of each statement (operators, rows and db hits). The
+run's label is unique (``Scale_<hex>``); its nodes and its constraint are removed at the end.
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 import uuid
 from typing import Any
 
@@ -139,6 +141,7 @@ async def _study(
         loaded = size
         series.at(size)
         await _paths(adapter, driver, series, size, label, ids, calls, warmup)
+        await _work(driver, series, size, label, ids)
         if size == sizes[-1]:
             await _evidence(driver, series, size, label, ids)
     async with driver.session() as session:
@@ -257,37 +260,82 @@ async def _paths(
         )
 
 
-async def _evidence(driver: Any, series: sk.Series, size: int, label: str, ids: list[str]) -> None:
-    """PROFILE of each statement the adapter sends, on the largest graph."""
-    start = ids[len(ids) // 2]
-    other = ids[len(ids) // 3]
+def _statements(label: str, start: str, other: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each path's Cypher as the adapter sends it, by path name, from node ``start``."""
     base = "Entity"
-    statements = {
+    return {
+        "store": (
+            cy.entity_merge(base, label),
+            {"id": f"{label}-profile", "props": {"id": f"{label}-profile", "n": "profile"}},
+        ),
+        "store_relationship": (
+            cy.relationship_merge(base, "PROFILED", label, label),
+            {"a_id": start, "b_id": other, "props": {}},
+        ),
         "retrieve": (
             f"MATCH (n:{cy.ident(base)} {{id: $id}}) "
             "RETURN labels(n) AS labels, properties(n) AS properties",
             {"id": start},
         ),
-        "get_neighbors depth 2": (
-            cy.neighbors_query(base, None, "both", 2),
-            {"id": start, "limit": 100},
+        "search": (
+            f"MATCH (p:{cy.ident(label)} {{id: $id}}) RETURN p.id AS id, p.n AS n",
+            {"id": start},
         ),
-        "store (entity MERGE)": (
-            cy.entity_merge(base, label),
-            {"id": f"{label}-profile", "props": {"id": f"{label}-profile", "n": "profile"}},
-        ),
-        "store (relationship MERGE)": (
-            cy.relationship_merge(base, "PROFILED", label, label),
-            {"a_id": start, "b_id": other, "props": {}},
-        ),
+        "get_neighbors_1": (cy.neighbors_query(base, None, "both", 1), {"id": start, "limit": 100}),
+        "get_neighbors_2": (cy.neighbors_query(base, None, "both", 2), {"id": start, "limit": 100}),
     }
+
+
+async def _profile(driver: Any, query: str, params: dict[str, Any]) -> Any:
+    """The PROFILE tree of ``query``, run in a transaction that is rolled back."""
+    async with driver.session() as session:
+        tx = await session.begin_transaction()
+        try:
+            result = await tx.run(f"PROFILE {query}", params)
+            summary = await result.consume()
+        finally:
+            await tx.rollback()
+    return summary.profile or {}
+
+
+def _db_hits(plan: Any) -> int:
+    """Total db hits of a PROFILE tree: the server's work, which load does not change."""
+    own = plan.get("dbHits", plan.get("args", {}).get("DbHits", 0)) or 0
+    return int(own) + sum(_db_hits(child) for child in plan.get("children", []))
+
+
+async def _work(
+    driver: Any, series: sk.Series, size: int, label: str, ids: list[str], starts: int = 9
+) -> None:
+    """Median db hits of each path's statement from ``starts`` random nodes, recorded as
+    ``db_hits`` of the path's point at ``size``."""
+    rng = random.Random(size)
+    picks = [(rng.choice(ids), rng.choice(ids)) for _ in range(starts)]
+    for name in _statements(label, ids[0], ids[0]):
+        curve = series.paths.get(name)
+        if curve is None or not curve.points or curve.points[-1]["size"] != size:
+            continue
+        hits = []
+        for start, other in picks:
+            query, params = _statements(label, start, other)[name]
+            hits.append(_db_hits(await _profile(driver, query, params)))
+        curve.points[-1]["db_hits"] = statistics.median(hits)
+
+
+async def _evidence(driver: Any, series: sk.Series, size: int, label: str, ids: list[str]) -> None:
+    """PROFILE of each statement the adapter sends, on the largest graph, and the db hits of
+    every path at every size."""
+    statements = _statements(label, ids[len(ids) // 2], ids[len(ids) // 3])
     for title, (query, params) in statements.items():
-        async with driver.session() as session:
-            tx = await session.begin_transaction()
-            try:
-                result = await tx.run(f"PROFILE {query}", params)
-                summary = await result.consume()
-            finally:
-                await tx.rollback()
-        text = "\n".join(_profile_text(summary.profile or {}))
+        text = "\n".join(_profile_text(await _profile(driver, query, params)))
         series.note_evidence(f"Neo4j: PROFILE {title}", size, text)
+    lines = ["path                  " + "".join(f"{n:>12,}" for n in series.sizes)]
+    for name, curve in series.paths.items():
+        cells = {p["size"]: p.get("db_hits") for p in curve.points}
+        if any(cells.values()):
+            lines.append(
+                f"{name:<22}" + "".join(f"{cells.get(n) or '-':>12}" for n in series.sizes)
+            )
+    series.note_evidence(
+        "Neo4j: median db hits per call (PROFILE, 9 random starts)", size, "\n".join(lines)
+    )

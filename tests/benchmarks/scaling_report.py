@@ -77,7 +77,13 @@ def _backend_section(backend: str, result: Mapping[str, Any]) -> list[str]:
     if "error" in result or "skipped" in result:
         reason = result.get("error") or result.get("skipped")
         return [*lines, f"**Not measured**: {reason}.", ""]
-    lines += [f"Data: {result.get('shape', '')}.", ""]
+    carried = result.get("facts", {}).get("carried_from")
+    when = (
+        f"measured in the run of {carried}"
+        if carried
+        else f"measured in this run ({result.get('facts', {}).get('seconds', '?')} s)"
+    )
+    lines += [f"Data: {result.get('shape', '')}; {when}.", ""]
     lines += [f"Load average (1/5/15 min) as each size started: {_load_line(result)}.", ""]
     sizes = result.get("sizes", [])
     header = ["path", "what", *[_fmt_size(n) for n in sizes], "slope", "growth"]

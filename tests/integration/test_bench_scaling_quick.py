@@ -95,6 +95,9 @@ def test_evidence_holds_plans_profiles_and_server_times(run: Any) -> None:
     neo = [e["text"] for e in backends["neo4j"]["evidence"]]
     assert neo and all("dbHits=" in t for t in neo)
     assert any("NodeUniqueIndexSeek" in t for t in neo)
+    for name in ("retrieve", "get_neighbors_2"):
+        points = backends["neo4j"]["paths"][name]["points"]
+        assert all(p["db_hits"] > 0 for p in points), (name, points)
     redis_points = [p for path in backends["redis"]["paths"].values() for p in path["points"]]
     assert all(p["server_us"] for p in redis_points)
     searches = backends["typesense"]["paths"]["search_session"]["points"]

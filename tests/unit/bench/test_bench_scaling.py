@@ -171,6 +171,21 @@ def test_a_skipped_backend_does_not_fail_the_run(tmp_path: Path) -> None:
     assert run_benchmarks._finish_scaling(failed, tmp_path) == 1
 
 
+def test_a_partial_run_keeps_the_other_backends_of_the_previous_one() -> None:
+    previous = _document()
+    previous["generated_at"] = "2025-12-31T00:00:00+00:00"
+    previous["backends"]["redis"] = {"backend": "redis", "paths": {}, "facts": {}}
+    rerun = _document(skipped=False)
+    merged = run_benchmarks.carry_over(rerun, previous)
+    assert list(merged["backends"]) == ["postgres", "redis", "qdrant"]  # report order
+    assert merged["backends"]["postgres"] is rerun["backends"]["postgres"]
+    assert merged["backends"]["redis"]["facts"]["carried_from"] == "2025-12-31T00:00:00+00:00"
+    text = "\n".join(scaling_report.scaling_markdown(merged))
+    assert "measured in the run of 2025-12-31T00:00:00+00:00" in text
+    quick = {**rerun, "quick": True}
+    assert run_benchmarks.carry_over(quick, previous) is quick  # never mixes quick and full
+
+
 # -- Qdrant's hook ----------------------------------------------------------------------------
 
 
