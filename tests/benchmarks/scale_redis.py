@@ -210,9 +210,10 @@ async def _sessions(
 
             few = max(5, calls // 6)
             for name, meta, call, n in (
-                ("store", ("write", "turns", "store a turn into a full session"), store, calls),
+                # Reads first: the writes then push turns out of the sessions they touch.
                 ("retrieve", ("read", "turns", "retrieve one turn of a session"), retrieve, calls),
                 ("search", ("read", "turns", "the 10 newest turns of a session"), search, calls),
+                ("store", ("write", "turns", "store a turn into a full session"), store, calls),
                 (
                     "store_many",
                     ("write", "turns", f"store_many of {BATCH:,} turns over 100 sessions"),
@@ -308,7 +309,15 @@ async def _window_paths(
         return len(payloads)
 
     few = max(5, calls // 6)
+    # Reads first: the writes then push the oldest turns out of the window.
     plan: list[tuple[str, tuple[str, str, str], sk.Call, int]] = [
+        ("search_w", ("read", "turns", "10 newest turns of the N-turn window"), search_w, calls),
+        (
+            "retrieve_w",
+            ("read", "turns", "retrieve one turn of the N-turn window"),
+            retrieve_w,
+            few,
+        ),
         (
             "store_many_w (before fix)",
             (
@@ -320,13 +329,6 @@ async def _window_paths(
             few,
         ),
         ("store_w", ("write", "turns", "store a turn into the N-turn window"), store_w, calls),
-        ("search_w", ("read", "turns", "10 newest turns of the N-turn window"), search_w, calls),
-        (
-            "retrieve_w",
-            ("read", "turns", "retrieve one turn of the N-turn window"),
-            retrieve_w,
-            few,
-        ),
         (
             "store_many_w",
             ("write", "turns", f"store_many of {BATCH:,} turns into the N-turn window"),
