@@ -99,8 +99,11 @@ def _backend_section(backend: str, result: Mapping[str, Any]) -> list[str]:
             if p is None:
                 cells.append("-")
                 continue
+            server = f" (server {fmt_ms(p['server_ms'])} ms)" if p.get("server_ms") else ""
+            hits = f" ({p['db_hits']:.0f} db hits)" if p.get("db_hits") else ""
             cells.append(
-                f"{fmt_ms(p['p50_ms'])} / {fmt_ms(p['p95_ms'])} ms, {fmt_rate(p['items_per_s'])}/s"
+                f"{fmt_ms(p['p50_ms'])} / {fmt_ms(p['p95_ms'])} ms, "
+                f"{fmt_rate(p['items_per_s'])}/s{server}{hits}"
             )
         growth = path.get("growth")
         mark = "**" if path.get("flag") else ""
@@ -159,7 +162,8 @@ def scaling_markdown(run: Mapping[str, Any], *, level: int = 2) -> list[str]:
         "",
         "Each cell is p50 / p95 latency of the adapter's call, awaited one at a time, and the "
         "items it handled per second (rows written, returned or deleted), then in brackets "
-        "the server's own time per call where it reports one. **slope** is the "
+        "the server's own time per call where it reports one (Neo4j: the db hits of the "
+        "statement's PROFILE, its work). **slope** is the "
         "least-squares slope of log(p50) on log(size): cost grows as size^slope, so about 0 "
         "means O(1) or O(log n) and 1 means O(n). **growth** is p50 at the largest size over "
         "p50 at the smallest; **slope of server time** is the same fit of the server's own "

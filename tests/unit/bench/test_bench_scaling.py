@@ -35,6 +35,7 @@ def _document(skipped: bool = True) -> dict[str, Any]:
     series = sk.Series("postgres", [1_000, 10_000, 100_000])
     series.paths["flat"] = _curve("read", {1_000: 1.0, 10_000: 1.1, 100_000: 0.9})
     series.paths["scan"] = _curve("write", {1_000: 1.0, 10_000: 10.0, 100_000: 100.0})
+    series.paths["scan"].points[-1]["server_ms"] = 80.0
     series.at(1_000)
     series.note_evidence("PostgreSQL: a plan", 100_000, "Seq Scan on t\n  Filter: x\n")
     backends: dict[str, Any] = {
@@ -125,6 +126,7 @@ def test_markdown_has_slopes_cells_evidence_and_the_skipped_backend() -> None:
     assert "| PostgreSQL | flat | -0.02 |" in text
     assert "| PostgreSQL | **scan** | +1.00 |" in text  # flagged: bold
     assert "| **scan** | a write path (write, rows) | 1.00 / 2.00 ms, 1,000/s |" in text
+    assert "| 100 / 200 ms, 10.0/s (server 80.00 ms) | **+1.00** | 100.0x |" in text
     assert "<details><summary>PostgreSQL: a plan (at 10^5)</summary>" in text
     assert "Seq Scan on t\n  Filter: x\n```" in text
     assert "### Qdrant\n\n**Not measured**: waiting for issue 19." in text
