@@ -40,7 +40,7 @@ from typing import Any
 
 from benchkit import loadavg
 from report import JSON_NAME, MD_NAME, markdown, text_table, write_reports
-from scaling_report import SCALING_JSON, scaling_markdown, write_scaling
+from scaling_report import SCALING_HEADING, SCALING_JSON, scaling_markdown, write_scaling
 
 from mas_storage import load_stack_outputs, redact
 
@@ -213,15 +213,25 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_markdown(out: Path, scaling: dict[str, Any] | None) -> Path:
-    """``benchmarks.md`` from the ratio run's JSON in ``out`` plus the scaling section."""
+    """Put the scaling section at the end of ``benchmarks.md`` in ``out``.
+
+    An existing file keeps everything before its scaling section (a report edited by hand, or
+    written by another run, is not rewritten); without one, the ratio part is rendered from
+    ``benchmarks.json`` when that exists, else a bare header starts the file.
+    """
     extra = scaling_markdown(scaling) if scaling else []
-    run = _read_json(out / JSON_NAME)
     path = out / MD_NAME
-    if run is None:
-        text = "# Benchmarks\n\nNo ratio run (`scripts/bench`) in this directory.\n\n"
-        path.write_text(text + "\n".join(extra).rstrip() + "\n", encoding="utf-8")
+    if path.is_file():
+        head = path.read_text(encoding="utf-8").split(f"\n{SCALING_HEADING}\n", 1)[0]
+        text = head.rstrip() + "\n\n" + "\n".join(extra)
     else:
-        path.write_text(markdown(run, extra), encoding="utf-8")
+        run = _read_json(out / JSON_NAME)
+        if run is None:
+            text = "# Benchmarks\n\nNo ratio run (`scripts/bench`) in this directory.\n\n"
+            text += "\n".join(extra)
+        else:
+            text = markdown(run, extra)
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
     return path
 
 

@@ -20,6 +20,7 @@ from report import TITLES, fmt_ms, fmt_rate
 
 __all__ = [
     "SCALING_CHART",
+    "SCALING_HEADING",
     "SCALING_JSON",
     "scaling_markdown",
     "slope_rows",
@@ -29,6 +30,8 @@ __all__ = [
 
 SCALING_JSON = "scaling.json"
 SCALING_CHART = "scaling.png"
+#: The section's heading in ``benchmarks.md`` (a later run replaces from there to the end).
+SCALING_HEADING = "## Scaling: cost as the data grows"
 
 
 def _fmt_slope(value: float | None) -> str:
@@ -153,7 +156,7 @@ def scaling_markdown(run: Mapping[str, Any], *, level: int = 2) -> list[str]:
     start, end = machine.get("loadavg_start", []), machine.get("loadavg_end", [])
     head = "#" * level
     lines = [
-        f"{head} Scaling: cost as the data grows",
+        f"{head}{SCALING_HEADING.removeprefix('##')}",
         "",
         f"Written by `scripts/bench --scaling` on {run.get('generated_at', '?')} ({mode}, "
         f"{run.get('duration_s', 0):.0f} s); raw numbers in [`{SCALING_JSON}`]({SCALING_JSON}). "

@@ -154,10 +154,22 @@ def test_write_scaling_writes_json_and_a_log_log_png(tmp_path: Path) -> None:
     assert width >= 600 and height >= 300
 
 
-def test_benchmarks_md_keeps_the_ratio_part_and_appends_the_study(tmp_path: Path) -> None:
+def test_benchmarks_md_keeps_what_precedes_the_study_and_replaces_the_study(
+    tmp_path: Path,
+) -> None:
     alone = run_benchmarks.write_markdown(tmp_path, _document()).read_text()
     assert alone.startswith("# Benchmarks\n\nNo ratio run")
-    assert "## Scaling: cost as the data grows" in alone
+    assert alone.count("## Scaling: cost as the data grows") == 1
+    # A report edited by hand keeps its text; a second study replaces the first one's section.
+    (tmp_path / "benchmarks.md").write_text("# Benchmarks\n\nEdited by hand.\n\n## Targets\n")
+    run_benchmarks.write_markdown(tmp_path, _document())
+    second = run_benchmarks.write_markdown(tmp_path, _document(skipped=False)).read_text()
+    assert second.startswith("# Benchmarks\n\nEdited by hand.\n\n## Targets\n\n## Scaling")
+    assert second.count("## Scaling: cost as the data grows") == 1
+    assert "### Qdrant" not in second
+
+
+def test_without_a_report_the_ratio_part_is_rendered_from_its_json(tmp_path: Path) -> None:
     (tmp_path / "benchmarks.json").write_text(
         json.dumps({"generated_at": "x", "machine": {}, "backends": {}})
     )
