@@ -16,7 +16,7 @@ Each sample (minute 0 after a warm-up, then at the end of every minute):
   process (the sampler's own connection left out; see :class:`Sampler`); Typesense 0.24
   reports no connection count (``/metrics.json`` and ``/stats.json`` hold memory and request
   rates only), so the server side of the kernel's TCP table is read instead; Qdrant embedded:
-  files of its directory this process holds open;
+  files of its directory this process holds open or mapped;
 * the operations done and failed in the minute, their p50 and p99 latency (overall and per
   backend) and how far the ticker fell behind.
 
@@ -125,10 +125,13 @@ class Workload:
             }
         )
         qdrant: dict[str, Any] = {"collection_name": self.collection, "vector_size": DIM}
+        #: The embedded engine's directory (None in server mode): its files are counted.
+        self.qdrant_path: Path | None = None
         if outputs.get("qdrant_url"):
             qdrant.update(url=outputs["qdrant_url"], api_key=outputs.get("qdrant_api_key"))
         else:
-            qdrant["path"] = str(scratch / "qdrant")
+            self.qdrant_path = scratch / "qdrant"
+            qdrant["path"] = str(self.qdrant_path)
         self.qdrant = QdrantAdapter(qdrant)
         self.adapters = {
             "postgres": self.pg,
@@ -344,11 +347,15 @@ class Sampler:
         return sum(1 for p in ports if p in mine), len(ports)
 
     def qdrant_files(self) -> int | None:
-        path = self.workload.qdrant.config.get("path")
-        if not path:
+        """Files of the embedded engine's directory this process holds, open or mapped
+        (Qdrant Edge maps its segments into memory rather than keeping them open)."""
+        path = self.workload.qdrant_path
+        if path is None:
             return None
-        root = str(Path(path).resolve())
-        return sum(1 for f in self.process.open_files() if f.path.startswith(root))
+        root = str(path.resolve())
+        held = {f.path for f in self.process.open_files() if f.path.startswith(root)}
+        held |= {m.path for m in self.process.memory_maps() if m.path.startswith(root)}
+        return len(held)
 
     async def figures(self) -> dict[str, Any]:
         mine = self._mine()
