@@ -92,7 +92,9 @@ def test_evidence_holds_plans_profiles_and_server_times(run: Any) -> None:
     assert any("BEFORE 0003_fact_session_order" in title for title in pg)
     names = set(backends["postgres"]["paths"])
     assert {"get_facts_hot", "get_facts_hot (before 0003)"} <= names
-    neo = [e["text"] for e in backends["neo4j"]["evidence"] if "PROFILE" in e["title"]]
+    neo = [
+        e["text"] for e in backends["neo4j"]["evidence"] if e["title"].startswith("Neo4j: PROFILE")
+    ]
     assert neo and all("dbHits=" in t for t in neo)
     assert any("NodeUniqueIndexSeek" in t for t in neo)
     for name in ("retrieve", "get_neighbors_2"):
