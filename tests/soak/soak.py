@@ -367,6 +367,7 @@ class Sampler:
         }
         return {
             "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
+            **_rss_split(),
             "fds": self.process.num_fds(),
             "threads": self.process.num_threads(),
             "connections": {
@@ -376,6 +377,23 @@ class Sampler:
             "server_totals": {name: total for name, (_, total) in counts.items()},
             "loadavg": [round(x, 2) for x in os.getloadavg()],
         }
+
+
+def _rss_split() -> dict[str, float]:
+    """RSS as the kernel splits it (Linux): anonymous memory (the heap: Python objects, the
+    drivers' buffers) and file-backed pages (mapped files, e.g. Qdrant Edge's segments and
+    WAL), in MB; empty elsewhere. Tells a leak from a mapped file being read in."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    wanted = {"RssAnon:": "rss_anon_mb", "RssFile:": "rss_file_mb"}
+    out = {}
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            out[wanted[fields[0]]] = round(int(fields[1]) / 1024, 1)  # the kernel gives kB
+    return out
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -575,13 +593,20 @@ def _row_text(row: dict[str, Any]) -> str:
     )
 
 
+def _rss_cell(row: dict[str, Any]) -> str:
+    """RSS, with its anonymous / file-backed split when the kernel gave one."""
+    if "rss_anon_mb" in row and "rss_file_mb" in row:
+        return f"{row['rss_mb']:.1f} ({row['rss_anon_mb']:.1f} / {row['rss_file_mb']:.1f})"
+    return f"{row['rss_mb']:.1f}"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The samples as a Markdown table (for docs/reliability.md)."""
     head = [
         "minute",
         "ops",
         "errors",
-        "RSS MB",
+        "RSS MB (anon / file)",
         "open FDs",
         *(f"{TITLES[c]}{'' if c == 'qdrant' else ' conns'}" for c in COLUMNS),
         "p50 ms",
@@ -600,7 +625,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                     str(row["minute"]),
                     f"{row['ops']:,}",
                     str(row["errors"]),
-                    f"{row['rss_mb']:.1f}",
+                    _rss_cell(row),
                     str(row["fds"]),
                     *conns,
                     "-" if row["p50_ms"] is None else f"{row['p50_ms']:.2f}",

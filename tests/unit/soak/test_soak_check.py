@@ -64,11 +64,15 @@ def test_failed_operations_or_too_short_a_run_fail() -> None:
 
 
 def test_markdown_table_has_a_row_per_minute() -> None:
-    table = soak.markdown_table({"samples": [_sample(0, 30, 4), _sample(1, 31, 4)]})
+    split = {**_sample(1, 31, 4), "rss_anon_mb": 110.0, "rss_file_mb": 40.0}
+    table = soak.markdown_table({"samples": [_sample(0, 30, 4), split]})
     lines = table.splitlines()
-    assert lines[0].startswith("| minute | ops | errors | RSS MB | open FDs | PostgreSQL conns |")
+    assert lines[0].startswith(
+        "| minute | ops | errors | RSS MB (anon / file) | open FDs | PostgreSQL conns |"
+    )
     assert (
         lines[2]
         == "| 0 | 100 | 0 | 150.0 | 30 | 4 | 4 | 4 | 4 | 4 | 1.00 | 9.0 | 1.0 / 1.0 / 1.0 |"
     )
+    assert lines[3].startswith("| 1 | 100 | 0 | 150.0 (110.0 / 40.0) | 31 |")
     assert len(lines) == 4
