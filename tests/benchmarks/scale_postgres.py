@@ -59,7 +59,7 @@ LOAD_CHUNK = 20_000
 #: with the paths it should change: they are measured again without it, as "<path> (before
 #: <migration>)", and their statements EXPLAINed without it at the largest size.
 BEFORE_AFTER: dict[str, tuple[str, ...]] = {
-    "0003_fact_session_order": (
+    "0004_fact_session_order": (
         "add_fact",
         "store_many_facts",
         "get_facts",
@@ -73,17 +73,17 @@ NOTES = [
     "`search`, `get_facts`: a session of 100 rows; `*_hot`: the session of N/10 rows. "
     "`cleanup_expired`: 100 expired turns and 100 expired facts among N live rows; items/s "
     "counts the rows it deleted.",
-    "**What grew, and the fix (migration 0003).** Without 0003 (the rows `(before 0003)`, "
+    "**What grew, and the fix (migration 0004).** Without 0004 (the rows `(before 0004)`, "
     "measured with it rolled back in the run's scratch database), `search_facts_hot` (the "
     "generic search's default order for facts, created_at DESC, id DESC) read every fact of "
     "the session through idx_working_memory_session and sorted them: its plan below is a "
     "bitmap scan of all N/10 rows and a top-N sort, and its server time grows with the "
     "session. `get_facts_hot` either sorted the whole session or, as here, walked "
     "idx_working_memory_confidence across the whole table filtering on the session (rows "
-    "removed by the filter grow as the session gets rarer). 0003 adds (session_id, "
+    "removed by the filter grow as the session gets rarer). 0004 adds (session_id, "
     "confidence DESC, updated_at DESC, id) and (session_id, created_at DESC, id DESC): both "
     "plans become an Index Scan that reads only the rows returned, with no Sort (compare the "
-    "buffers). The write paths with and without 0003 show what the two extra indexes cost "
+    "buffers). The write paths with and without 0004 show what the two extra indexes cost "
     "each insert.",
     "**Flat by construction** (the plans below): `retrieve` (primary key), `search` and "
     "`search_hot` (unique_session_turn read backwards, an incremental sort of one group), "

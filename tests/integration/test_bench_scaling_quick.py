@@ -89,9 +89,9 @@ def test_evidence_holds_plans_profiles_and_server_times(run: Any) -> None:
     plans = [t for title, t in pg.items() if title.startswith("PostgreSQL: get_facts")]
     assert len(plans) == 4  # two statements, with and without the migration
     assert all("actual time=" in t and "Buffers:" in t for t in plans)
-    assert any("BEFORE 0003_fact_session_order" in title for title in pg)
+    assert any("BEFORE 0004_fact_session_order" in title for title in pg)
     names = set(backends["postgres"]["paths"])
-    assert {"get_facts_hot", "get_facts_hot (before 0003)"} <= names
+    assert {"get_facts_hot", "get_facts_hot (before 0004)"} <= names
     neo = [
         e["text"] for e in backends["neo4j"]["evidence"] if e["title"].startswith("Neo4j: PROFILE")
     ]

@@ -118,6 +118,6 @@ def migrated_url(fresh_db: str) -> str:
     assert apply_migrations(fresh_db) == [
         "0001_active_context",
         "0002_fact_idempotency",
-        "0003_fact_session_order",
+        "0004_fact_session_order",
     ]
     return fresh_db

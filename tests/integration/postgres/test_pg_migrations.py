@@ -2,7 +2,7 @@
 
 ``0001_active_context`` creates the two tables and everything around them;
 ``0002_fact_idempotency`` adds ``working_memory.idempotency_key`` with its CHECK and partial
-unique index; ``0003_fact_session_order`` adds the two indexes that read a session's facts in
+unique index; ``0004_fact_session_order`` adds the two indexes that read a session's facts in
 the order ``get_facts`` and ``search`` ask for (their plans are checked here too). The schema
 is read back from the catalogs (information_schema, pg_indexes, pg_proc, pg_views,
 pg_constraint, pg_trigger, pg_description) rather than trusted from yoyo's bookkeeping.
@@ -73,7 +73,7 @@ SNAPSHOT_QUERIES = {
 
 FIRST = "0001_active_context"
 SECOND = "0002_fact_idempotency"
-THIRD = "0003_fact_session_order"
+THIRD = "0004_fact_session_order"
 ALL = [FIRST, SECOND, THIRD]
 
 TABLES = {"active_context", "working_memory"}
@@ -93,8 +93,8 @@ INDEXES = {
     "idx_working_memory_expires",
     "idx_working_memory_updated",
     "unique_session_idempotency_key",  # 0002
-    "idx_working_memory_session_confidence",  # 0003
-    "idx_working_memory_session_created",  # 0003
+    "idx_working_memory_session_confidence",  # 0004
+    "idx_working_memory_session_created",  # 0004
 }
 FUNCTIONS = {
     "update_updated_at_column",
@@ -336,7 +336,7 @@ def test_rollback_refuses_to_cascade_into_foreign_objects(fresh_db: str) -> None
 
 def test_rollback_of_0002_refuses_to_cascade_into_a_view_on_the_key(fresh_db: str) -> None:
     apply(fresh_db)
-    rollback(fresh_db, THIRD)  # 0002's rollback takes 0003 first, in its own transaction
+    rollback(fresh_db, THIRD)  # 0002's rollback takes 0004 first, in its own transaction
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE VIEW keyed AS SELECT id, idempotency_key FROM working_memory")
     before = snapshot(fresh_db)
@@ -357,7 +357,7 @@ def test_rollback_of_0002_alone_restores_exactly_the_0001_schema(fresh_db: str) 
     assert snapshot(fresh_db) == both
 
 
-def test_rollback_of_0003_alone_restores_exactly_the_0002_schema(fresh_db: str) -> None:
+def test_rollback_of_0004_alone_restores_exactly_the_0002_schema(fresh_db: str) -> None:
     assert apply(fresh_db, FIRST) + apply(fresh_db, SECOND) == [FIRST, SECOND]
     before = snapshot(fresh_db)
     with psycopg.connect(fresh_db, autocommit=True) as conn:
@@ -622,10 +622,10 @@ def test_views_count_active_and_expired_rows(migrated: psycopg.Connection[Any]) 
     assert wm == [("s", 5, 1, pytest.approx(0.9), 3, 2)]
 
 
-# -- 0003: a session's facts in the order asked ----------------------------------------------
+# -- 0004: a session's facts in the order asked ----------------------------------------------
 
 
-def test_0003_index_definitions(migrated: psycopg.Connection[Any]) -> None:
+def test_0004_index_definitions(migrated: psycopg.Connection[Any]) -> None:
     indexes = dict(migrated.execute("SELECT indexname, indexdef FROM pg_indexes").fetchall())
     assert indexes["idx_working_memory_session_confidence"] == (
         "CREATE INDEX idx_working_memory_session_confidence ON public.working_memory "
@@ -687,9 +687,9 @@ def test_a_big_session_is_read_in_index_order_without_a_sort(
     assert scans[0]["Actual Rows"] == limit
 
 
-def test_without_0003_a_big_session_is_sorted_whole(fresh_db: str) -> None:
+def test_without_0004_a_big_session_is_sorted_whole(fresh_db: str) -> None:
     """The same statement before the migration: every fact of the session is read and sorted
-    (or the whole table walked in confidence order): what 0003 removes."""
+    (or the whole table walked in confidence order): what 0004 removes."""
     from mas_storage_postgres import _sql
 
     assert apply(fresh_db, FIRST) + apply(fresh_db, SECOND) == [FIRST, SECOND]

@@ -1,4 +1,4 @@
--- Rollback of 0003_fact_session_order: drops exactly the two indexes it created. No row is
+-- Rollback of 0004_fact_session_order: drops exactly the two indexes it created. No row is
 -- touched; get_facts and the facts' search go back to sorting each session's facts.
 
 DROP INDEX idx_working_memory_session_created;
