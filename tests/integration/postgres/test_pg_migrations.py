@@ -22,6 +22,7 @@ import psycopg
 import psycopg.errors as pe
 import pytest
 from yoyo import get_backend, read_migrations
+from yoyo.migrations import ancestors, descendants
 
 from mas_storage_postgres import yoyo_database_url
 
@@ -620,6 +621,58 @@ def test_views_count_active_and_expired_rows(migrated: psycopg.Connection[Any]) 
         "active_count FROM v_working_memory_stats"
     ).fetchall()
     assert wm == [("s", 5, 1, pytest.approx(0.9), 3, 2)]
+
+
+def test_0004_applies_and_rolls_back_with_or_without_a_0003(fresh_db: str, tmp_path: Path) -> None:
+    """0003 is issue 18's number and lands separately: 0004 depends on 0002 only, so with a
+    0003 beside it both apply (0003 first), and each rolls back leaving the other in place.
+    (Without a 0003, the repository's own list: every other test here.)"""
+    for source in MIGRATIONS.glob("*.sql"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    (tmp_path / "0003_standin.sql").write_text(
+        "-- depends: 0002_fact_idempotency\nCREATE TABLE standin_0003 (x int);\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "0003_standin.rollback.sql").write_text(
+        "DROP TABLE standin_0003;\n", encoding="utf-8"
+    )
+    found = read_migrations(str(tmp_path))
+
+    def run(action: str, only: str | None = None) -> list[str]:
+        """As ``yoyo apply|rollback -r only``: a rollback takes what depends on ``only`` too."""
+        chosen = found
+        if only is not None:
+            target = next(m for m in found if m.id == only)
+            related = ancestors(target, found) if action == "apply" else descendants(target, found)
+            chosen = found.filter(lambda m: m in related | {target})
+        backend = backend_for(fresh_db)
+        try:
+            with backend.lock():
+                todo = getattr(backend, f"to_{action}")(chosen)
+                getattr(backend, f"{action}_migrations")(todo)
+                return [m.id for m in todo]
+        finally:
+            backend.connection.close()
+
+    def present() -> tuple[bool, bool]:
+        """(0003's table exists, 0004's two indexes exist)."""
+        snap = snapshot(fresh_db)
+        indexes = {row[1] for row in snap["indexes"]}
+        return (
+            "standin_0003" in {row[0] for row in snap["tables"]},
+            {"idx_working_memory_session_confidence", "idx_working_memory_session_created"}
+            <= indexes,
+        )
+
+    applied = run("apply")
+    assert applied[:2] == [FIRST, SECOND]
+    assert applied.index("0003_standin") < applied.index(THIRD)
+    assert present() == (True, True)
+    assert run("rollback", THIRD) == [THIRD]
+    assert present() == (True, False)
+    assert run("apply") == [THIRD]
+    assert run("rollback", "0003_standin") == ["0003_standin"]
+    assert present() == (False, True)
 
 
 # -- 0004: a session's facts in the order asked ----------------------------------------------
