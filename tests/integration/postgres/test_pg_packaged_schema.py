@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from test_pg_migrations import ALL, FIRST, SECOND, apply, snapshot
+from test_pg_migrations import ALL, FIRST, SECOND, THIRD, apply, snapshot
 
 from mas_storage import StorageConnectionError
 from mas_storage_postgres import MIGRATIONS_SOURCE, apply_migrations, rollback_migrations
@@ -28,7 +28,7 @@ def test_the_packaged_schema_is_the_repository_schema(fresh_db: str) -> None:
     assert apply_migrations(fresh_db) == ALL
     packaged = snapshot(fresh_db)
     assert apply_migrations(fresh_db) == []  # applied: a no-op
-    assert rollback_migrations(fresh_db, count=None) == [SECOND, FIRST]  # newest first
+    assert rollback_migrations(fresh_db, count=None) == ALL[::-1]  # newest first
     assert snapshot(fresh_db) == empty
     assert apply(fresh_db) == ALL  # the repository's migrations/, read as a directory
     assert snapshot(fresh_db) == packaged
@@ -37,6 +37,9 @@ def test_the_packaged_schema_is_the_repository_schema(fresh_db: str) -> None:
 
 def test_rollback_goes_one_migration_at_a_time_by_default(fresh_db: str) -> None:
     apply_migrations(fresh_db)
+    assert rollback_migrations(fresh_db) == [THIRD]
+    assert "idx_working_memory_session_created" not in str(snapshot(fresh_db)["indexes"])
+    assert "idempotency_key" in str(snapshot(fresh_db)["columns"])
     assert rollback_migrations(fresh_db) == [SECOND]
     assert "idempotency_key" not in str(snapshot(fresh_db)["columns"])
     assert rollback_migrations(fresh_db, count=5) == [FIRST]
