@@ -1,7 +1,8 @@
 """PostgresAdapter: L1 active context (recent turns) and L2 working memory (facts) on PostgreSQL.
 
-One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections: a single statement is one
-round trip, and multi-statement work opens an explicit transaction (pipelined where it can be).
+One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections (most recently used first,
+checked without a round trip: :mod:`._pool`): a single statement is one round trip, and
+multi-statement work opens an explicit transaction (pipelined where it can be).
 The statements live in :mod:`._sql` (whitelisted names, bind parameters only), validation in
 :mod:`._records`, error classification in :mod:`._errors`, the replay rule of facts written
 with an ``idempotency_key`` in :mod:`._facts`. The core wraps every public coroutine here
@@ -22,7 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolClosed
+from psycopg_pool import PoolClosed
 
 from mas_storage import (
     DatabaseFacts,
@@ -38,6 +39,7 @@ from ._config import ACTIVE_CONTEXT, WORKING_MEMORY
 from ._errors import map_error
 from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
 from ._isotime import register as register_iso_timestamptz
+from ._pool import BoundedConnection, LifoPool, check_connection
 from ._records import (
     FactRow,
     Row,
@@ -93,33 +95,6 @@ def _json_as_is(text: str) -> str:
     return text
 
 
-class _BoundedConnection(psycopg.AsyncConnection[Any]):
-    """A pooled connection that waits at most ``reply_timeout`` seconds for any server reply.
-
-    libpq has no read timeout, and TCP keepalives never fire while the server's kernel still
-    acknowledges packets (a frozen or overloaded server): without a bound a call could wait
-    forever. On expiry the connection is closed at once (the pool then discards it, and no
-    cancel request is waited for) and ``ConnectionTimeout`` raised: a ``StorageTimeoutError``.
-    """
-
-    reply_timeout: float = 30.0
-
-    async def wait(
-        self,
-        gen: Any,
-        interval: float = 0.1,
-        timeout: float | None = None,  # noqa: ASYNC109 (psycopg's signature)
-    ) -> Any:
-        bound = self.reply_timeout if timeout is None else timeout
-        try:
-            return await super().wait(gen, interval, bound)
-        except psycopg.errors._WaitTimeout:  # psycopg's own signal for an expired wait
-            self.pgconn.finish()
-            raise psycopg.errors.ConnectionTimeout(
-                f"PostgreSQL sent no reply within {bound:g}s (query_timeout): connection closed"
-            ) from None
-
-
 def _jsonb(text: str) -> Jsonb:
     """Metadata JSON text (serialised and checked by :mod:`._records`) bound as ``jsonb``."""
     return Jsonb(text, dumps=_json_as_is)
@@ -147,7 +122,7 @@ class PostgresAdapter(StorageAdapter):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self._pool: AsyncConnectionPool[_BoundedConnection] | None = None
+        self._pool: LifoPool | None = None
         self._lifecycle = asyncio.Lock()
 
     @property
@@ -166,7 +141,7 @@ class PostgresAdapter(StorageAdapter):
         return redact(mask_url(self._conninfo), self._secret_values)
 
     @property
-    def pool(self) -> AsyncConnectionPool[_BoundedConnection] | None:
+    def pool(self) -> LifoPool | None:
         """The open pool, or ``None`` before ``connect()`` and after ``disconnect()``."""
         return self._pool
 
@@ -190,7 +165,7 @@ class PostgresAdapter(StorageAdapter):
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
         return map_error(exc, op, timeout=self.config.timeout, pool_size=self.config.pool_size)
 
-    def _open_pool(self) -> AsyncConnectionPool[_BoundedConnection]:
+    def _open_pool(self) -> LifoPool:
         # The core refuses calls before connect(); this covers a call racing disconnect().
         if self._pool is None:
             raise PoolClosed("the adapter was disconnected")
@@ -215,8 +190,9 @@ class PostgresAdapter(StorageAdapter):
         One direct connection is tried first, so an unreachable server or refused credentials
         fail at once with the server's own reason, instead of a pool retrying in the background
         until ``timeout``. The pool then opens, waits for ``min_size`` connections and answers
-        ``SELECT 1``. Pooled connections are checked at every checkout (``check_connection``),
-        so after a server restart dead ones are replaced without a new ``connect()``.
+        ``SELECT 1``. Pooled connections are checked at every checkout, without a round trip
+        (:mod:`._pool`), so after a server restart dead ones are replaced without a new
+        ``connect()``.
         """
         async with self._lifecycle:
             if self._pool is not None:
@@ -225,15 +201,16 @@ class PostgresAdapter(StorageAdapter):
             async with asyncio.timeout(self.config.timeout):
                 probe = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
             await probe.close()
-            pool = AsyncConnectionPool(
+            pool = LifoPool(
                 self._conninfo,
                 min_size=self.config.min_size,
                 max_size=self.config.pool_size,
                 timeout=self.config.timeout,
                 kwargs=kwargs,
-                connection_class=_BoundedConnection,
+                connection_class=BoundedConnection,
                 configure=self._configure_connection,
-                check=AsyncConnectionPool.check_connection,
+                # No round trip unless the socket or the idle time calls for one (._pool).
+                check=check_connection,
                 # Background reconnection backs off exponentially (1, 2, 4, ... s): after a long
                 # outage a slot could wait long after the server is back. Give a slot up after
                 # `timeout` instead; the pool then grows again on demand, trying at once.
@@ -252,11 +229,13 @@ class PostgresAdapter(StorageAdapter):
             self._connected = True
             logger.info("Connected to PostgreSQL at %s", self._where)
 
-    async def _configure_connection(self, conn: _BoundedConnection) -> None:
+    async def _configure_connection(self, conn: BoundedConnection) -> None:
         """Pool hook for each new connection: bound its waits by ``query_timeout``; read
-        ``timestamptz`` as the ISO strings the API returns (:mod:`._isotime`)."""
+        ``timestamptz`` as the ISO strings the API returns (:mod:`._isotime`); watch its
+        socket for the checkout check."""
         conn.reply_timeout = self.config.query_timeout
         register_iso_timestamptz(conn)
+        conn.watch_socket()
 
     async def disconnect(self) -> None:
         """Close the pool. Safe before ``connect()`` and when called twice."""
@@ -283,7 +262,7 @@ class PostgresAdapter(StorageAdapter):
         record = prepare_record(data, table, wrap_json=_jsonb)
         if isinstance(record, FactRow) and record.idempotency_key is not None:
             return str(await self._insert_keyed_fact(record))
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.insert(table), record)
             row = await cur.fetchone()
         assert row is not None
@@ -297,7 +276,7 @@ class PostgresAdapter(StorageAdapter):
         """
         table = self.config.table
         record_id = parse_id(id)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(_sql.select_by_id(table, include_expired), (record_id,))
             row = await cur.fetchone()
@@ -314,7 +293,7 @@ class PostgresAdapter(StorageAdapter):
         allowed values. Ties are broken by ``id``, so pages never overlap.
         """
         statement, params = _sql.search(self.config.table, query)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
             rows = await cur.fetchall()
@@ -323,13 +302,13 @@ class PostgresAdapter(StorageAdapter):
     async def delete(self, id: str) -> bool:
         """Delete record ``id`` of the configured table; ``False`` only when it does not exist."""
         record_id = parse_id(id)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.delete_by_id(self.config.table), (record_id,))
             return cur.rowcount > 0
 
     async def delete_expired(self) -> int:
         """Delete the configured table's expired rows (its cleanup function); return how many."""
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.cleanup(self.config.table))
             row = await cur.fetchone()
         assert row is not None
@@ -340,7 +319,7 @@ class PostgresAdapter(StorageAdapter):
     async def count(self, session_id: str | None = None, *, include_expired: bool = False) -> int:
         """Rows of the configured table (of one session if given), expired ones left out."""
         statement, params = _sql.count(self.config.table, session_id, include_expired)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
         assert row is not None
@@ -378,7 +357,7 @@ class PostgresAdapter(StorageAdapter):
             return []
         facts = [row for row in prepared if isinstance(row, FactRow)]
         keyed = table == WORKING_MEMORY and batch_has_keys(facts)
-        async with self._open_pool().connection() as conn, conn.transaction():
+        async with self._open_pool().checkout() as conn, conn.transaction():
             cur = await conn.execute(_sql.RESERVE_IDS, (table, len(prepared)))
             row = await cur.fetchone()
             assert row is not None
@@ -426,7 +405,7 @@ class PostgresAdapter(StorageAdapter):
         turn = prepare_record(record, ACTIVE_CONTEXT, wrap_json=_jsonb)
         pool = self._open_pool()
         if turn_id is not None:
-            async with pool.connection() as conn:
+            async with pool.checkout() as conn:
                 cur = await conn.execute(_sql.add_turn_explicit(), turn)
                 if await cur.fetchone() is not None:
                     return turn_id
@@ -449,7 +428,7 @@ class PostgresAdapter(StorageAdapter):
             turn.ttl_expires_at,
             session_id,
         )
-        async with pool.connection() as conn:
+        async with pool.checkout() as conn:
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(_sql.TURN_LOCK, (_TURN_LOCK_SPACE, session_id))
                 cur = await conn.execute(_sql.add_turn_auto(), params)
@@ -462,7 +441,7 @@ class PostgresAdapter(StorageAdapter):
     ) -> list[dict[str, Any]]:
         """The last ``limit`` turns of a session, oldest first (ready to replay as context)."""
         params = (validate_session_id(session_id), _sql.int_in(limit, "limit", 1, _sql.MAX_LIMIT))
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(_sql.recent_turns(include_expired), params)
             rows = await cur.fetchall()
@@ -471,7 +450,7 @@ class PostgresAdapter(StorageAdapter):
     async def delete_turn(self, session_id: str, turn_id: int) -> bool:
         """Delete one turn; ``False`` when the session has no such turn."""
         params = (validate_session_id(session_id), validate_turn_id(turn_id))
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(
                 "DELETE FROM active_context WHERE session_id = %s AND turn_id = %s", params
             )
@@ -479,7 +458,7 @@ class PostgresAdapter(StorageAdapter):
 
     async def cleanup_expired_turns(self) -> int:
         """Delete expired turns (``cleanup_expired_active_context()``); return how many."""
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.cleanup(ACTIVE_CONTEXT))
             row = await cur.fetchone()
         assert row is not None
@@ -526,7 +505,7 @@ class PostgresAdapter(StorageAdapter):
         fact = prepare_record(record, WORKING_MEMORY, wrap_json=_jsonb)
         if fact.idempotency_key is not None:
             return await self._insert_keyed_fact(fact)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.insert(WORKING_MEMORY), fact)
             row = await cur.fetchone()
         assert row is not None
@@ -534,7 +513,7 @@ class PostgresAdapter(StorageAdapter):
 
     async def _insert_keyed_fact(self, fact: FactRow) -> int:
         """Insert a prepared fact that has a key (the replay rule of :meth:`add_fact`)."""
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             return await insert_keyed_fact(conn, fact)
 
     async def get_facts(
@@ -550,7 +529,7 @@ class PostgresAdapter(StorageAdapter):
         statement, params = _sql.facts(
             session_id, fact_type, min_confidence, limit, include_expired
         )
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
             rows = await cur.fetchall()
@@ -597,7 +576,7 @@ class PostgresAdapter(StorageAdapter):
                 None if ttl_expires_at is None else to_aware_datetime(ttl_expires_at, "ttl")
             )
         params.append(parse_id(fact_id))
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = await conn.execute(_sql.update_fact(columns), params)
             return cur.rowcount > 0
 
@@ -606,7 +585,7 @@ class PostgresAdapter(StorageAdapter):
     async def clear_session(self, session_id: str) -> dict[str, int]:
         """Delete a session's turns and facts in one transaction; return counts per table."""
         session = validate_session_id(session_id)
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             async with conn.pipeline(), conn.transaction():
                 turns = await conn.execute(
                     "DELETE FROM active_context WHERE session_id = %s", (session,)
@@ -618,7 +597,7 @@ class PostgresAdapter(StorageAdapter):
 
     async def cleanup_expired(self) -> dict[str, int]:
         """Delete expired rows of both tables (``cleanup_expired_records()``); return counts."""
-        async with self._open_pool().connection() as conn:
+        async with self._open_pool().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT * FROM cleanup_expired_records()")
             row = await cur.fetchone()

@@ -519,8 +519,10 @@ async def test_pool_recovers_from_killed_connections_without_reconnecting(
             for conn in (c1, c2):
                 cur = await conn.execute("SELECT pg_backend_pid()")
                 pids.append((await cur.fetchone())[0])
+        # With a timeout the call returns once the processes are gone (PostgreSQL 14+): the
+        # server has closed both sockets, as after any restart or kill.
         killed = await rows(
-            raw, "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", pids
+            raw, "SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) pid", pids
         )
         assert killed == [(True,), (True,)]
         # Both pooled connections are dead; the checkout check replaces them.

@@ -18,7 +18,7 @@ def fake_driver(monkeypatch: pytest.MonkeyPatch) -> type[FakePool]:
     FakePool.instances = []
     FakeProbe.calls = []
     FakeProbe.error = None
-    monkeypatch.setattr(adapter_module, "AsyncConnectionPool", FakePool)
+    monkeypatch.setattr(adapter_module, "LifoPool", FakePool)
     monkeypatch.setattr(psycopg.AsyncConnection, "connect", FakeProbe.connect)
     return FakePool
 

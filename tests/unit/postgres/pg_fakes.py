@@ -109,7 +109,6 @@ class FakeConn:
 class FakePool:
     """Records the constructor arguments and every statement; answers from ``results``."""
 
-    check_connection = object()
     instances: list[FakePool] = []
 
     def __init__(self, conninfo: str, **kwargs: Any) -> None:
@@ -135,6 +134,9 @@ class FakePool:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[FakeConn]:
         yield self.conn
+
+    def checkout(self) -> Any:
+        return self.connection()
 
     def get_stats(self) -> dict[str, int]:
         return {"pool_min": 2, "pool_max": 10, "pool_size": 2, "pool_available": 2}

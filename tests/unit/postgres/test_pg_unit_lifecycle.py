@@ -12,6 +12,7 @@ from pg_fakes import URL, FakePool, FakeProbe, Result
 
 from mas_storage import StorageConnectionError
 from mas_storage_postgres import PostgresAdapter
+from mas_storage_postgres._pool import check_connection
 
 
 async def test_connect_opens_a_checked_pool_and_verifies_it(fake_driver: type[FakePool]) -> None:
@@ -26,7 +27,7 @@ async def test_connect_opens_a_checked_pool_and_verifies_it(fake_driver: type[Fa
         assert pool.kwargs["max_size"] == 7
         assert pool.kwargs["timeout"] == 2.5
         assert pool.kwargs["open"] is False
-        assert pool.kwargs["check"] is FakePool.check_connection
+        assert pool.kwargs["check"] is check_connection  # no round trip unless needed
         assert pool.kwargs["kwargs"] == {"autocommit": True, "connect_timeout": 3}
         assert pool.opened == {"wait": True, "timeout": 2.5}
         assert pool.executed == [("SELECT 1", None)]
