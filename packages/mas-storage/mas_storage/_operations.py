@@ -145,8 +145,9 @@ def operation(name: str | None = None, *, connects: bool = False) -> Callable[[_
             finally:
                 if token is not None:
                     _CONNECTING.reset(token)
-            seconds = perf_counter() - start
-            metrics.record(op, seconds, None, args)
+            end = perf_counter()  # the collector's own clock: it reads no other (see record)
+            seconds = end - start
+            metrics.record(op, seconds, None, args, end)
             if tel is not None:
                 tel.finish(self, op, span, otel_token, seconds, None, result)
             return result

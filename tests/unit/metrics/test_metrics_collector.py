@@ -449,3 +449,47 @@ async def test_payload_measurement_never_breaks_or_consumes_the_call() -> None:
     assert ops["store"]["total_count"] == 1
     assert ops["store"]["bytes_total"] == 0
     assert ops["store_many"]["bytes_total"] == 8
+
+
+# -- the steady-state hot path (issue #22's overhead goal) ---------------------------------------
+
+
+async def test_the_steady_path_keeps_every_figure_exact_across_a_reset() -> None:
+    collector = MetricsCollector()
+    collector._volume_rand = lambda: 0.5
+    calls = 5 * FOLD_BATCH + 7
+    for i in range(calls):
+        collector.record("store", 0.002, None, ("x" * 10,), end=1_000.0 + i)
+    assert "store" in collector._steady  # promoted after its first batch
+    store = _ops(await collector.get_metrics())["store"]
+    assert store["total_count"] == calls
+    assert store["total_time_ms"] == pytest.approx(calls * 2.0)
+    assert store["bytes_total"] == calls * 10  # same-sized payloads: the estimate is exact
+    await collector.reset_metrics()
+    for _ in range(3):
+        collector.record("store", 0.004, None, ("y" * 10,))
+    store = _ops(await collector.get_metrics())["store"]
+    assert store["total_count"] == 3  # the queue the hot path holds still feeds the store
+    assert store["total_time_ms"] == pytest.approx(12.0)
+
+
+def test_end_is_the_timestamp_only_on_the_collectors_own_clock() -> None:
+    ticks = itertools.count(50)
+    own = MetricsCollector(clock=lambda: float(next(ticks)))
+    default = MetricsCollector()
+    for collector in (own, default):
+        collector.record("count", 0.001, None, (), end=12_345.0)
+    assert 50.0 <= own.storage.queues["count"][1] < 60.0  # the injected clock, not ``end``
+    assert default.storage.queues["count"][1] == 12_345.0
+
+
+def test_lifecycle_and_unmeasured_operations_stay_off_the_steady_path() -> None:
+    collector = MetricsCollector()
+    quiet = MetricsCollector({"track_data_volume": False})
+    for _ in range(2 * FOLD_BATCH):
+        collector.record("connect", 0.001, None, ("x",))
+        collector.record("count", 0.001, None, ())
+        quiet.record("store", 0.001, None, ("x",))
+    assert collector._steady == {}
+    assert quiet._steady == {}
+    assert collector.report()["connection"]["connect_count"] == 2 * FOLD_BATCH

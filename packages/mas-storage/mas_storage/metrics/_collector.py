@@ -63,7 +63,8 @@ class MetricsCollector:
     Errors are always recorded in full.
 
     ``adapter`` names the backend in reports and labels. ``secrets`` are masked out of every
-    error message recorded. ``clock`` (monotonic seconds) and ``rand`` can be injected in tests.
+    error message recorded. ``clock`` (monotonic seconds; :func:`time.perf_counter` by default,
+    the core's own clock) and ``rand`` can be injected in tests.
     """
 
     def __init__(
@@ -72,7 +73,7 @@ class MetricsCollector:
         *,
         adapter: str = "storage",
         secrets: Iterable[str] = (),
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.perf_counter,
         rand: Callable[[], float] = random.random,
     ) -> None:
         settings = parse_metrics_settings(config)
@@ -102,6 +103,10 @@ class MetricsCollector:
             clock=clock,
         )
         self._queues = self._storage.queues
+        #: Operations past their first batch, by name -> their queue (see :meth:`record`).
+        self._steady: dict[str, list[float]] = {}
+        #: Whether ``clock`` is not :func:`time.perf_counter`, the clock of ``record(end=)``.
+        self._foreign_clock = clock is not time.perf_counter
         self._started = clock()
 
     @property
@@ -117,17 +122,34 @@ class MetricsCollector:
         seconds: float,
         error: BaseException | None,
         args: tuple[Any, ...] = (),
+        end: float | None = None,
     ) -> None:
         """Record one finished call of ``operation`` that took ``seconds``.
 
         ``error`` is the exception it raised, or ``None``. ``args`` are its positional
         arguments: only their approximate size is taken (``track_data_volume``), never their
-        values, on a sample of the calls (see the class docstring). Called by the core for every
-        adapter operation; cheap and synchronous (it queues three numbers, see :mod:`._storage`).
+        values, on a sample of the calls (see the class docstring). ``end`` is the
+        :func:`time.perf_counter` reading at the end of the call, if the caller has one (the
+        core does): it saves a clock read when the collector runs on that clock (the default).
+        Called by the core for every adapter operation; cheap and synchronous (it queues three
+        numbers, see :mod:`._storage`).
         """
         if not self.enabled:
             return
-        now = self._clock()
+        # The hot path, a successful call in the steady state: its payload not measured this
+        # time, three numbers queued. Kept short: between two round trips it runs cache-cold.
+        queue = self._steady.get(operation)
+        if queue is not None and error is None:
+            skip = self._skip
+            if skip:
+                self._skip = skip - 1
+                if end is None or self._foreign_clock:
+                    end = self._clock()
+                queue += (seconds, end, -1)
+                if len(queue) >= _FOLD_FLOATS:
+                    self._storage.fold(operation)
+                return
+        now = self._clock() if end is None or self._foreign_clock else end
         if error is None:
             if self.sampling_rate < 1.0:
                 sampled = self._rand() < self.sampling_rate
@@ -135,7 +157,6 @@ class MetricsCollector:
                 nbytes = (_payload_size(args) if args else 0) if measure else -1
                 self._storage.add_operation(operation, seconds, True, nbytes, sampled, now)
             else:
-                # The hot path: three numbers on the operation's queue (folded in batches).
                 queue = self._queues.get(operation)
                 if queue is None:
                     queue = self._storage.queue(operation)
@@ -157,7 +178,9 @@ class MetricsCollector:
                 queue.extend((seconds, now, nbytes))
                 if len(queue) >= _FOLD_FLOATS:
                     self._storage.fold(operation)
-                    self._exact.discard(operation)
+                    if operation in self._exact:
+                        self._exact.discard(operation)
+                        self._promote(operation, args)
         else:
             nbytes = _payload_size(args) if self.track_data_volume else -1
             self._storage.add_operation(operation, seconds, False, nbytes, True, now)
@@ -166,6 +189,21 @@ class MetricsCollector:
         if operation in _LIFECYCLE:
             at = datetime.now(UTC)
             self._storage.connection_event(operation, seconds, error is None, now, at)
+
+    def _promote(self, operation: str, args: tuple[Any, ...]) -> None:
+        """After its first batch, put ``operation`` on the hot path of :meth:`record`.
+
+        Only what that path covers: calls with arguments, volume tracked, no latency sampling,
+        not ``connect``/``disconnect`` (they also record a connection event).
+        """
+        if (
+            args
+            and self.track_data_volume
+            and self.sampling_rate >= 1.0
+            and operation not in _LIFECYCLE
+            and self._queues.get(operation) is not None
+        ):
+            self._steady[operation] = self._queues[operation]
 
     def _error_record(self, operation: str, seconds: float, error: BaseException) -> ErrorRecord:
         message = cap_message(redact(str(error), self._secrets))

@@ -367,7 +367,8 @@ class MetricsStorage:
         is kept, and a running connection interval restarts now."""
         with self._lock:
             now = self.clock()
-            self._queues.clear()  # in place: collectors hold this dict for their hot path
+            for queue in self._queues.values():  # emptied in place: collectors hold the lists
+                queue.clear()
             self._series = {}
             self._errors = {}
             self._recent.clear()
