@@ -14,11 +14,16 @@ Three parts:
   (the A/A control), metrics on with OpenTelemetry absent (the wrapper's check skipped, as
   without ``opentelemetry-api``), metrics on with the API and no provider, and metrics on with
   the SDK's in-memory span exporter and metric reader. Per arm: median and mean wall time and
-  mean CPU time of the calls; the added microseconds against metrics off.
+  mean CPU time of the calls; the added microseconds against metrics off;
+* **in situ** (``--in-situ N``): ``record()`` itself timed inside the real Redis adapter's
+  loop (the core's call replaced by a timer around it), alternating per call with an empty
+  timer, so the figure is the collector's cost between two round trips (cold caches), without
+  the Redis call's own spread; median and mean, net of the empty timer.
 
 Run from /work/main after ``uv run mas-devstack up``::
 
     uv run python tests/benchmarks/bench_metrics.py [--quick] [--prometheus] [--paired N]
+        [--in-situ N]
 
 Medians of the repetitions after a warm-up. Prints figures, asserts none.
 """
@@ -268,6 +273,52 @@ async def paired(outputs: dict[str, Any], calls: int) -> dict[str, Any]:
     return out
 
 
+async def in_situ(outputs: dict[str, Any], calls: int) -> dict[str, dict[str, float]]:
+    """``record()`` timed around each call the core makes, in a real Redis adapter's loop."""
+    session = f"test-bench-situ-{uuid.uuid4().hex[:12]}"
+    adapter = create_adapter("redis", {"url": outputs["redis_url"], "window_size": 10})
+    out: dict[str, dict[str, float]] = {}
+    async with adapter:
+        record = adapter.metrics.record
+        samples: dict[bool, list[int]] = {True: [], False: []}
+        arm = [False]
+
+        def timed(*args: Any) -> None:
+            if arm[0]:
+                t0 = perf_counter_ns()
+                record(*args)
+                t1 = perf_counter_ns()
+            else:
+                t0 = perf_counter_ns()
+                t1 = perf_counter_ns()
+            samples[arm[0]].append(t1 - t0)
+
+        adapter.metrics.record = timed  # type: ignore[method-assign,assignment]
+        choose = random.Random(20).random
+        try:
+            for op in ("store", "retrieve"):
+                await adapter.store({**_TURN, "session_id": session, "turn_id": 0})
+                rid = f"session:{session}:turns:0"
+                samples[True].clear()
+                samples[False].clear()
+                for i in range(calls):
+                    arm[0] = choose() < 0.5
+                    if op == "store":
+                        await adapter.store({**_TURN, "session_id": session, "turn_id": i})
+                    else:
+                        await adapter.retrieve(rid)
+                on, empty = samples[True], samples[False]
+                out[op] = {
+                    "median_us": (statistics.median(on) - statistics.median(empty)) / 1e3,
+                    "mean_us": (statistics.fmean(on) - statistics.fmean(empty)) / 1e3,
+                    "calls": len(on),
+                }
+        finally:
+            adapter.metrics.record = record  # type: ignore[method-assign]
+            await adapter.delete(f"session:{session}:turns")
+    return out
+
+
 def _print_paired(result: dict[str, Any]) -> None:
     print("\nPaired, per-call rotation on one Redis adapter (microseconds)")
     head = f"  {'op':<9}{'arm':<10}{'p50':>9}{'mean':>9}{'cpu mean':>10}"
@@ -326,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--paired", type=int, default=0, metavar="N", help="also N calls per op, arms per call"
     )
+    parser.add_argument(
+        "--in-situ", type=int, default=0, metavar="N", help="also record() timed in N calls"
+    )
     args = parser.parse_args(argv)
     outputs = load_stack_outputs()
     if not outputs.get("redis_url"):
@@ -334,12 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(outputs, quick=args.quick))
     if args.paired:
         result["paired"] = asyncio.run(paired(outputs, args.paired))
+    if args.in_situ:
+        result["in_situ"] = asyncio.run(in_situ(outputs, args.in_situ))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print(result, args.prometheus)
         if args.paired:
             _print_paired(result["paired"])
+        for op, row in result.get("in_situ", {}).items():
+            print(
+                f"  in situ: record() on {op}: median {row['median_us']:.2f} us, "
+                f"mean {row['mean_us']:.2f} us ({row['calls']:.0f} calls, net of an empty timer)"
+            )
     return 0
 
 
