@@ -1,0 +1,146 @@
+"""Which Qdrant the stack outputs point at, and how a test reaches it in each mode.
+
+The rule every Qdrant test follows: **a suite tests what the outputs point at**.
+
+* ``qdrant_url`` (the lab, or any server) -> **server** mode: the adapter and raw clients talk to
+  that server with the outputs' ``qdrant_api_key``;
+* ``qdrant_path`` (the local stack) -> **embedded** mode: the in-process engine; tests use a
+  private directory of their own (one client per path) unless they test the stack's own path;
+* both keys -> both modes, each test once per mode; neither -> every Qdrant test skips.
+
+Tests take the mode as a parameter (``[embedded]`` / ``[server]`` in their ids) and call
+:func:`require_mode` first, which skips a mode the outputs do not name with a one-line reason.
+An adapter config is always a complete mapping (:func:`adapter_config`): a mapping reads neither
+the environment nor the outputs file, so an embedded config never turns into a server one just
+because the outputs also name a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+__all__ = [
+    "MODES",
+    "Mode",
+    "Raw",
+    "adapter_config",
+    "modes_of",
+    "raw_client",
+    "require_mode",
+    "server_client",
+    "skip_reason",
+    "unique_collection",
+]
+
+Mode = Literal["embedded", "server"]
+#: Both modes, in the order tests are parametrised.
+MODES: tuple[Mode, ...] = ("embedded", "server")
+#: A factory of raw clients on one test's engine (``async with raw() as client``).
+Raw = Callable[[], contextlib.AbstractAsyncContextManager[AsyncQdrantClient]]
+#: What qdrant-client warns when an API key goes over plain http (``async_qdrant_remote.py``).
+INSECURE_KEY_WARNING = "Api key is used with an insecure connection"
+
+
+def modes_of(outputs: Mapping[str, Any]) -> tuple[Mode, ...]:
+    """The modes the outputs name: ``server`` for ``qdrant_url``, ``embedded`` for
+    ``qdrant_path``."""
+    named: list[Mode] = []
+    if outputs.get("qdrant_path"):
+        named.append("embedded")
+    if outputs.get("qdrant_url"):
+        named.append("server")
+    return tuple(named)
+
+
+def skip_reason(outputs: Mapping[str, Any], mode: Mode) -> str | None:
+    """Why a test of ``mode`` does not apply to these outputs (one line), or None."""
+    if mode in modes_of(outputs):
+        return None
+    if mode == "server":
+        return "the outputs name no Qdrant server (no qdrant_url): server mode does not apply"
+    return "the outputs name no embedded Qdrant (no qdrant_path): embedded mode does not apply"
+
+
+def require_mode(outputs: Mapping[str, Any], mode: Mode) -> None:
+    """Skip the calling test when the outputs do not point at a Qdrant of ``mode``."""
+    reason = skip_reason(outputs, mode)
+    if reason:
+        pytest.skip(reason)
+
+
+def unique_collection(prefix: str = "test") -> str:
+    """A collection name no other test (or session on the same server) uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def adapter_config(
+    outputs: Mapping[str, Any], mode: Mode, *, path: Path | str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A complete ``QdrantAdapter`` config for ``mode``.
+
+    Server: the outputs' ``qdrant_url`` and ``qdrant_api_key``. Embedded: ``path`` (a private
+    directory), or the outputs' ``qdrant_path`` when none is given. ``extra`` (collection,
+    vector size, timeouts...) is added as given.
+    """
+    if mode == "server":
+        return {"url": outputs["qdrant_url"], "api_key": outputs.get("qdrant_api_key"), **extra}
+    return {"path": str(path if path is not None else outputs["qdrant_path"]), **extra}
+
+
+@contextlib.contextmanager
+def _key_over_http(outputs: Mapping[str, Any]) -> Iterator[None]:
+    """Expect qdrant-client's warning when the outputs send an API key over plain http.
+
+    That is what the lab serves (no TLS on Qdrant), and the warning is right: the key crosses
+    the network in clear. Under ``filterwarnings = error`` it would fail the test, so a raw
+    client asserts it instead of letting it escape; over https no warning is expected, and any
+    other warning still fails the test.
+    """
+    url = str(outputs["qdrant_url"])
+    if outputs.get("qdrant_api_key") and url.startswith("http://"):
+        with pytest.warns(UserWarning, match=INSECURE_KEY_WARNING):
+            yield
+    else:
+        yield
+
+
+def server_client(outputs: Mapping[str, Any], **kwargs: Any) -> AsyncQdrantClient:
+    """A raw qdrant-client on the outputs' server (the caller closes it).
+
+    Without the client's compatibility probe: it is a blocking request in a thread of its own
+    that outlives the client and can only warn, so a server stopped or frozen by a fault test
+    meanwhile failed the run at its end (``Failed to obtain server version``). The server's
+    version is checked by ``test_backend_versions.py``.
+    """
+    kwargs.setdefault("check_compatibility", False)
+    with _key_over_http(outputs):
+        return AsyncQdrantClient(
+            url=outputs["qdrant_url"], api_key=outputs.get("qdrant_api_key"), **kwargs
+        )
+
+
+@contextlib.asynccontextmanager
+async def raw_client(
+    outputs: Mapping[str, Any], mode: Mode, *, path: Path | str | None = None
+) -> AsyncIterator[AsyncQdrantClient]:
+    """A raw qdrant-client on what ``mode`` points at, to check what the engine holds.
+
+    Embedded: a client of the directory (``path``, or the outputs' ``qdrant_path``); the
+    directory admits one client, so the adapter on it must be disconnected. Server: a client of
+    the outputs' server, whatever the adapter does meanwhile.
+    """
+    if mode == "server":
+        client = server_client(outputs)
+    else:
+        client = AsyncQdrantClient(path=str(path if path is not None else outputs["qdrant_path"]))
+    try:
+        yield client
+    finally:
+        await client.close()
