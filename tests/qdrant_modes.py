@@ -4,8 +4,8 @@ The rule every Qdrant test follows: **a suite tests what the outputs point at**.
 
 * ``qdrant_url`` (the lab, or any server) -> **server** mode: the adapter and raw clients talk to
   that server with the outputs' ``qdrant_api_key``;
-* ``qdrant_path`` (the local stack) -> **embedded** mode: the in-process engine; tests use a
-  private directory of their own (one client per path) unless they test the stack's own path;
+* ``qdrant_path`` (the local stack) -> **embedded** mode: the in-process engine (Qdrant Edge);
+  tests use a private directory of their own unless they test the stack's own path;
 * both keys -> both modes, each test once per mode; neither -> every Qdrant test skips.
 
 Tests take the mode as a parameter (``[embedded]`` / ``[server]`` in their ids) and call
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,6 @@ from qdrant_client import AsyncQdrantClient
 __all__ = [
     "MODES",
     "Mode",
-    "Raw",
     "adapter_config",
     "modes_of",
     "raw_client",
@@ -42,8 +41,6 @@ __all__ = [
 Mode = Literal["embedded", "server"]
 #: Both modes, in the order tests are parametrised.
 MODES: tuple[Mode, ...] = ("embedded", "server")
-#: A factory of raw clients on one test's engine (``async with raw() as client``).
-Raw = Callable[[], contextlib.AbstractAsyncContextManager[AsyncQdrantClient]]
 #: What qdrant-client warns when an API key goes over plain http (``async_qdrant_remote.py``).
 INSECURE_KEY_WARNING = "Api key is used with an insecure connection"
 
@@ -127,19 +124,12 @@ def server_client(outputs: Mapping[str, Any], **kwargs: Any) -> AsyncQdrantClien
 
 
 @contextlib.asynccontextmanager
-async def raw_client(
-    outputs: Mapping[str, Any], mode: Mode, *, path: Path | str | None = None
-) -> AsyncIterator[AsyncQdrantClient]:
-    """A raw qdrant-client on what ``mode`` points at, to check what the engine holds.
+async def raw_client(outputs: Mapping[str, Any]) -> AsyncIterator[AsyncQdrantClient]:
+    """A raw qdrant-client on the outputs' server, to check what it holds behind an adapter.
 
-    Embedded: a client of the directory (``path``, or the outputs' ``qdrant_path``); the
-    directory admits one client, so the adapter on it must be disconnected. Server: a client of
-    the outputs' server, whatever the adapter does meanwhile.
+    (Embedded, the engine is Qdrant Edge: tests read its shards with ``qdrant_edge``.)
     """
-    if mode == "server":
-        client = server_client(outputs)
-    else:
-        client = AsyncQdrantClient(path=str(path if path is not None else outputs["qdrant_path"]))
+    client = server_client(outputs)
     try:
         yield client
     finally:

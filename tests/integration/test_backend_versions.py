@@ -1,9 +1,9 @@
 """Every server the outputs point at runs the version of the backend versions manifest.
 
 Locally this proves the suite tests the versions the lab's images run; pointed at the lab's
-outputs (``MAS_STACK_OUTPUTS``) it proves the lab runs what the suite tested. Qdrant has no local
-server (embedded mode): there the client's compatibility with the lab's server version is what
-can be checked.
+outputs (``MAS_STACK_OUTPUTS``) it proves the lab runs what the suite tested. Qdrant in each mode
+the outputs name: a server reports its version; embedded, there is no server to ask, and the
+client's compatibility with the lab's server version is what can be checked.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import redis.asyncio as aioredis
 from neo4j import AsyncGraphDatabase
+from qdrant_modes import require_mode
 
 from mas_storage import backend_versions
 
@@ -54,20 +55,21 @@ async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) 
     assert response.json()["version"] == TESTED["typesense"].version
 
 
-async def test_qdrant_server_or_embedded_client_fits_the_tested_version(
+async def test_qdrant_server_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
+    require_mode(stack_outputs, "server")
+    headers = {"api-key": stack_outputs.get("qdrant_api_key") or ""}
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+        response = await client.get(stack_outputs["qdrant_url"], headers=headers)
+    response.raise_for_status()
+    assert response.json()["version"] == TESTED["qdrant"].version
+
+
+async def test_embedded_qdrant_client_fits_the_tested_server_version(
     stack_outputs: dict[str, Any],
 ) -> None:
-    tested = TESTED["qdrant"]
-    if stack_outputs.get("qdrant_url"):
-        headers = {"api-key": stack_outputs.get("qdrant_api_key") or ""}
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.get(stack_outputs["qdrant_url"], headers=headers)
-        response.raise_for_status()
-        assert response.json()["version"] == tested.version
-        return
-    # Embedded (Qdrant Edge): no server to ask. The outputs name the local directory, and the
-    # client of server mode is one that accepts the lab's server (one minor version away).
-    assert stack_outputs.get("qdrant_path")
+    # Embedded (Qdrant Edge): no server to ask. The client of server mode must be one that
+    # accepts the lab's server (one minor version away).
+    require_mode(stack_outputs, "embedded")
     client_major, client_minor = (int(p) for p in dist_version("qdrant-client").split(".")[:2])
-    server_major, server_minor = (int(p) for p in tested.version.split(".")[:2])
+    server_major, server_minor = (int(p) for p in TESTED["qdrant"].version.split(".")[:2])
     assert client_major == server_major and abs(client_minor - server_minor) <= 1

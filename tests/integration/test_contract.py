@@ -4,7 +4,9 @@ One test class, parametrised by backend: what every ``StorageAdapter`` promises 
 driver. A store/retrieve/delete round trip checked on the backend, ``None`` and ``False`` for a
 missing id, bad input refused with nothing written, the "not connected" rule, and ``async
 with``. Each backend contributes a small :class:`Case`: a config, a record, a bad record, a
-missing id, and a way to count what the backend holds.
+missing id, and a way to count what the backend holds. Qdrant is two cases, one per mode
+(``qdrant-embedded``, ``qdrant-server``), each run where the outputs name that mode
+(``qdrant_modes``) and skipped, with the reason, where they do not.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from qdrant_modes import MODES, Mode, adapter_config, require_mode
 
 from mas_storage import (
     StorageAdapter,
@@ -68,10 +71,13 @@ def _case(kind: str, outputs: dict[str, Any], tmp: Path) -> Case:
             lambda a: a.get_session_size(session),
             lambda a: a.clear_session(session),
         )
-    if kind == "qdrant":
+    if kind.startswith("qdrant-"):
+        mode = cast(Mode, kind.removeprefix("qdrant-"))
+        require_mode(outputs, mode)
+        collection = f"test_contract_{RUN}"
         return Case(
-            kind,
-            {"path": str(tmp / "qdrant"), "collection_name": f"test_contract_{RUN}"},
+            "qdrant",
+            adapter_config(outputs, mode, path=tmp / "qdrant", collection_name=collection),
             {"vector": _vector(0.3), "content": "contract vector", "session_id": session},
             {"vector": [*_vector(0.3)[:-1], math.nan], "content": "NaN in the vector"},
             str(uuid.uuid4()),
@@ -124,7 +130,10 @@ def _case(kind: str, outputs: dict[str, Any], tmp: Path) -> Case:
     raise AssertionError(kind)
 
 
-@pytest.fixture(params=["postgres", "redis", "qdrant", "neo4j", "typesense"])
+KINDS = ["postgres", "redis", *(f"qdrant-{mode}" for mode in MODES), "neo4j", "typesense"]
+
+
+@pytest.fixture(params=KINDS)
 async def case(
     request: pytest.FixtureRequest, stack_outputs: dict[str, Any], tmp_path: Path
 ) -> AsyncIterator[Case]:

@@ -5,7 +5,8 @@ outputs, runs store, retrieve, search and delete, then one bad input, and checks
 collector recorded: the counts per operation, positive latencies and throughput, the error
 counter and the recent-errors list, the connection events, the Prometheus export (parsed), and
 that no credential of the config appears in any export. Everything is created under a unique
-``test-…`` id (session, collection or node property) and removed afterwards.
+``test-…`` id (session, collection or node property) and removed afterwards. Qdrant runs in
+each mode the outputs name (``qdrant-embedded``: the stack's own path; ``qdrant-server``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from embedded_qdrant import connect_when_unlocked
 from prometheus_client.parser import text_string_to_metric_families
+from qdrant_modes import MODES, Mode, adapter_config, require_mode
 
 from mas_storage import StorageDataError, create_adapter
 
@@ -39,11 +41,29 @@ class Case:
     content_of: Callable[[dict[str, Any]], Any] = lambda row: row.get("content")
 
 
-def _qdrant_config(outputs: dict[str, Any], run: str) -> dict[str, Any]:
-    base: dict[str, Any] = {"collection_name": run, "vector_size": QDRANT_DIM}
-    if outputs.get("qdrant_url"):
-        return {**base, "url": outputs["qdrant_url"], "api_key": outputs.get("qdrant_api_key")}
-    return {**base, "path": outputs["qdrant_path"]}
+def _qdrant_config(mode: Mode) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """The Qdrant config of ``mode`` (skips where the outputs do not name that mode)."""
+
+    def config(outputs: dict[str, Any], run: str) -> dict[str, Any]:
+        require_mode(outputs, mode)
+        return adapter_config(outputs, mode, collection_name=run, vector_size=QDRANT_DIM)
+
+    return config
+
+
+def _qdrant_case(mode: Mode) -> Case:
+    return Case(
+        config=_qdrant_config(mode),
+        record=lambda run: {"vector": _vector(), "content": "metrics probe", "session_id": run},
+        query=lambda run: {"vector": _vector(), "limit": 5, "session_id": run},
+        bad_record=lambda run: {"vector": [1.0, 2.0], "content": "wrong dimension"},
+        cleanup=lambda a, run: a.drop_collection(),
+    )
+
+
+def backend_of(kind: str) -> str:
+    """The adapter kind of a case (``qdrant-server`` -> ``qdrant``)."""
+    return kind.partition("-")[0]
 
 
 def _vector() -> list[float]:
@@ -75,13 +95,7 @@ CASES: dict[str, Case] = {
         bad_record=lambda run: {"session_id": run, "content": "no turn id"},
         cleanup=lambda a, run: a.delete(f"session:{run}:turns"),
     ),
-    "qdrant": Case(
-        config=_qdrant_config,
-        record=lambda run: {"vector": _vector(), "content": "metrics probe", "session_id": run},
-        query=lambda run: {"vector": _vector(), "limit": 5, "session_id": run},
-        bad_record=lambda run: {"vector": [1.0, 2.0], "content": "wrong dimension"},
-        cleanup=lambda a, run: a.drop_collection(),
-    ),
+    **{f"qdrant-{mode}": _qdrant_case(mode) for mode in MODES},
     "neo4j": Case(
         config=lambda o, run: {
             "url": o["neo4j_url"],
@@ -139,7 +153,7 @@ async def test_adapter_records_its_metrics(kind: str, stack_outputs: dict[str, A
     case = CASES[kind]
     run = f"test-metrics-{uuid.uuid4().hex[:10]}"
     config = {**case.config(stack_outputs, run), "metrics": {"max_history": 50}}
-    adapter = create_adapter(kind, config)
+    adapter = create_adapter(backend_of(kind), config)
     await connect_when_unlocked(adapter)
     try:
         record_id = await adapter.store(case.record(run))
@@ -171,7 +185,7 @@ async def test_adapter_records_its_metrics(kind: str, stack_outputs: dict[str, A
         assert stats["throughput"]["ops_per_sec"] > 0, op
     assert ops["store"]["success_rate"] == 0.5
     assert ops["store"]["bytes_total"] > 0
-    assert metrics["adapter_type"] == kind
+    assert metrics["adapter_type"] == backend_of(kind)
 
     errors = metrics["errors"]
     assert errors["by_type"].get("StorageDataError") == 1

@@ -7,7 +7,8 @@ named ``{operation} {target}``, with the database conventions' attributes, a chi
 application span in its trace; the bad store's span has status ``ERROR`` carrying the
 ``StorageError`` class, and ``error.type``; ``db.client.operation.duration`` has a data point
 per operation and outcome with the same attributes and the recommended buckets. No attribute
-holds the payload or a credential. The adapters and cases are those of the metrics test.
+holds the payload or a credential. The adapters and cases are those of the metrics test (Qdrant
+in each mode the outputs name).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from embedded_qdrant import connect_when_unlocked
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_sinks import Sinks, sinks_installed, span_texts
-from test_metrics_adapters import CASES, _secrets
+from test_metrics_adapters import CASES, _secrets, backend_of
 
 from mas_storage import StorageDataError, configure_telemetry, create_adapter
 from mas_storage._telemetry import DURATION_BUCKETS
@@ -37,7 +38,8 @@ SYSTEMS = {
 URL_KEYS = {
     "postgres": "postgres_url",
     "redis": "redis_url",
-    "qdrant": "qdrant_url",
+    "qdrant-embedded": None,  # in-process: no server
+    "qdrant-server": "qdrant_url",
     "neo4j": "neo4j_url",
     "typesense": "typesense_url",
 }
@@ -50,9 +52,10 @@ def sinks() -> Iterator[Sinks]:
 
 
 def _expected_server(kind: str, outputs: dict[str, Any]) -> tuple[str, int] | None:
-    url = outputs.get(URL_KEYS[kind])
-    if not url:
+    key = URL_KEYS[kind]
+    if key is None:
         return None  # the embedded Qdrant: no server
+    url = outputs[key]
     parts = urlsplit(url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
@@ -65,7 +68,8 @@ async def test_adapter_operations_are_spans_and_metrics(
     case = CASES[kind]
     run = f"test-otel-{uuid.uuid4().hex[:10]}"
     config = case.config(stack_outputs, run)
-    adapter = create_adapter(kind, config)
+    backend = backend_of(kind)
+    adapter = create_adapter(backend, config)
     tracer = sinks.tracer_provider.get_tracer("test-app")
     with tracer.start_as_current_span("agent-step") as parent:
         await connect_when_unlocked(adapter)
@@ -96,7 +100,7 @@ async def test_adapter_operations_are_spans_and_metrics(
 
     context = parent.get_span_context()
     server = _expected_server(kind, stack_outputs)
-    collection = {"postgres": "active_context", "qdrant": run, "typesense": run}.get(kind)
+    collection = {"postgres": "active_context", "qdrant": run, "typesense": run}.get(backend)
     for span in spans:
         attrs = dict(span.attributes or {})
         op = str(attrs["db.operation.name"])
@@ -104,7 +108,7 @@ async def test_adapter_operations_are_spans_and_metrics(
         assert span.parent is not None
         if op in ("connect", "disconnect", "store", "retrieve", "search", "delete"):
             assert span.parent.span_id == context.span_id, op  # the caller's span, not a sibling
-        assert attrs["db.system.name"] == SYSTEMS[kind]
+        assert attrs["db.system.name"] == SYSTEMS[backend]
         if server is None:
             assert "server.address" not in attrs
             assert span.kind is SpanKind.INTERNAL  # in-process engine
@@ -116,7 +120,7 @@ async def test_adapter_operations_are_spans_and_metrics(
         elif collection is not None:
             assert attrs["db.collection.name"] == collection
         target = attrs.get("db.collection.name") or (
-            attrs.get("db.namespace") if kind != "redis" else None
+            attrs.get("db.namespace") if backend != "redis" else None
         )
         if not target and server:
             target = f"{server[0]}:{server[1]}"

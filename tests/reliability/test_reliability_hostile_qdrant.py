@@ -1,4 +1,6 @@
-"""Hostile input against QdrantAdapter, embedded on a private path (issue #11).
+"""Hostile input against QdrantAdapter, in each mode the outputs name (issues #11, #23).
+
+Embedded: Qdrant Edge on a private path. Server: the outputs' server, a collection of its own.
 
 500 generated calls per method that takes caller data: random records, NaN and infinities in
 vectors, vectors of the wrong length or type, malformed point ids, hostile filter keys and
@@ -6,9 +8,11 @@ values, huge strings and unicode edge cases in payloads. Each call returns or ra
 StorageError; a refused call leaves the store as it was.
 
 The state compared before and after each call is every point of the collection (id, payload,
-vector), read from the engine itself (the Qdrant Edge shard), plus the list of collections
-(directories) under the path. Accepted writes are checked against what the engine
-holds, then the collection is reset to its seed points.
+vector), read from the engine itself (embedded: the adapter's own Qdrant Edge shard; server: a
+raw client), plus the collections (embedded: the directories under the path; server: whether
+this module's collection exists). Accepted writes are checked against what the engine holds,
+payload floats as the engine's JSON parser reads them (``qdrant_payloads``: once embedded,
+twice on a server; not bit for bit), then the collection is reset to its seed points.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +41,9 @@ from hostile import (
     vectors,
 )
 from hypothesis import strategies as st
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_modes import MODES, Mode, adapter_config, require_mode, server_client, unique_collection
+from qdrant_payloads import PARSES, same_payload
 
 from mas_storage_qdrant import QdrantAdapter
 from mas_storage_qdrant._points import parse_id
@@ -46,12 +54,13 @@ SEED_IDS = (str(uuid.UUID(int=1)), str(uuid.UUID(int=2)), "3", "4")
 SEED_SESSIONS = ("seed-a", "seed-\u05e9\U0001f600")
 
 
-def _seed_points() -> list[qe.Point]:
+def _seeds() -> list[tuple[int | str, list[float], dict[str, Any]]]:
+    """The seed points: id, vector, payload."""
     return [
-        qe.Point(
-            id=int(pid) if pid.isdigit() else pid,
-            vector=[float(i + 1)] * SIZE,
-            payload={
+        (
+            int(pid) if pid.isdigit() else pid,
+            [float(i + 1)] * SIZE,
+            {
                 "content": f"seed {i} \u202e",
                 "session_id": SEED_SESSIONS[i % 2],
                 "metadata": {"topic": "billing" if i % 2 else "travel", "n": i},
@@ -64,31 +73,53 @@ def _seed_points() -> list[qe.Point]:
 
 @dataclass(repr=False)
 class Qd(HostileFixture):
-    """The module's adapter (embedded, private path) and the seed points."""
+    """The module's adapter in one mode, the engine behind it, and the seed points.
+
+    The engine is read and written without the adapter: embedded, the adapter's own open
+    Qdrant Edge shard; server, a raw client of the outputs' server (``raw``).
+    """
 
     adapter: QdrantAdapter
-    seeds: list[qe.Point] = field(default_factory=_seed_points)
+    mode: Mode
+    collection: str
+    raw: AsyncQdrantClient | None = None
+    seeds: list[tuple[int | str, list[float], dict[str, Any]]] = field(default_factory=_seeds)
 
     def shard(self) -> qe.EdgeShard:
         """The adapter's own open shard: the engine, read and written without the adapter."""
         assert self.adapter._edge is not None
         return self.adapter._edge.shard()
 
-    def points(self) -> dict[str, qe.Record]:
+    def points(self) -> dict[str, Any]:
         """The collection's points, read from the engine directly (not through the adapter)."""
-        return _points(self.shard())
+        if self.raw is None:
+            return _points(self.shard())
+        return self.run(_server_points(self.raw, self.collection))
 
     def reset(self) -> None:
         """Only the seed points, as they were."""
         self.guard.forget()
         extra = [int(pid) if pid.isdigit() else pid for pid in self.points() if pid not in SEED_IDS]
+        if self.raw is None:
+            if extra:
+                self.shard().update(qe.UpdateOperation.delete_points(extra))
+            points = [qe.Point(pid, vector, payload) for pid, vector, payload in self.seeds]
+            self.shard().update(qe.UpdateOperation.upsert_points(points))
+            return
         if extra:
-            self.shard().update(qe.UpdateOperation.delete_points(extra))
-        self.shard().update(qe.UpdateOperation.upsert_points(self.seeds))
+            selector = models.PointIdsList(points=extra)
+            self.run(self.raw.delete(self.collection, points_selector=selector, wait=True))
+        structs = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in self.seeds]
+        self.run(self.raw.upsert(self.collection, points=structs, wait=True))
 
 
 def _points(shard: qe.EdgeShard) -> dict[str, qe.Record]:
     records, _ = shard.scroll(qe.ScrollRequest(limit=10_000, with_payload=True, with_vector=True))
+    return {str(r.id): r for r in records}
+
+
+async def _server_points(client: AsyncQdrantClient, collection: str) -> dict[str, models.Record]:
+    records, _ = await client.scroll(collection, limit=10_000, with_payload=True, with_vectors=True)
     return {str(r.id): r for r in records}
 
 
@@ -103,21 +134,41 @@ def _fresh(qd: Qd) -> None:
     qd.fresh()
 
 
-@pytest.fixture(scope="module")
-def qd(stack_outputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Qd]:
-    path = tmp_path_factory.mktemp("qdrant-hostile")
-    with hostile_session(stack_outputs, "qdrant") as session:
-        adapter = QdrantAdapter(
-            {"path": str(path), "collection_name": COLLECTION, "vector_size": SIZE}
-        )
+@pytest.fixture(scope="module", params=MODES)
+def qd(
+    request: pytest.FixtureRequest,
+    stack_outputs: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Qd]:
+    """The adapter in each mode the outputs name: embedded on a private path (collection
+    ``test_hostile``), or on the outputs' server (a collection of its own)."""
+    mode: Mode = request.param
+    require_mode(stack_outputs, mode)
+    path: Path | None = None
+    raw: AsyncQdrantClient | None = None
+    if mode == "embedded":
+        collection = COLLECTION
+        path = tmp_path_factory.mktemp("qdrant-hostile")
+    else:
+        collection = unique_collection(COLLECTION)
+        raw = server_client(stack_outputs)
+    config = adapter_config(
+        stack_outputs, mode, path=path, collection_name=collection, vector_size=SIZE
+    )
+    with hostile_session(stack_outputs, f"qdrant-{mode}") as session:
+        adapter = QdrantAdapter(config)
         session.loop.run(adapter.connect())
-        env: Qd
 
         async def snapshot() -> tuple[Any, ...]:
-            assert adapter._edge is not None
-            records = _points(adapter._edge.shard()).values()
+            if raw is None:
+                assert adapter._edge is not None and path is not None
+                records = _points(adapter._edge.shard()).values()
+                names = [p.name for p in path.iterdir()]
+            else:  # a shared server: this module's collection is its whole state
+                records = (await _server_points(raw, collection)).values()
+                names = [collection] if await raw.collection_exists(collection) else []
             return (
-                tuple(sorted(p.name for p in path.iterdir())),
+                tuple(sorted(names)),
                 tuple(
                     sorted(
                         (str(r.id), json.dumps(r.payload, sort_keys=True), _rounded(r.vector))
@@ -126,13 +177,17 @@ def qd(stack_outputs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
                 ),
             )
 
-        env = Qd(session, session.guard(snapshot), adapter)
+        env = Qd(session, session.guard(snapshot), adapter, mode, collection, raw)
         env.reset()
         try:
             yield env
         finally:
-            session.loop.run(adapter.drop_collection())
-            session.loop.run(adapter.disconnect())
+            try:
+                session.loop.run(adapter.drop_collection())
+                session.loop.run(adapter.disconnect())
+            finally:
+                if raw is not None:
+                    session.loop.run(raw.close())
 
 
 # -- strategies --------------------------------------------------------------------------------
@@ -181,20 +236,6 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _same_json(held: Any, given: Any) -> bool:
-    """``held == given``, but a float may be one ulp off: Qdrant keeps a payload as JSON text
-    and reads it back with serde_json's default float parser, which is not correctly rounded
-    (no ``float_roundtrip``; seen: 4.7720626500237765e-118 came back as 4.772062650023777e-118).
-    A Qdrant server stores payloads the same way. Everything else must be equal, types too."""
-    if isinstance(given, float) and type(held) is float:
-        return held == given or abs(held - given) <= math.ulp(given)
-    if isinstance(given, dict) and isinstance(held, dict):
-        return list(held) == list(given) and all(_same_json(held[k], given[k]) for k in given)
-    if isinstance(given, list) and isinstance(held, list):
-        return len(held) == len(given) and all(map(_same_json, held, given))
-    return type(held) is type(given) and held == given
-
-
 def check_point(qd: Qd, point_id: str, record: dict[str, Any]) -> None:
     """The engine holds the accepted record: payload as given, vector of the right size."""
     held = qd.points().get(point_id)
@@ -204,8 +245,11 @@ def check_point(qd: Qd, point_id: str, record: dict[str, Any]) -> None:
     # two code points comes back as one character; every other string comes back unchanged.
     assert payload["content"] == _as_json(record.get("content") or "")
     assert payload["session_id"] == _as_json(record.get("session_id"))
+    # A float comes back as the engine's JSON parser reads it, not bit for bit (issue #23):
+    # exactly that value, and nothing else, is accepted (qdrant_payloads).
     expected = _as_json(record.get("metadata") or {})
-    assert _same_json(payload["metadata"], expected), (payload["metadata"], expected)
+    parses = PARSES[qd.mode]
+    assert same_payload(payload["metadata"], expected, parses=parses), (payload, expected)
     vector = held.vector
     assert isinstance(vector, list) and len(vector) == SIZE
     assert all(isinstance(x, float) and math.isfinite(x) for x in vector)
@@ -301,7 +345,7 @@ def test_count(qd: Qd) -> None:
         session, equals = example
         out = qd.guard.attempt("count", lambda: qd.adapter.count(session, equals), pure=True)
         if out.ok and session is not None and not equals:
-            expected = sum(1 for p in qd.seeds if (p.payload or {})["session_id"] == session)
+            expected = sum(1 for _, _, payload in qd.seeds if payload["session_id"] == session)
             assert out.value == expected
 
     explore("qdrant.count", args, body)

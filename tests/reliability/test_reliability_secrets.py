@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from hostile import LoopThread
 from otel_sinks import Sinks
+from qdrant_modes import adapter_config, modes_of
 from secretwatch import (
     SecretSweep,
     SecretWatch,
@@ -246,13 +247,27 @@ async def _typesense(o: dict[str, Any], scan: Scan, closed: int) -> None:
 
 
 async def _qdrant(o: dict[str, Any], scan: Scan, closed: int, path: str, key: str) -> None:
-    config = {"path": path, "collection_name": "secrets", "vector_size": 4}
-    async with QdrantAdapter(config) as qd:
-        pid = await qd.store({"vector": [0.1, 0.2, 0.3, 0.4], "content": "hello"})
-        assert await qd.retrieve(pid) is not None
-        await scan.expect("qdrant NaN", qd.store({"vector": [float("nan")] * 4}), StorageDataError)
-        scan.adapter("qdrant embedded", qd)
-        await scan.metrics("qdrant", qd)
+    """Each mode the outputs name (embedded on a private path; the outputs' server with its
+    key, then with a wrong one), then a closed port with the key."""
+    for mode in modes_of(o):
+        config = adapter_config(
+            o, mode, path=path, collection_name=f"{RUN}-qdrant".replace("-", "_"), vector_size=4
+        )
+        async with QdrantAdapter(config) as qd:
+            pid = await qd.store({"vector": [0.1, 0.2, 0.3, 0.4], "content": "hello"})
+            assert await qd.retrieve(pid) is not None
+            await scan.expect(
+                f"qdrant {mode} NaN", qd.store({"vector": [float("nan")] * 4}), StorageDataError
+            )
+            scan.adapter(f"qdrant {mode}", qd)
+            await scan.metrics(f"qdrant {mode}", qd)
+            await qd.drop_collection()
+        if mode == "server" and o.get("qdrant_api_key"):
+            wrong = QdrantAdapter({**config, "api_key": f"{key}x"})
+            await scan.expect("qdrant wrong key", wrong.connect(), StorageConnectionError)
+            scan.adapter("qdrant wrong key", wrong)
+            await scan.metrics("qdrant wrong key", wrong)
+            await wrong.disconnect()
     adapter = QdrantAdapter(
         {"url": f"http://127.0.0.1:{closed}", "api_key": key, "timeout": 3, "vector_size": 4}
     )

@@ -1,15 +1,28 @@
-"""Embedded-mode fixtures: every test gets its own storage directory (the path is locked)."""
+"""Qdrant fixtures: each test runs in every mode the stack outputs name (``qdrant_modes``).
+
+* embedded (``qdrant_path`` in the outputs): each test gets a storage directory of its own
+  (Qdrant Edge: a collection is locked while a client has it open);
+* server (``qdrant_url``): the outputs' server and API key, a collection of its own
+  (``test-<hex>``), dropped afterwards whatever happened.
+
+``engine`` reads what the engine holds without the adapter: a Qdrant Edge shard of the
+directory (only while the adapter is disconnected), or a raw qdrant-client of the server.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import qdrant_edge as qe
+from qdrant_modes import Mode, adapter_config, raw_client
 
 from mas_storage_qdrant import QdrantAdapter
 
@@ -33,13 +46,17 @@ def qdrant_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def make_qdrant(qdrant_dir: Path) -> AsyncIterator[Callable[..., QdrantAdapter]]:
-    """Build adapters on this test's directory; all are disconnected (lock released) after."""
+async def make_qdrant(
+    qdrant_mode: Mode, stack_outputs: dict[str, Any], qdrant_dir: Path
+) -> AsyncIterator[Callable[..., QdrantAdapter]]:
+    """Build adapters in this test's mode; all are disconnected (lock released) after, and in
+    server mode every collection they named is dropped."""
     made: list[QdrantAdapter] = []
 
     def make(**config: Any) -> QdrantAdapter:
+        settings = {"collection_name": f"test-{uuid.uuid4().hex[:8]}", **config}
         adapter = QdrantAdapter(
-            {"path": str(qdrant_dir), "collection_name": f"test-{uuid.uuid4().hex[:8]}", **config}
+            adapter_config(stack_outputs, qdrant_mode, path=qdrant_dir, **settings)
         )
         made.append(adapter)
         return adapter
@@ -47,14 +64,54 @@ async def make_qdrant(qdrant_dir: Path) -> AsyncIterator[Callable[..., QdrantAda
     yield make
     for adapter in made:
         await adapter.disconnect()
+    if qdrant_mode == "server":
+        async with raw_client(stack_outputs) as client:
+            for name in {a.collection_name for a in made}:
+                await client.delete_collection(name)
 
 
 @pytest.fixture
 async def qdrant(make_qdrant: Callable[..., QdrantAdapter]) -> QdrantAdapter:
-    """A connected 384-dimension Cosine adapter on a fresh directory."""
+    """A connected 384-dimension Cosine adapter on a fresh directory or collection."""
     adapter = make_qdrant()
     await adapter.connect()
     return adapter
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What the engine of one test's mode holds, read without the adapter."""
+
+    mode: Mode
+    outputs: dict[str, Any]
+    path: Path
+
+    async def points(self, collection: str) -> dict[str, dict[str, Any]]:
+        """Every point's payload by id (embedded: the adapter on it must be disconnected)."""
+        if self.mode == "server":
+            async with raw_client(self.outputs) as client:
+                records, _ = await client.scroll(collection, limit=10_000, with_payload=True)
+            return {str(r.id): dict(r.payload or {}) for r in records}
+        shard = qe.EdgeShard.load(str(self.path / collection))
+        try:
+            found, _ = shard.scroll(qe.ScrollRequest(limit=10_000, with_payload=True))
+            return {str(r.id): dict(r.payload or {}) for r in found}
+        finally:
+            shard.close()
+
+    async def vector_size(self, collection: str) -> int:
+        """The collection's vector size, as the engine persisted it."""
+        if self.mode == "server":
+            async with raw_client(self.outputs) as client:
+                info = await client.get_collection(collection)
+            return int(info.config.params.vectors.size)  # type: ignore[union-attr]
+        config = json.loads((self.path / collection / "edge_config.json").read_text())
+        return int(config["vectors"][""]["size"])
+
+
+@pytest.fixture
+def engine(qdrant_mode: Mode, stack_outputs: dict[str, Any], qdrant_dir: Path) -> Engine:
+    return Engine(qdrant_mode, stack_outputs, qdrant_dir)
 
 
 @pytest.fixture

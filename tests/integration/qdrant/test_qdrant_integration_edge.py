@@ -1,4 +1,8 @@
-"""What is particular to the embedded engine, Qdrant Edge: old data, indexes, locks, optimising."""
+"""What is particular to the embedded engine, Qdrant Edge: old data, indexes, locks, optimising.
+
+Embedded mode only: these run where the stack outputs name a ``qdrant_path`` and skip, with the
+reason, where they name only a server (``qdrant_modes``).
+"""
 
 from __future__ import annotations
 
@@ -19,12 +23,28 @@ import qdrant_edge as qe
 from embedded_qdrant import loop_gaps
 from qdrant_client import QdrantClient, models
 from qdrant_client.local.persistence import CollectionPersistence
+from qdrant_modes import Mode, require_mode
+from qdrant_payloads import serde_json_float
 
 from mas_storage import StorageConnectionError, StorageDataError
 from mas_storage_qdrant import QdrantAdapter
 from mas_storage_qdrant.migrate import migrate
 
 Make = Callable[..., QdrantAdapter]
+
+
+@pytest.fixture
+def qdrant_mode(stack_outputs: dict[str, Any]) -> Mode:
+    """This module is embedded mode's own (``make_qdrant`` builds embedded adapters here)."""
+    require_mode(stack_outputs, "embedded")
+    return "embedded"
+
+
+@pytest.fixture(autouse=True)
+def _embedded_only(qdrant_mode: Mode) -> None:
+    """Every test here, ``make_qdrant`` or not, is skipped where the outputs name no path."""
+
+
 #: Past Qdrant's indexing threshold (10,000 KB of vectors) at 2,048 dimensions: 1,250 points.
 WIDE = 2048
 
@@ -236,7 +256,8 @@ async def test_metadata_integers_are_kept_exactly_or_refused(make_qdrant: Make) 
 
 async def test_metadata_floats_come_back_within_one_ulp(make_qdrant: Make) -> None:
     # Qdrant keeps a payload as JSON text, read back by serde_json's default float parser,
-    # which is not correctly rounded: this value comes back one ulp off (a server does the same).
+    # which is not correctly rounded: this value comes back one ulp off, exactly as that parser
+    # reads it once (a server parses twice: qdrant_payloads).
     qa = make_qdrant(vector_size=4)
     await qa.connect()
     given = 4.7720626500237765e-118
@@ -245,6 +266,7 @@ async def test_metadata_floats_come_back_within_one_ulp(make_qdrant: Make) -> No
     assert held["y"] == 0.1
     assert held["x"] != given  # the engine's rounding, seen with qdrant-edge-py 0.9.0
     assert abs(held["x"] - given) <= math.ulp(given)
+    assert held["x"] == serde_json_float(given)
 
 
 def test_migrate_command_line(tmp_path: Path) -> None:

@@ -1,21 +1,20 @@
-"""QdrantAdapter against the stack's own Qdrant: embedded ``qdrant_path`` locally, or a server.
+"""QdrantAdapter against the stack's own Qdrant, in each mode the outputs name.
 
-* The embedded test uses the stack's ``qdrant_path`` with a unique ``test-…`` collection that
-  it drops afterwards. A collection is locked while a client has it open, so the adapter is
-  always closed at the end (and a briefly held lock is waited for).
-* The server test runs only where a server exists: ``QDRANT_URL`` in the environment, or
-  ``qdrant_url`` in the stack outputs (the lab). The local stack has none, so it is skipped
-  there, with the reason shown by ``-ra``.
+* embedded (``qdrant_path``): the stack's own directory, with a unique ``test-…`` collection
+  that it drops afterwards. A collection is locked while a client has it open, so the adapter
+  is always closed at the end (and a briefly held lock is waited for).
+* server (``qdrant_url``): the outputs' server and API key (the lab's, or any server).
+
+A mode the outputs do not name skips, with its reason shown by ``-ra``.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
-import pytest
 from embedded_qdrant import connect_when_unlocked
+from qdrant_modes import Mode, adapter_config
 
 from mas_storage_qdrant import QdrantAdapter
 
@@ -45,11 +44,9 @@ async def _exercise(adapter: QdrantAdapter) -> None:
     assert await adapter.count() == 1
 
 
-async def test_stack_embedded_path(stack_outputs: dict[str, Any]) -> None:
-    path = stack_outputs.get("qdrant_path")
-    if not path:
-        pytest.skip("the stack outputs have no qdrant_path (Qdrant runs as a server there)")
-    adapter = QdrantAdapter({"path": path, "collection_name": f"test-{uuid.uuid4().hex[:12]}"})
+async def test_the_stacks_own_qdrant(qdrant_mode: Mode, stack_outputs: dict[str, Any]) -> None:
+    collection = f"test-{uuid.uuid4().hex[:12]}"
+    adapter = QdrantAdapter(adapter_config(stack_outputs, qdrant_mode, collection_name=collection))
     await connect_when_unlocked(adapter)
     try:
         await _exercise(adapter)
@@ -57,28 +54,4 @@ async def test_stack_embedded_path(stack_outputs: dict[str, Any]) -> None:
         try:
             assert await adapter.drop_collection() is True
         finally:
-            await adapter.disconnect()  # releases the collection's lock
-
-
-async def test_server_mode(request: pytest.FixtureRequest) -> None:
-    url = os.environ.get("QDRANT_URL")
-    api_key = os.environ.get("QDRANT_API_KEY")
-    if not url:
-        outputs: dict[str, Any] = request.getfixturevalue("stack_outputs")
-        url, api_key = outputs.get("qdrant_url"), outputs.get("qdrant_api_key")
-    if not url:
-        pytest.skip(
-            "server mode needs a Qdrant server: set QDRANT_URL or run against outputs with "
-            "qdrant_url (the lab). The local stack runs Qdrant embedded (qdrant_path only)."
-        )
-    adapter = QdrantAdapter(
-        {"url": url, "api_key": api_key, "collection_name": f"test-{uuid.uuid4().hex[:12]}"}
-    )
-    await adapter.connect()
-    try:
-        await _exercise(adapter)
-    finally:
-        try:
-            assert await adapter.drop_collection() is True
-        finally:
-            await adapter.disconnect()
+            await adapter.disconnect()  # embedded: releases the collection's lock

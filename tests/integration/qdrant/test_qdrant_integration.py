@@ -1,26 +1,36 @@
-"""QdrantAdapter against the real embedded engine (Qdrant Edge), one directory per test."""
+"""QdrantAdapter against the Qdrant the stack outputs point at, in each mode they name.
+
+Every test runs once per mode (``[embedded]``: the real embedded engine, Qdrant Edge, one
+directory per test; ``[server]``: the outputs' server and API key, one collection per test),
+and skips a mode the outputs do not name (see ``qdrant_modes``). A few tests are one mode's
+own: the lock and ``:memory:`` (embedded; the rest of what is particular to Qdrant Edge is in
+``test_qdrant_integration_edge.py``); the API key, the payload indexes and payload floats
+(server).
+"""
 
 from __future__ import annotations
 
 import gc
-import json
 import math
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import qdrant_edge as qe
+from conftest import Engine
 from embedded_qdrant import loop_gaps
+from qdrant_modes import Mode, adapter_config, raw_client, unique_collection
+from qdrant_payloads import PARSES, same_payload
 
 from mas_storage import StorageConnectionError, StorageDataError, StorageNotFoundError
 from mas_storage_qdrant import QdrantAdapter
 
 DIM = 384
 Make = Callable[..., QdrantAdapter]
+EMBEDDED_ONLY = pytest.mark.parametrize("qdrant_mode", ["embedded"], indirect=True)
+SERVER_ONLY = pytest.mark.parametrize("qdrant_mode", ["server"], indirect=True)
 
 
 def axis(i: int, dim: int = 8, scale: float = 1.0) -> list[float]:
@@ -31,22 +41,6 @@ def axis(i: int, dim: int = 8, scale: float = 1.0) -> list[float]:
 
 def norm(vector: list[float]) -> float:
     return math.sqrt(sum(x * x for x in vector))
-
-
-def raw_points(path: Path, collection: str) -> dict[str, dict[str, Any]]:
-    """What the engine holds, read with a raw shard (the adapter must be disconnected)."""
-    shard = qe.EdgeShard.load(str(path / collection))
-    try:
-        records, _ = shard.scroll(qe.ScrollRequest(limit=10_000, with_payload=True))
-        return {str(r.id): dict(r.payload or {}) for r in records}
-    finally:
-        shard.close()
-
-
-def raw_config(path: Path, collection: str) -> dict[str, Any]:
-    """The collection's vector configuration as the engine persisted it."""
-    config: dict[str, Any] = json.loads((path / collection / "edge_config.json").read_text())
-    return config
 
 
 # -- round trip --------------------------------------------------------------------------------
@@ -209,8 +203,9 @@ async def test_store_many_5000_then_count(qdrant: QdrantAdapter) -> None:
 async def test_store_many_gives_the_loop_a_turn_between_batches(
     make_qdrant: Make, vectors: Callable[..., list[list[float]]]
 ) -> None:
-    # Qdrant Edge holds the GIL during each call, so no thread could keep the loop free; the
-    # adapter bounds each stall to one batch and yields between batches instead.
+    # Embedded, Qdrant Edge holds the GIL during each call, so no thread could keep the loop
+    # free: the adapter bounds each stall to one batch and yields between batches instead.
+    # Server, the calls await the network; a blocking client would stall for the whole call.
     qa = make_qdrant(batch_size=64)
     await qa.connect()
     records = [{"vector": v} for v in vectors(1280)]
@@ -226,13 +221,13 @@ async def test_store_many_gives_the_loop_a_turn_between_batches(
 # -- persistence -------------------------------------------------------------------------------
 
 
-async def test_data_survives_disconnect_and_reconnect(make_qdrant: Make, qdrant_dir: Path) -> None:
+async def test_data_survives_disconnect_and_reconnect(make_qdrant: Make, engine: Engine) -> None:
     first = make_qdrant()
     await first.connect()
     pid = await first.store({"vector": [0.2] * DIM, "content": "kept", "session_id": "test-p"})
     await first.disconnect()
 
-    held = raw_points(qdrant_dir, first.collection_name)  # lock released: raw client opens
+    held = await engine.points(first.collection_name)  # embedded: the lock is released
     assert held[pid]["content"] == "kept"
 
     second = make_qdrant(collection_name=first.collection_name)
@@ -245,6 +240,7 @@ async def test_data_survives_disconnect_and_reconnect(make_qdrant: Make, qdrant_
     assert [h["id"] for h in hits] == [pid]
 
 
+@EMBEDDED_ONLY
 async def test_second_client_on_a_locked_path_is_refused_cleanly(make_qdrant: Make) -> None:
     first = make_qdrant()
     await first.connect()
@@ -258,7 +254,10 @@ async def test_second_client_on_a_locked_path_is_refused_cleanly(make_qdrant: Ma
     assert await second.count() == 0
 
 
-async def test_in_memory_location(vectors: Callable[..., list[list[float]]]) -> None:
+@EMBEDDED_ONLY
+async def test_in_memory_location(
+    qdrant_mode: Mode, vectors: Callable[..., list[list[float]]]
+) -> None:
     async with QdrantAdapter({"location": ":memory:", "collection_name": "test-mem"}) as qa:
         [vec] = vectors(1)
         pid = await qa.store({"vector": vec})
@@ -276,7 +275,7 @@ async def test_in_memory_location(vectors: Callable[..., list[list[float]]]) -> 
     ],
 )
 async def test_mismatched_existing_collection_is_refused_and_untouched(
-    make_qdrant: Make, qdrant_dir: Path, other: dict[str, Any], found: str
+    make_qdrant: Make, engine: Engine, other: dict[str, Any], found: str
 ) -> None:
     original = make_qdrant()
     await original.connect()
@@ -292,9 +291,9 @@ async def test_mismatched_existing_collection_is_refused_and_untouched(
     assert original.collection_name in message
     assert not wrong.is_connected
 
-    held = raw_points(qdrant_dir, original.collection_name)
+    held = await engine.points(original.collection_name)
     assert list(held) == [pid]
-    assert raw_config(qdrant_dir, original.collection_name)["vectors"][""]["size"] == 384
+    assert await engine.vector_size(original.collection_name) == 384
 
 
 @pytest.mark.parametrize(
@@ -331,13 +330,13 @@ async def test_malformed_ids_are_data_errors(qdrant: QdrantAdapter) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-async def test_backend_metrics_and_drop_collection(make_qdrant: Make) -> None:
+async def test_backend_metrics_and_drop_collection(make_qdrant: Make, qdrant_mode: Mode) -> None:
     qa = make_qdrant(vector_size=8)
     await qa.connect()
     await qa.store_many([{"vector": axis(i % 8)} for i in range(10)])
     metrics = await qa.get_metrics()
     assert metrics["backend_specific"]["point_count"] == 10
-    assert metrics["backend_specific"]["mode"] == "embedded"
+    assert metrics["backend_specific"]["mode"] == qdrant_mode
 
     assert await qa.drop_collection() is True
     with pytest.raises(StorageNotFoundError):
@@ -354,3 +353,50 @@ async def test_created_at_is_kept_in_utc(qdrant: QdrantAdapter) -> None:
     record = await qdrant.retrieve(pid)
     assert record is not None
     assert datetime.fromisoformat(record["created_at"]) == when
+
+
+# -- server mode's own -------------------------------------------------------------------------
+
+
+@SERVER_ONLY
+async def test_a_wrong_api_key_is_refused_without_showing_it(
+    qdrant_mode: Mode, stack_outputs: dict[str, Any]
+) -> None:
+    key = stack_outputs.get("qdrant_api_key")
+    if not key:
+        pytest.skip("the outputs name no qdrant_api_key: the server takes no key to refuse")
+    wrong = f"{key}x"
+    config = adapter_config(
+        stack_outputs, qdrant_mode, collection_name=unique_collection("test-wrong-key")
+    )
+    adapter = QdrantAdapter({**config, "api_key": wrong})
+    with pytest.raises(StorageConnectionError) as info:
+        await adapter.connect()
+    assert not adapter.is_connected
+    shown = [str(info.value), repr(info.value), repr(adapter), str(adapter.config)]
+    assert not [text for text in shown if key in text], "the key is shown"
+
+
+@SERVER_ONLY
+async def test_server_mode_indexes_the_filtered_payload_fields(
+    qdrant: QdrantAdapter, stack_outputs: dict[str, Any]
+) -> None:
+    async with raw_client(stack_outputs) as client:
+        info = await client.get_collection(qdrant.collection_name)
+    schema = {name: field.data_type.value for name, field in (info.payload_schema or {}).items()}
+    assert schema == {"session_id": "keyword", "created_at": "datetime"}
+
+
+@SERVER_ONLY
+async def test_a_server_gives_payload_floats_back_as_its_json_parser_reads_them(
+    qdrant: QdrantAdapter,
+) -> None:
+    """A payload float may come back a few ulps off from a server, as its JSON parser reads it
+    (``qdrant_payloads``; issue #23: 5.3016454816300884e+23 came back as
+    5.301645481630088e+23); everything else in the payload comes back exactly, types too."""
+    floats = [5.3016454816300884e23, 4.7720626500237765e-118, 0.1, 1 / 3, 5e-324, 1e308, 1e15 + 1]
+    metadata = {"f": floats, "n": 2**53, "s": "x", "b": True, "none": None}
+    pid = await qdrant.store({"vector": [0.5] * DIM, "metadata": metadata})
+    record = await qdrant.retrieve(pid)
+    assert record is not None
+    assert same_payload(record["metadata"], metadata, parses=PARSES["server"]), record["metadata"]
