@@ -7,10 +7,12 @@
   the run at the end (an error at the teardown of the last test, naming where each was seen).
 * ``stack_outputs``: the outputs of ``tests/conftest.py``, with the secrets masked in their
   ``repr`` (a failing test's report prints its arguments).
-* ``faults`` (session): :class:`faults.StackFaults` on the local stack (``local_stack`` of
-  ``tests/conftest.py``; skipped when ``MAS_STACK_OUTPUTS`` names external backends). Its
-  teardown thaws any process still frozen and restarts any service still down, whatever happened
-  in the tests.
+* ``faults`` (session): :class:`faults.StackFaults` on this checkout's local stack; a fault on
+  a backend the outputs name elsewhere (a server this run did not start: ``ownership`` of
+  ``tests/conftest.py``) skips, naming the reason. Its teardown thaws any process still frozen
+  and restarts any service still down, whatever happened in the tests.
+* ``qdrant_server_faults`` (session): the same for the Qdrant server the session started from
+  ``$MAS_QDRANT_SERVER_COMMAND``; skipped, with the reason, when it started none.
 * ``qdrant_path``: a private directory for the embedded Qdrant (its lock admits one client per
   path, and other suites open the stack's own path).
 
@@ -29,6 +31,7 @@ from typing import Any
 
 import pytest
 from faults import REPORTS, StackFaults, table_lines, write_results
+from ownership import Ownership
 from secretwatch import SecretSweep, running_sweep, stack_secrets
 
 HERE = Path(__file__).resolve().parent
@@ -89,9 +92,26 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.fixture(scope="session")
-def faults(local_stack: Any) -> Iterator[StackFaults]:
+def faults(ownership: Ownership, stack_outputs: dict[str, Any]) -> Iterator[StackFaults]:
     """Kill, restart and freeze the local stack's services (by PID, lock held)."""
-    control = StackFaults(local_stack)
+    from mas_devstack import Stack
+
+    control = StackFaults(Stack(), lambda name: ownership.reason(name, stack_outputs))
+    try:
+        yield control
+    finally:
+        control.close()
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_faults(
+    ownership: Ownership, stack_outputs: dict[str, Any]
+) -> Iterator[StackFaults]:
+    """Kill, restart and freeze the Qdrant server this session started (by PID)."""
+    reason = ownership.reason("qdrant", stack_outputs)
+    if reason or ownership.qdrant_server is None:
+        pytest.skip(reason or "no Qdrant server of this run")
+    control = StackFaults(ownership.qdrant_server)
     try:
         yield control
     finally:

@@ -8,7 +8,9 @@
 * :class:`StackFaults`: kill -9, graceful restart and SIGSTOP/SIGCONT of the local stack's
   processes, by the PID the stack recorded (and that process's own children), always with the
   devstack lock held, so that no other session mistakes a frozen or killed service for a dead one
-  and restarts it underneath the test.
+  and restarts it underneath the test. The same for a Qdrant server the session started
+  (``ownership.QdrantServer``). A fault on a server this run did not start skips, with the
+  reason (:meth:`StackFaults.require`).
 * :func:`run_outage`: load, fault, recovery, the caller's retries and the census, summed up in an
   :class:`OutageReport` whose :meth:`~OutageReport.check` holds the assertions of issue #11.
   Every error the load collected is also handed to the session's secrets sweep
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -74,7 +77,8 @@ SLACK = 1.0
 #: Errors an outage may raise; anything else (another StorageError included) fails the test.
 OUTAGE_ERRORS = (StorageConnectionError, StorageTimeoutError)
 NETWORK_BACKENDS = ("postgres", "redis", "typesense", "neo4j")
-BACKENDS = (*NETWORK_BACKENDS, "qdrant")
+#: ``qdrant`` is the embedded engine (a private path), ``qdrant-server`` the outputs' server.
+BACKENDS = (*NETWORK_BACKENDS, "qdrant", "qdrant-server")
 #: One row per fault run, in run order (written out by the suite's conftest).
 REPORTS: list[dict[str, Any]] = []
 
@@ -231,13 +235,23 @@ class StackFaults:
     private thread.
     """
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: Any, refusal: Callable[[str], str | None] = lambda _: None) -> None:
         self.stack = stack
+        self._refusal = refusal
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="stack-faults")
         self._held: contextlib.AbstractContextManager[None] | None = None
         # What a test interrupted mid-fault (e.g. by pytest-timeout) may leave: see close().
         self._frozen: list[psutil.Process] = []
         self._down: set[str] = set()
+
+    def require(self, name: str) -> None:
+        """Skip the calling test unless this run may signal ``name``'s server (see
+        :mod:`ownership`): the outputs must point at a server this run started."""
+        reason = self._refusal(name)
+        if reason:
+            import pytest
+
+            pytest.skip(reason)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -517,11 +531,17 @@ FAULTS = {"kill": "kill -9", "restart": "graceful restart", "freeze": "SIGSTOP"}
 async def fault_run(
     faults: StackFaults, outputs: dict[str, Any], backend: str, fault: str
 ) -> OutageReport:
-    """One fault of kind ``fault`` (see :data:`FAULTS`) on ``backend`` under load: the report."""
+    """One fault of kind ``fault`` (see :data:`FAULTS`) on ``backend`` under load: the report.
+
+    ``backend`` is a target of :func:`open_target`; the process signalled is its server's
+    (``qdrant-server``: the Qdrant server). Skips when this run did not start that server.
+    """
+    service = backend.removesuffix("-server")
+    faults.require(service)
     inject = {"kill": faults.kill, "restart": faults.restart, "freeze": faults.freeze}[fault]
     # The lock for the whole run: no other session stops or restarts a service under the load.
     async with faults.locked(), open_target(backend, outputs) as target:
-        return await run_outage(target, lambda: inject(backend, HOLD), FAULTS[fault])
+        return await run_outage(target, lambda: inject(service, HOLD), FAULTS[fault])
 
 
 # -- the five targets -------------------------------------------------------------------------
@@ -538,7 +558,8 @@ async def open_target(
     """A connected :class:`Target` for backend ``name``; its data is removed afterwards.
 
     ``overrides`` go into the adapter's config (e.g. a small pool for the concurrency tests);
-    ``path`` is the embedded Qdrant's directory.
+    ``path`` is the embedded Qdrant's directory (``qdrant``); ``qdrant-server`` is the outputs'
+    Qdrant server.
     """
     openers = {
         "postgres": _postgres,
@@ -546,6 +567,7 @@ async def open_target(
         "typesense": _typesense,
         "neo4j": _neo4j,
         "qdrant": _qdrant,
+        "qdrant-server": functools.partial(_qdrant, server=True),
     }
     async with openers[name](outputs, path, overrides) as target:
         yield target
@@ -793,14 +815,27 @@ async def _neo4j(
 
 @contextlib.asynccontextmanager
 async def _qdrant(
-    outputs: dict[str, Any], path: Path | None, overrides: dict[str, Any]
+    outputs: dict[str, Any], path: Path | None, overrides: dict[str, Any], *, server: bool = False
 ) -> AsyncIterator[Target]:
+    """Embedded on the private ``path`` (``qdrant``), or the outputs' server (``qdrant-server``,
+    a collection of its own, dropped afterwards)."""
+    from qdrant_modes import adapter_config, server_client, unique_collection
+
     from mas_storage_qdrant import QdrantAdapter
 
-    if path is None:
+    settings = {"vector_size": 8, "timeout": TIMEOUT, **overrides}
+    if server:
+        collection = unique_collection("test_rel")
+        adapter = QdrantAdapter(
+            adapter_config(outputs, "server", collection_name=collection, **settings)
+        )
+    elif path is None:
         raise ValueError("the embedded Qdrant target needs a private path")
-    config = {"path": str(path), "collection_name": "test_rel", "vector_size": 8, **overrides}
-    adapter = QdrantAdapter(config)
+    else:
+        collection = "test_rel"
+        adapter = QdrantAdapter(
+            adapter_config(outputs, "embedded", path=path, collection_name=collection, **settings)
+        )
 
     async def write(k: int) -> None:
         # The caller's id makes the upsert idempotent: a retry replaces the point.
@@ -813,17 +848,38 @@ async def _qdrant(
 
     async def census(keys: Iterable[int]) -> Counter[int]:
         # Point ids are primary keys (no copy is possible): present or not, and nothing else.
-        wanted = list(keys)
-        found = Counter({k: 1 for k in wanted if await adapter.retrieve(str(k + 1)) is not None})
-        total = await adapter.count()
-        assert total == sum(found.values()), f"{total} points for {len(found)} keys written"
+        if server:  # a fresh client: the adapter's sockets may have died with the server
+            client = server_client(outputs)
+            try:
+                records, _ = await client.scroll(collection, limit=100_000, with_payload=False)
+                total = (await client.count(collection, exact=True)).count
+            finally:
+                await client.close()
+            found = Counter(int(str(r.id)) - 1 for r in records)
+        else:  # the path admits one client: the adapter's own
+            wanted = list(keys)
+            found = Counter(
+                {k: 1 for k in wanted if await adapter.retrieve(str(k + 1)) is not None}
+            )
+            total = await adapter.count()
+        assert total == sum(found.values()), f"{total} points for {len(found)} keys found"
         return found
 
+    # The driver object that must survive every fault: embedded, the adapter (a reopen replaces
+    # its client by design); server, its client.
+    handle = (lambda: adapter._client) if server else (lambda: adapter)
+    name = "qdrant-server" if server else "qdrant"
     await adapter.connect()
     try:
-        yield Target("qdrant", adapter, TIMEOUT, write, read, census, lambda: adapter)
+        yield Target(name, adapter, float(settings["timeout"]), write, read, census, handle)
     finally:
         await adapter.disconnect()
+        if server:
+            client = server_client(outputs)
+            try:
+                await client.delete_collection(collection)
+            finally:
+                await client.close()
 
 
 def _vector(k: int) -> list[float]:

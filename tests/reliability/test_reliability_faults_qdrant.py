@@ -1,13 +1,18 @@
-"""The embedded Qdrant under faults: a reopen of its collection mid-load, and kill -9 of a writer.
+"""Qdrant under faults, in each mode the outputs name.
 
-The local stack runs Qdrant embedded, on Qdrant Edge: a directory of collections (one client
-per collection at a time, by a lock on its WAL) and no server process, so there is nothing to
+**Embedded** (``qdrant_path``): Qdrant Edge, a directory of collections (one client per
+collection at a time, by a lock on its WAL) and no server process, so there is nothing to
 SIGKILL or SIGSTOP on the stack side. Its "restart" is closing and reopening the collection,
 which the adapter does with ``disconnect()`` and ``connect()`` on the same object (one connect,
 by definition). Calls in between raise ``StorageConnectionError``. The crash that does apply is
 the writer's own: a process writing points is killed with SIGKILL, and every point it was told
 was stored must be there when the collection is opened again (Edge replays its WAL on load).
 Both run on a private path.
+
+**Server** (``qdrant_url``): kill -9, a graceful restart and SIGSTOP of the server's process
+mid-load, as for every other backend (the same runner and checks). It needs the server's
+process: a server the session started itself (``$MAS_QDRANT_SERVER_COMMAND``); against a
+server this run did not start (the lab's), it skips with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import HOLD, REPORTS, open_target, reopen, run_outage
+from faults import FAULTS, HOLD, REPORTS, StackFaults, fault_run, open_target, reopen, run_outage
+from qdrant_modes import require_mode
 
 pytestmark = pytest.mark.timeout(300)
 #: Acknowledged single-point stores before the SIGKILL (a second or so of writing here).
@@ -48,6 +54,7 @@ asyncio.run(main(sys.argv[1]))
 async def test_qdrant_recovers_on_the_same_adapter_after_a_reopen(
     stack_outputs: dict[str, Any], qdrant_path: Path
 ) -> None:
+    require_mode(stack_outputs, "embedded")
     async with open_target("qdrant", stack_outputs, path=qdrant_path) as target:
         report = await run_outage(
             target, lambda: reopen(target.adapter, HOLD), "reopen of the path"
@@ -58,6 +65,7 @@ async def test_qdrant_recovers_on_the_same_adapter_after_a_reopen(
 async def test_qdrant_keeps_acknowledged_points_when_the_writer_is_killed(
     stack_outputs: dict[str, Any], qdrant_path: Path
 ) -> None:
+    require_mode(stack_outputs, "embedded")
     writer = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -105,3 +113,11 @@ async def test_qdrant_keeps_acknowledged_points_when_the_writer_is_killed(
     assert acked == list(range(len(acked)))
     assert not missing, f"acknowledged points lost: {missing}"
     assert sum(found.values()) - len(acked) in (0, 1)  # at most the write cut short
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_qdrant_server_recovers_on_the_same_adapter(
+    fault: str, qdrant_server_faults: StackFaults, stack_outputs: dict[str, Any]
+) -> None:
+    report = await fault_run(qdrant_server_faults, stack_outputs, "qdrant-server", fault)
+    report.check()

@@ -47,6 +47,7 @@ async def test_redis_keeps_acknowledged_turns_and_their_ttls_across_kill_9(
         finally:
             await raw.aclose()
 
+    faults.require("redis")
     adapter = RedisAdapter({"url": url, "socket_timeout": TIMEOUT, "window_size": 50})
     try:
         settings = await ask("CONFIG", "GET", "append*")
