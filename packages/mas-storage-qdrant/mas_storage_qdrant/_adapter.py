@@ -159,6 +159,13 @@ class QdrantAdapter(StorageAdapter):
                 kwargs["https"] = cfg.https
             if cfg.prefix is not None:
                 kwargs["prefix"] = cfg.prefix
+            if cfg.max_connections is not None:
+                # Passed to the REST client's httpx pool; qdrant-client's own pool_size is
+                # ignored towards localhost, where it opens a connection per concurrent call.
+                kwargs["limits"] = httpx.Limits(
+                    max_connections=cfg.max_connections,
+                    max_keepalive_connections=cfg.max_connections,
+                )
             return "server", kwargs
         if cfg.location:
             return "embedded", {"location": ":memory:"}

@@ -71,6 +71,13 @@ class QdrantSettings(AdapterSettings):
         "Cosine", description="vector distance (any case)"
     )
     timeout: Seconds = Field(10.0, description="server mode: seconds per request (whole seconds)")
+    max_connections: Integer | None = Field(
+        None,
+        ge=1,
+        description="server mode (REST): the most connections open at once, kept alive; callers "
+        "beyond it wait for one (within `timeout`). Unset: qdrant-client's own pool, unbounded "
+        "and without keep-alive towards localhost, 100 connections elsewhere",
+    )
     auto_optimize: bool = Field(
         True,
         description="embedded mode: build the HNSW index in connect() and at the end of "

@@ -82,6 +82,19 @@ async def test_host_port_and_grpc_options_are_passed(fake_qdrant: Any) -> None:
     await qa.disconnect()
 
 
+async def test_max_connections_bounds_the_rest_pool_and_keeps_it_alive(
+    fake_qdrant: Any, server_config: dict[str, Any]
+) -> None:
+    qa = QdrantAdapter({**server_config, "max_connections": 5})
+    await qa.connect()
+    limits = fake_qdrant.kwargs["limits"]
+    assert isinstance(limits, httpx.Limits)
+    assert (limits.max_connections, limits.max_keepalive_connections) == (5, 5)
+    await qa.disconnect()
+    with pytest.raises(StorageDataError, match="max_connections"):
+        QdrantAdapter({**server_config, "max_connections": 0})
+
+
 async def test_connect_creates_collection_and_payload_indexes(
     fake_qdrant: Any, server_config: dict[str, Any]
 ) -> None:
