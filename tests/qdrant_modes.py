@@ -18,16 +18,20 @@ because the outputs also name a server.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import qdrant_edge as qe
 from qdrant_client import AsyncQdrantClient
 
 __all__ = [
     "MODES",
+    "Engine",
     "Mode",
     "adapter_config",
     "modes_of",
@@ -134,3 +138,34 @@ async def raw_client(outputs: Mapping[str, Any]) -> AsyncIterator[AsyncQdrantCli
         yield client
     finally:
         await client.close()
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What the engine of one test's mode holds, read without the adapter."""
+
+    mode: Mode
+    outputs: Mapping[str, Any]
+    path: Path
+
+    async def points(self, collection: str) -> dict[str, dict[str, Any]]:
+        """Every point's payload by id (embedded: the adapter on it must be disconnected)."""
+        if self.mode == "server":
+            async with raw_client(self.outputs) as client:
+                records, _ = await client.scroll(collection, limit=10_000, with_payload=True)
+            return {str(r.id): dict(r.payload or {}) for r in records}
+        shard = qe.EdgeShard.load(str(self.path / collection))
+        try:
+            found, _ = shard.scroll(qe.ScrollRequest(limit=10_000, with_payload=True))
+            return {str(r.id): dict(r.payload or {}) for r in found}
+        finally:
+            shard.close()
+
+    async def vector_size(self, collection: str) -> int:
+        """The collection's vector size, as the engine persisted it."""
+        if self.mode == "server":
+            async with raw_client(self.outputs) as client:
+                info = await client.get_collection(collection)
+            return int(info.config.params.vectors.size)  # type: ignore[union-attr]
+        config = json.loads((self.path / collection / "edge_config.json").read_text())
+        return int(config["vectors"][""]["size"])

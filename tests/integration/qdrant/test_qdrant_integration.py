@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import Engine
 from embedded_qdrant import loop_gaps
-from qdrant_modes import Mode, adapter_config, raw_client, unique_collection
+from qdrant_modes import Engine, Mode, adapter_config, raw_client, unique_collection
 from qdrant_payloads import PARSES, same_payload
 
 from mas_storage import StorageConnectionError, StorageDataError, StorageNotFoundError
