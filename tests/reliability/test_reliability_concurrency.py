@@ -1,12 +1,12 @@
 """1,000 concurrent operations per adapter, through one adapter, on a pool of 5 connections.
 
 Every adapter is given a pool far smaller than the concurrency (PostgreSQL ``pool_size``, Redis
-``max_connections``, Neo4j ``max_connection_pool_size``, Typesense's httpx limits; the embedded
-Qdrant runs one call at a time inline, and closes its collection for an ``optimize()`` started
-among the writes, so the writes that arrive meanwhile must wait for it), and a wait bound long
-enough for the queue to drain. Every call must succeed, which proves that callers beyond the
-pool wait for a connection instead of failing, and the backend must hold exactly what was
-written, each key once.
+``max_connections``, Neo4j ``max_connection_pool_size``, Typesense's aiohttp connector limit; the
+embedded Qdrant runs one call at a time inline, and closes its collection for an ``optimize()``
+started among the writes, so the writes that arrive meanwhile must wait for it), and a wait bound
+long enough for the queue to drain. Every call must succeed, which proves that callers beyond the
+pool wait for a connection instead of failing, and the backend must hold exactly what was written,
+each key once.
 
 Qdrant runs in each mode the outputs name: ``qdrant`` (embedded, a private path) and
 ``qdrant-server`` (the outputs' server, ``max_connections``: its REST pool). Without that bound
@@ -57,7 +57,8 @@ def pool_limit(target: Target) -> int:
     if target.name == "neo4j":
         return int(adapter._driver._pool.pool_config.max_connection_pool_size)
     if target.name == "typesense":
-        return int(adapter._client._transport._pool._max_connections)
+        # aiohttp's connector, made at connect (the adapter's default transport)
+        return int(adapter._client._transport._session.connector.limit)
     if target.name == "qdrant-server":  # qdrant-client's REST client: an httpx.AsyncClient
         rest = adapter._client._client.openapi_client.client._async_client
         return int(rest._transport._pool._max_connections)

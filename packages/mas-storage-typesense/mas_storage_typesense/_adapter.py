@@ -1,6 +1,7 @@
 """TypesenseAdapter: L4 semantic memory, typo-tolerant full-text search over distilled facts.
 
-One ``httpx.AsyncClient`` per adapter talks to Typesense's REST API. The server's collection
+One :class:`~._transport.Client` per adapter talks to Typesense's REST API (httpx's request and
+response model over aiohttp, for the CPU it saves: see :mod:`._transport`). The server's collection
 schema, read at connect time, drives document validation and the fields a ``filters`` mapping may
 name. Errors are classified in :mod:`._errors`; the core's operation wrapper does the rest.
 """
@@ -35,6 +36,7 @@ from ._schema import (
     id_segment,
 )
 from ._settings import TypesenseSettings
+from ._transport import AiohttpTransport, Client
 
 __all__ = ["TypesenseAdapter"]
 
@@ -89,7 +91,8 @@ class TypesenseAdapter(StorageAdapter):
     Configuration: a :class:`~mas_storage_typesense.TypesenseSettings` (every key, its default
     and bounds; ``None`` reads it from ``TYPESENSE_*``, ``.env`` and the stack outputs), or a
     mapping (the spec's ``schema`` is accepted for ``collection_schema``) validated by it.
-    ``transport=`` injects an ``httpx.AsyncBaseTransport`` (tests pass a ``MockTransport``).
+    ``transport=`` injects an ``httpx.AsyncBaseTransport`` (tests pass a ``MockTransport``);
+    the default is :class:`~mas_storage_typesense._transport.AiohttpTransport`.
 
     Example::
 
@@ -116,7 +119,7 @@ class TypesenseAdapter(StorageAdapter):
             else default_schema(self.collection_name)
         )
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: Client | None = None
         self._fields: dict[str, dict[str, Any]] = {}
         self._rules = DocumentRules({})
         self._docs_path = f"/collections/{quote(self.collection_name, safe='')}/documents"
@@ -129,25 +132,20 @@ class TypesenseAdapter(StorageAdapter):
             return StorageQueryError(f"Typesense sent an answer that is not JSON: {exc}")
         return map_httpx_error(exc, self.url)
 
-    def _new_client(self) -> httpx.AsyncClient:
+    def _new_client(self) -> Client:
         cfg = self.config
-        transport = self._transport or httpx.AsyncHTTPTransport(
-            retries=cfg.retries,
-            limits=httpx.Limits(
-                max_connections=cfg.max_connections,
-                max_keepalive_connections=cfg.max_connections,
-            ),
+        transport = self._transport or AiohttpTransport(
+            retries=cfg.retries, max_connections=cfg.max_connections
         )
-        return httpx.AsyncClient(
+        return Client(
             base_url=self.url,
             headers={"X-TYPESENSE-API-KEY": cfg.api_key.get_secret_value()},
             timeout=httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout),
             transport=transport,
-            trust_env=False,  # a database client never goes through an environment proxy
         )
 
     @property
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> Client:
         if self._client is None:  # a disconnect() raced with a running operation
             raise StorageConnectionError("Typesense client is closed", backend=self.kind)
         return self._client

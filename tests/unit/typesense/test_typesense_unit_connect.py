@@ -18,6 +18,7 @@ from mas_storage import (
     create_adapter,
 )
 from mas_storage_typesense import TypesenseAdapter, TypesenseSettings, default_schema
+from mas_storage_typesense._transport import AiohttpTransport
 
 URL = "http://127.0.0.1:61999"
 KEY = "unit-test-key-8f3a9c"
@@ -149,18 +150,26 @@ def test_import_batch_size_must_be_positive() -> None:
 def test_default_client_has_retries_limits_and_no_env_proxy() -> None:
     ts = TypesenseAdapter({"url": URL + "/", "api_key": KEY, "timeout": 3, "retries": 4})
     client = ts._new_client()
+    assert client.base_url == URL
+    assert client.headers["x-typesense-api-key"] == KEY
+    assert client.timeout.read == 3
+    assert client.timeout.connect == 3
+    transport = client._transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.retries == 4
+    assert transport.max_connections == 20
+    assert transport._session is None  # made on first use, inside the running loop
+
+
+async def test_default_session_trusts_no_environment_proxy_and_keeps_the_encoding() -> None:
+    transport = AiohttpTransport(max_connections=7)
+    session = transport._new_session()
     try:
-        assert str(client.base_url).rstrip("/") == URL
-        assert client.headers["x-typesense-api-key"] == KEY
-        assert client.timeout.read == 3
-        assert client.timeout.connect == 3
-        assert client._trust_env is False
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._retries == 4
-        assert pool._max_connections == 20
+        assert session.trust_env is False  # a database client never goes through a proxy
+        assert session.auto_decompress is False  # httpx decodes by Content-Encoding
+        assert session.connector is not None and session.connector.limit == 7
     finally:
-        # never opened a connection: closing synchronously-created transports is enough
-        pass
+        await session.close()
 
 
 # -- connect ---------------------------------------------------------------------------------
