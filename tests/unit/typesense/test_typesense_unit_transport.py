@@ -228,3 +228,15 @@ async def test_adapter_maps_the_transport_failures(server: Server) -> None:
     frozen = TypesenseAdapter({"url": server.url, "api_key": KEY, "timeout": 0.2})
     with pytest.raises(StorageTimeoutError, match="timed out"):
         await frozen.connect()
+
+
+async def test_behind_an_httpx_client_too(server: Server) -> None:
+    """The transport interface: ``httpx.AsyncClient(transport=AiohttpTransport())`` works."""
+    async with httpx.AsyncClient(
+        base_url=server.url, transport=AiohttpTransport(), trust_env=False
+    ) as client:
+        response = await client.get("/a%2E%2E/b", params={"filter_by": "x:=`y` && z:[1,2]"})
+    assert response.status_code == 201
+    assert response.json()["ok"] is True
+    assert response.request.url.raw_path.startswith(b"/a%2E%2E/b?")
+    assert server.seen[0]["raw_path"].startswith("/a%2E%2E/b?filter_by=")
