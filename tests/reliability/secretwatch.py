@@ -72,6 +72,7 @@ LOGGERS = (
     "neo4j",
     "httpx",
     "httpcore",
+    "aiohttp",
     "redis",
     "psycopg",
     "psycopg.pool",
