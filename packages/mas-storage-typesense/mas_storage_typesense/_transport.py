@@ -95,8 +95,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self.keepalive_expiry,
             ssl=self._verify,
         )
-        # httpx decodes the body by its Content-Encoding; the session passes it on as sent.
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+        # httpx decodes the body by its Content-Encoding; the session passes it on as sent, and
+        # asks only for what httpx decodes without extras (aiohttp may offer br or zstd).
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,
+            headers={"Accept-Encoding": "gzip, deflate"},
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.send(

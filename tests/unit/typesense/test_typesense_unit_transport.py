@@ -105,6 +105,7 @@ async def test_request_arrives_as_httpx_built_it(server: Server) -> None:
     assert seen["raw_path"] == "/collections/c/documents/a%2Fb%2E%2E?action=upsert&q=dark+mode"
     assert seen["headers"]["X-TYPESENSE-API-KEY"] == KEY
     assert seen["headers"]["Content-Type"] == "application/json"
+    assert seen["headers"]["Accept-Encoding"] == "gzip, deflate"  # what httpx decodes
     assert seen["body"] == b'{"id":"x"}'
 
 
