@@ -106,6 +106,15 @@ class Target:
     census: Callable[[Iterable[int]], Awaitable[Counter[int]]]
     handle: Callable[[], object]
     verify: Callable[[set[int]], Awaitable[None]] | None = None
+    fsync_each_write: Callable[[], Awaitable[None]] | None = None
+    """For a kill -9: make the server fsync every write before it replies, for this run only.
+
+    Redis's ``appendfsync everysec`` (the local stack's setting) may hold acknowledged writes
+    in its own memory for up to 2 s while a background fsync is slow (``flushAppendOnlyFile``
+    in ``aof.c``), so SIGKILL can take them away; nothing the adapter does changes that.
+    ``appendfsync always`` writes and fsyncs before every reply: then "acknowledged" means
+    "durable", and a write missing after the kill is one the adapter lost (docs/reliability.md).
+    """
 
 
 class ConnectSpy:
@@ -541,6 +550,8 @@ async def fault_run(
     inject = {"kill": faults.kill, "restart": faults.restart, "freeze": faults.freeze}[fault]
     # The lock for the whole run: no other session stops or restarts a service under the load.
     async with faults.locked(), open_target(backend, outputs) as target:
+        if fault == "kill" and target.fsync_each_write is not None:
+            await target.fsync_each_write()
         return await run_outage(target, lambda: inject(service, HOLD), FAULTS[fault])
 
 
@@ -674,13 +685,34 @@ async def _redis(
             await raw.aclose()
         return Counter(int(json.loads(item)["turn_id"]) for item in items)
 
+    async def configure(*args: str) -> Any:
+        raw = aioredis.Redis.from_url(url, decode_responses=True)
+        try:
+            return await raw.execute_command("CONFIG", *args)
+        finally:
+            await raw.aclose()
+
+    policy = (await configure("GET", "appendfsync"))["appendfsync"]
+
+    async def fsync_each_write() -> None:
+        # Only the running process: a restart reads the stack's redis.conf (everysec) again.
+        await configure("SET", "appendfsync", "always")
+
     await adapter.connect()
     try:
         yield Target(
-            "redis", adapter, config["socket_timeout"], write, read, census, lambda: adapter.client
+            "redis",
+            adapter,
+            config["socket_timeout"],
+            write,
+            read,
+            census,
+            lambda: adapter.client,
+            fsync_each_write=fsync_each_write,
         )
     finally:
         await adapter.disconnect()
+        await configure("SET", "appendfsync", policy)
         raw = aioredis.Redis.from_url(url)
         try:
             await raw.delete(key)
