@@ -692,10 +692,11 @@ async def _redis(
         finally:
             await raw.aclose()
 
-    policy = (await configure("GET", "appendfsync"))["appendfsync"]
+    policies: list[str] = []  # the setting to put back, once fsync_each_write changed it
 
     async def fsync_each_write() -> None:
         # Only the running process: a restart reads the stack's redis.conf (everysec) again.
+        policies.append((await configure("GET", "appendfsync"))["appendfsync"])
         await configure("SET", "appendfsync", "always")
 
     await adapter.connect()
@@ -712,7 +713,8 @@ async def _redis(
         )
     finally:
         await adapter.disconnect()
-        await configure("SET", "appendfsync", policy)
+        if policies:
+            await configure("SET", "appendfsync", policies[0])
         raw = aioredis.Redis.from_url(url)
         try:
             await raw.delete(key)
