@@ -1,8 +1,8 @@
 """The Prometheus collector, scraped over HTTP while real adapters work.
 
 ``start_http_server`` serves a ``CollectorRegistry`` holding a
-:class:`~mas_storage.metrics.PrometheusCollector` of a Redis and a PostgreSQL adapter (the port
-is ``MAS_DEVSTACK_PORT_BASE + 90`` when the base is set, else a free one). The scrape is parsed
+:class:`~mas_storage.metrics.PrometheusCollector` of a Redis and a PostgreSQL adapter on a port
+the kernel picks (a fixed one collided with other processes' connections). The scrape is parsed
 with ``prometheus_client.parser``: the families are those of the text export, the counts are
 the adapters' own, a second scrape sees the calls made since (live), backend figures are
 fetched from the scrape thread on the adapters' loop, and no credential appears.
@@ -11,7 +11,6 @@ fetched from the scrape thread on the adapters' loop, and no credential appears.
 from __future__ import annotations
 
 import asyncio
-import os
 import urllib.request
 import uuid
 from typing import Any
@@ -23,11 +22,6 @@ from test_metrics_adapters import _secrets
 
 from mas_storage import StorageDataError, create_adapter
 from mas_storage.metrics import PrometheusCollector
-
-
-def _port() -> int:
-    base = os.environ.get("MAS_DEVSTACK_PORT_BASE")
-    return int(base) + 90 if base else 0
 
 
 def _scrape(port: int) -> str:
@@ -49,7 +43,7 @@ async def test_scraped_over_http_with_the_text_exports_names(stack_outputs: dict
     pg_cfg = {"url": stack_outputs["postgres_url"], "table": "active_context"}
     registry = CollectorRegistry()
     collector = PrometheusCollector(registry=registry)
-    server, thread = start_http_server(_port(), addr="127.0.0.1", registry=registry)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     port = server.server_port
     try:
         async with (
