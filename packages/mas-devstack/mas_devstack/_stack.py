@@ -422,7 +422,7 @@ class Stack:
                 command,
                 port=service.port,
                 host=service.host,
-                check=lambda: service.check(2.0),
+                check=lambda: service.check(2.0, ready=True),
                 log=out,
                 timeout=service.start_timeout,
                 env=service.env(),
