@@ -17,6 +17,7 @@ import signal
 import stat
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,43 @@ def test_the_outputs_fixture_never_shows_a_secret(stack_outputs: dict[str, Any])
     shown = repr(stack_outputs)
     assert not [s for s in secrets if s in shown]
     assert stack_outputs["postgres_url"].startswith("postgresql://")  # the values are intact
+
+
+@pytest.mark.slow
+@pytest.mark.host_system
+def test_a_restarted_typesense_is_up_only_once_its_replayed_log_is_served(
+    ownership: Ownership,
+) -> None:
+    """A snapshot, then 600 writes, then a graceful restart: Typesense replays the 600 log
+    entries after its snapshot, and while between 500 and 1000 wait ``/health`` is already ok
+    but writes are refused (503) and unreplayed documents read as 404. When ``start``
+    returns, a write is accepted and every document reads back (``Typesense.probe_ready``).
+    """
+    if ownership.local_stack_reason:
+        pytest.skip(ownership.local_stack_reason)
+    root = Path(tempfile.mkdtemp(prefix="mas-devstack-replay-"))
+    stack = Stack(root, port_base=_free_port_base())
+    try:
+        outputs = stack.up(["typesense"]).outputs
+        headers = {"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]}
+        with httpx.Client(base_url=outputs["typesense_url"], headers=headers) as client:
+            schema = {"name": "replay", "fields": [{"name": "n", "type": "int32"}]}
+            client.post("/collections", json=schema).raise_for_status()
+            # An on-demand Raft snapshot (copied out to a path), so the replay is the 600 below.
+            backup = root / "backup"
+            client.post("/operations/snapshot", params={"snapshot_path": str(backup)}, timeout=60)
+            assert (backup / "state" / "snapshot").is_dir(), "Typesense took no snapshot"
+            for n in range(600):  # one log entry each
+                client.post("/collections/replay/documents", json={"id": str(n), "n": n})
+            stack.stop("typesense")
+            stack.start("typesense")
+            written = client.post("/collections/replay/documents", json={"id": "x", "n": -1})
+            assert written.status_code == 201, f"a write right after start: {written.text}"
+            statuses = [
+                client.get(f"/collections/replay/documents/{n}").status_code for n in range(600)
+            ]
+            assert statuses == [200] * 600, Counter(statuses)
+            assert client.get("/collections/replay").json()["num_documents"] == 601
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)

@@ -482,6 +482,9 @@ class Typesense(ProcessService):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    #: Never created: writes to it go through the Raft log and come back 404 (probe_ready).
+    READY_PROBE_COLLECTION: ClassVar[str] = "_mas_devstack_ready_probe"
+
     def _get(self, path: str, timeout: float, *, auth: bool = True) -> Any:
         import httpx
 
@@ -490,20 +493,41 @@ class Typesense(ProcessService):
         response.raise_for_status()
         return response.json()
 
+    def _write_through_log(self, timeout: float) -> int:
+        """Upsert into :attr:`READY_PROBE_COLLECTION`: the HTTP status (404 once applied)."""
+        import httpx
+
+        response = httpx.post(
+            f"{self.url}/collections/{self.READY_PROBE_COLLECTION}/documents",
+            headers={"X-TYPESENSE-API-KEY": self.secrets.typesense_api_key},
+            json={},
+            timeout=timeout,
+        )
+        return response.status_code
+
     def probe(self, timeout: float) -> None:
         if self._get("/health", timeout, auth=False).get("ok") is not True:
             raise RuntimeError("/health is not ok")
         self._get("/collections", timeout)
 
     def probe_ready(self, timeout: float) -> None:
-        """A start is up once caught up: ``/health`` ok and an empty write queue.
+        """A start is up once caught up: writes accepted, the log applied, the queue empty.
 
-        After a restart Typesense replays its Raft log through its batched indexer, and
-        ``/health`` turns ok once at most ``healthy-read-lag`` (1000) writes wait; documents
-        still queued read as 404 meanwhile (seen: health ok with 256 batches queued and 14
-        acknowledged documents missing). So ``pending_write_batches`` must be 0 too.
+        After a restart Typesense replays its Raft log (every entry since its last snapshot)
+        and serves requests meanwhile: ``/health`` is ok while at most ``healthy-read-lag``
+        (1000) entries wait, writes are refused (503) while more than ``healthy-write-lag``
+        (500) do, and documents not yet replayed read as 404 (seen: health ok with 256 write
+        batches queued and 14 acknowledged documents missing). Its lag flags are refreshed
+        only every 3 s, and no endpoint of 0.24 shows the apply lag, so the probe writes
+        through the log itself: an upsert into a collection that does not exist is appended,
+        applied in order behind every earlier entry, and only then answered 404. Once it is,
+        every earlier entry has reached the batched indexer, and ``pending_write_batches`` 0
+        means all of them are indexed.
         """
         self.probe(timeout)
+        status = self._write_through_log(timeout)
+        if status != 404:  # 503 "Not Ready or Lagging" while it replays
+            raise RuntimeError(f"a write through the log answered HTTP {status}")
         pending = self._get("/stats.json", timeout).get("pending_write_batches")
         if pending != 0:
             raise RuntimeError(f"still replaying its log: {pending} write batches queued")
