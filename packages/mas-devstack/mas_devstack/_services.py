@@ -627,7 +627,12 @@ class Qdrant(Service):
         return f"Qdrant Edge {dist_version('qdrant-edge-py')} (embedded)"
 
     def outputs(self) -> dict[str, str | None]:
-        return {"qdrant_url": None, "qdrant_api_key": None, "qdrant_path": str(self.data_dir)}
+        return {
+            "qdrant_url": None,
+            "qdrant_api_key": None,
+            "qdrant_read_only_api_key": None,
+            "qdrant_path": str(self.data_dir),
+        }
 
 
 SERVICE_CLASSES: dict[str, type[Service]] = {

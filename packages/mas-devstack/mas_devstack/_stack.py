@@ -311,7 +311,7 @@ class Stack:
         them (``mas_storage.stack_output_keys()``; a unit test holds the two together).
         """
         self._load_secrets()
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] = {"tls_ca": None}  # the stack's CA (docs/security.md)
         for name in SERVICE_NAMES:
             merged.update(self._service(name).outputs())
         return dict(sorted(merged.items()))

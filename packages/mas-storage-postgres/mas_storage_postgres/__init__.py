@@ -11,11 +11,12 @@ run it with yoyo (the ``migrations`` extra).
 from ._adapter import PostgresAdapter
 from ._config import yoyo_database_url
 from ._migrations import MIGRATIONS_SOURCE, apply_migrations, rollback_migrations
-from ._settings import PostgresSettings
+from ._settings import PostgresOwnerSettings, PostgresSettings
 
 __all__ = [
     "MIGRATIONS_SOURCE",
     "PostgresAdapter",
+    "PostgresOwnerSettings",
     "PostgresSettings",
     "apply_migrations",
     "rollback_migrations",
