@@ -117,6 +117,20 @@ class Neo4jSettings(TlsSettings):
             object.__setattr__(self, "connection_acquisition_timeout", self.timeout)
         return self
 
+    def driver_target(self, where: str = "") -> tuple[str, dict[str, Any]]:
+        """The URL for ``AsyncGraphDatabase.driver`` and its TLS option.
+
+        ``+s`` becomes the plain scheme with an ``ssl_context`` verified against ``tls_ca``
+        (the driver accepts a context only with the plain schemes); ``+ssc`` (or
+        ``tls_insecure``) one that verifies nothing, with a WARNING. A plain scheme: no TLS.
+        """
+        parts = urlsplit(self.url)
+        base, _, suffix = parts.scheme.partition("+")
+        if not suffix:
+            return self.url, {}
+        context = self.ssl_context(where, verify=suffix != "ssc")
+        return urlunsplit(parts._replace(scheme=base)), {"ssl_context": context}
+
     def driver_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AsyncGraphDatabase.driver``.
 

@@ -11,9 +11,9 @@ Mode: **server** when ``url`` or ``host`` is set (the lab), else **embedded** at
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from mas_storage import Integer, Seconds, StackOutput, TlsSettings
@@ -107,6 +107,15 @@ class QdrantSettings(TlsSettings):
                 if name.lower() == value.lower():
                     return name
         return value
+
+    @model_validator(mode="after")
+    def _grpc_verifies(self) -> Self:
+        if self.tls_insecure and self.prefer_grpc:
+            raise ValueError(
+                "tls_insecure cannot be used with prefer_grpc: gRPC always verifies the server "
+                "certificate (give tls_ca instead)"
+            )
+        return self
 
     def uses_tls(self) -> bool | None:
         if self.mode == "embedded":

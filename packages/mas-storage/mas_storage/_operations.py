@@ -67,9 +67,7 @@ def translate_error(adapter: StorageAdapter, exc: Exception, op: str) -> Storage
     (:func:`~mas_storage.certificate_error`): its error says so, whatever the driver wrapped
     it in.
     """
-    facts = adapter._telemetry_facts()
-    where = f"{facts.server_address}:{facts.server_port}" if facts.server_address else ""
-    mapped: type[StorageError] | StorageError | None = certificate_error(exc, where)
+    mapped: type[StorageError] | StorageError | None = certificate_error(exc, adapter._server())
     if mapped is None:
         mapped = adapter._map_error(exc, op)
     if isinstance(mapped, StorageError):

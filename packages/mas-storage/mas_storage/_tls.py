@@ -142,11 +142,17 @@ class TlsSettings(AdapterSettings):
             return ca
         return _pem_file(ca)
 
-    def ssl_context(self, where: str = "") -> ssl.SSLContext:
-        """A client context: the server certificate verified against ``tls_ca`` (else the
-        system's store), hostname or IP checked, TLS 1.2 at least. With ``tls_insecure``:
-        no verification, and a WARNING naming ``where`` (never a secret)."""
+    def warn_if_insecure(self, where: str = "") -> None:
+        """Log the WARNING of ``tls_insecure`` (for drivers given options, not a context)."""
         if self.tls_insecure:
+            warn_insecure(self, where)
+
+    def ssl_context(self, where: str = "", *, verify: bool = True) -> ssl.SSLContext:
+        """A client context: the server certificate verified against ``tls_ca`` (else the
+        system's store), hostname or IP checked, TLS 1.2 at least. With ``tls_insecure`` (or
+        ``verify=False``, a driver's own "unverified" scheme): no verification, and a WARNING
+        naming ``where`` (never a secret)."""
+        if self.tls_insecure or not verify:
             warn_insecure(self, where)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
