@@ -43,6 +43,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hostile import LoopThread
 from otel_sinks import Sinks
 from qdrant_modes import adapter_config, modes_of
@@ -54,6 +56,7 @@ from secretwatch import (
     adapter_texts,
     exception_texts,
     find_secrets,
+    private_key_secrets,
     stack_secrets,
 )
 
@@ -357,6 +360,33 @@ def test_the_checks_catch_a_leak() -> None:
     err.__cause__ = cause
     assert find_secrets(exception_texts(err), [secret])
     assert find_secrets([repr({"url": f"redis://:{secret}@h"})], [secret])
+
+
+def test_the_sweep_knows_the_private_keys(stack_outputs: dict[str, Any]) -> None:
+    """The session's sweep searches for the TLS private keys too (the CA's and every
+    server's), and a key logged as a driver might (a repr of its PEM, newlines escaped) is
+    caught by a watch that holds the same key secrets; the key is a copy made up here, so the
+    session stays green."""
+    from mas_devstack import Stack
+
+    files = Stack().private_key_files()
+    if stack_outputs.get("tls_ca") is None:
+        pytest.skip("the stack runs without TLS: it has no private keys")
+    assert files[0].name == "ca-key.pem" and len(files) >= 5, files
+    session = set(active_sweep().secrets)
+    assert set(private_key_secrets(files)) <= session  # every key line is a session secret
+    made_up = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp_key = HERE / f".made-up-{token.token_hex(6)}-key.pem"
+    try:
+        tmp_key.write_bytes(made_up)
+        watch = SecretWatch(private_key_secrets([tmp_key]))
+    finally:
+        tmp_key.unlink()
+    with watch.watching():
+        logging.getLogger("neo4j.io").debug("loaded %r", made_up.decode())
+    assert watch.leak_count == 1
 
 
 #: A made-up stack for the child run below: its password, API key and the tests that leak them.

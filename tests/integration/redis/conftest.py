@@ -32,10 +32,17 @@ def redis_url(stack_outputs: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
-async def run_guard(redis_url: str) -> AsyncIterator[None]:
+def redis_admin_url(stack_admin: dict[str, Any], redis_url: str) -> str:
+    """The operator's URL (admin outputs): the bare client that looks at and cleans up what
+    Redis holds (SCAN and the rest, which the adapter's ACL user may not send)."""
+    return str(stack_admin.get("redis_admin_url") or redis_url)
+
+
+@pytest.fixture(scope="session")
+async def run_guard(redis_admin_url: str) -> AsyncIterator[None]:
     """After the whole run: no key of this run is left in Redis."""
     yield
-    raw = aioredis.Redis.from_url(redis_url)
+    raw = aioredis.Redis.from_url(redis_admin_url)
     try:
         left = await _leftovers(raw, RUN)
         if left:
@@ -46,9 +53,9 @@ async def run_guard(redis_url: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain driver client, to look at what Redis really holds."""
-    client = aioredis.Redis.from_url(redis_url)
+async def raw(redis_admin_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain driver client (the admin user), to look at what Redis really holds."""
+    client = aioredis.Redis.from_url(redis_admin_url)
     yield client
     await client.aclose()
 
