@@ -8,6 +8,7 @@ client's compatibility with the lab's server version is what can be checked.
 
 from __future__ import annotations
 
+import ssl
 from importlib.metadata import version as dist_version
 from typing import Any
 
@@ -49,7 +50,9 @@ async def test_neo4j_runs_the_tested_version(stack_outputs: dict[str, Any]) -> N
 
 async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
     headers = {"X-TYPESENSE-API-KEY": stack_outputs["typesense_api_key"]}
-    async with httpx.AsyncClient(base_url=stack_outputs["typesense_url"], timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=stack_outputs["typesense_url"], timeout=10, verify=ssl.create_default_context()
+    ) as client:
         response = await client.get("/debug", headers=headers)
     response.raise_for_status()
     assert response.json()["version"] == TESTED["typesense"].version
@@ -58,7 +61,9 @@ async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) 
 async def test_qdrant_server_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
     require_mode(stack_outputs, "server")
     headers = {"api-key": stack_outputs.get("qdrant_api_key") or ""}
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=10, trust_env=False, verify=ssl.create_default_context()
+    ) as client:
         response = await client.get(stack_outputs["qdrant_url"], headers=headers)
     response.raise_for_status()
     assert response.json()["version"] == TESTED["qdrant"].version

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ async def _leftovers(outputs: dict[str, Any], prefixes: dict[str, str]) -> dict[
         base_url=outputs["typesense_url"],
         headers={"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]},
         trust_env=False,
+        verify=ssl.create_default_context(),
     ) as http:
         collections = (await http.get("/collections")).json()
         counts["typesense"] = sum(

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import stat
 import tempfile
 import uuid
@@ -99,7 +100,10 @@ async def test_typesense_health_and_an_authenticated_request(
 ) -> None:
     key = stack_outputs["typesense_api_key"]
     async with httpx.AsyncClient(
-        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+        base_url=stack_outputs["typesense_url"],
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(),
     ) as client:
         health = await client.get("/health")
         assert health.status_code == 200
@@ -115,7 +119,10 @@ async def test_typesense_refuses_a_wrong_or_missing_key(
 ) -> None:
     headers = {"X-TYPESENSE-API-KEY": key} if key else {}
     async with httpx.AsyncClient(
-        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+        base_url=stack_outputs["typesense_url"],
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(),
     ) as client:
         response = await client.get("/collections", headers=headers)
     assert response.status_code == 401
@@ -393,7 +400,11 @@ def test_typesense_restart_after_kill_keeps_its_collections(
     name = f"test_{uuid.uuid4().hex[:12]}"
     schema = {"name": name, "fields": [{"name": "title", "type": "string"}]}
     with httpx.Client(
-        base_url=outputs["typesense_url"], headers=headers, timeout=30, trust_env=False
+        base_url=outputs["typesense_url"],
+        headers=headers,
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(),
     ) as client:
         assert client.post("/collections", json=schema).status_code == 201
         assert throwaway.stop("typesense", kill=True) is True

@@ -30,6 +30,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import statistics
 import time
 import uuid
@@ -710,7 +711,11 @@ async def _typesense(
 
     def raw() -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=url, headers={"X-TYPESENSE-API-KEY": api_key}, timeout=30, trust_env=False
+            base_url=url,
+            headers={"X-TYPESENSE-API-KEY": api_key},
+            timeout=30,
+            trust_env=False,
+            verify=ssl.create_default_context(),
         )
 
     async def write(k: int) -> None:

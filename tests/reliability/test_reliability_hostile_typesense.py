@@ -16,6 +16,7 @@ against what the server holds, then the collection is reset to its seed document
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,7 +127,11 @@ def ts(stack_outputs: dict[str, Any]) -> Iterator[Ts]:
         adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": COLLECTION})
         sentinel = TypesenseAdapter({"url": url, "api_key": key, "collection_name": SENTINEL})
         raw = httpx.AsyncClient(
-            base_url=url, headers={"X-TYPESENSE-API-KEY": key}, timeout=30, trust_env=False
+            base_url=url,
+            headers={"X-TYPESENSE-API-KEY": key},
+            timeout=30,
+            trust_env=False,
+            verify=ssl.create_default_context(),
         )
         loop.run(adapter.connect())
         loop.run(sentinel.connect())  # creates the sentinel collection

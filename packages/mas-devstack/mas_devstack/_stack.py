@@ -408,10 +408,8 @@ class Stack:
                     "down first to change it"
                 )
             return
-        tls = self.tls
+        tls = self.tls  # what the services built so far were given too
         write_private_json(self.tls_path, {"tls": tls})
-        with self._state_lock:
-            self._services.clear()
         if tls:
             ca = self.ca
             assert ca is not None

@@ -18,6 +18,7 @@ addresses: a cluster topology issues one per node with :meth:`StackCa.issue`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
@@ -69,6 +70,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _tag(directory: Path) -> str:
+    """A short tag of the stack's root, so two stacks' CAs have different names."""
+    return hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:12]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -98,7 +104,7 @@ class StackCa:
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{_ORG} CA {self.dir.parent.parent}"),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"{_ORG} CA {_tag(self.dir)}"),
             ]
         )
         now = _now()

@@ -107,13 +107,14 @@ class TlsSettings(AdapterSettings):
         return None
 
     @model_validator(mode="after")
-    def _tls_needs_an_encrypted_url(self) -> Self:
-        encrypted = self.uses_tls()
-        if encrypted is False and (self.tls_ca is not None or self.tls_insecure):
-            given = "tls_ca" if self.tls_ca is not None else "tls_insecure"
+    def _insecure_needs_an_encrypted_url(self) -> Self:
+        # tls_ca beside a plaintext URL is not refused: it usually comes from the outputs
+        # file while the URL was given explicitly (the URL decides). tls_insecure is always
+        # explicit, and meaningless without TLS.
+        if self.uses_tls() is False and self.tls_insecure:
             raise ValueError(
-                f"{given} is set but the connection is plaintext: ask for TLS in the url "
-                f"({self.tls_hint}), or unset {given}"
+                "tls_insecure is set but the connection is plaintext: ask for TLS in the url "
+                f"({self.tls_hint}), or unset tls_insecure"
             )
         return self
 
