@@ -20,9 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
-from mas_storage import TlsSettings
+from mas_storage import TlsSettings, load_admin_outputs
 
-__all__ = ["ca_file", "ca_pem", "httpx_verify", "neo4j_target", "raw_redis", "ssl_context"]
+__all__ = [
+    "ca_file",
+    "ca_pem",
+    "httpx_verify",
+    "neo4j_target",
+    "raw_redis",
+    "ssl_context",
+    "typesense_admin_key",
+]
 
 
 def _tls(outputs: Mapping[str, Any]) -> TlsSettings | None:
@@ -69,3 +77,10 @@ def neo4j_target(url: str, outputs: Mapping[str, Any]) -> tuple[str, dict[str, A
         return url, {}
     context = ssl_context(outputs) or ssl.create_default_context()
     return urlunsplit(parts._replace(scheme=base)), {"ssl_context": context}
+
+
+def typesense_admin_key(outputs: Mapping[str, Any]) -> str:
+    """The admin key (admin outputs) for suites that make and drop their own collections,
+    which the adapter's scoped key may not; the outputs' key on a stack without admin file."""
+    admin = load_admin_outputs()
+    return str(admin.get("typesense_admin_api_key") or outputs["typesense_api_key"])

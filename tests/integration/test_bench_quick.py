@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from neo4j import AsyncGraphDatabase
+from stack_tls import typesense_admin_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("postgres", "redis", "qdrant", "neo4j", "typesense")
@@ -150,7 +151,7 @@ async def _leftovers(outputs: dict[str, Any], prefixes: dict[str, str]) -> dict[
         await driver.close()
     async with httpx.AsyncClient(
         base_url=outputs["typesense_url"],
-        headers={"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]},
+        headers={"X-TYPESENSE-API-KEY": typesense_admin_key(outputs)},
         trust_env=False,
         verify=ssl.create_default_context(),
     ) as http:
