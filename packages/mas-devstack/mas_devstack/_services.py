@@ -6,6 +6,7 @@ the adapters", not merely "the port is open".
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
