@@ -48,8 +48,12 @@ async def test_neo4j_runs_the_tested_version(stack_outputs: dict[str, Any]) -> N
     assert (records[0]["v"], records[0]["e"]) == (TESTED["neo4j"].version, "community")
 
 
-async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
-    headers = {"X-TYPESENSE-API-KEY": stack_outputs["typesense_api_key"]}
+async def test_typesense_runs_the_tested_version(
+    stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> None:
+    # /debug (the only place with the version) takes the admin key: the adapter's scoped key
+    # may read its own collection and documents only.
+    headers = {"X-TYPESENSE-API-KEY": stack_admin["typesense_admin_api_key"]}
     async with httpx.AsyncClient(
         base_url=stack_outputs["typesense_url"], timeout=10, verify=ssl.create_default_context()
     ) as client:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -58,6 +58,21 @@ async def raw(redis_admin_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_admin_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def app_connections(
+    raw: aioredis.Redis, redis_url: str
+) -> Callable[[], Coroutine[Any, Any, set[int]]]:
+    """``await app_connections()``: the ids of the server's connections of the adapter's user
+    (the URL's), read as the admin (the adapter's user may not send ``CLIENT``). A test takes
+    them before and after it connects an adapter: the difference is the adapter's."""
+    user = unquote(urlsplit(redis_url).username or "") or "default"
+
+    async def ids() -> set[int]:
+        return {int(c["id"]) for c in await raw.client_list() if c.get("user") == user}
+
+    return ids
 
 
 @pytest.fixture
