@@ -147,15 +147,27 @@ async def test_redis_app_user_reads_no_other_key_prefix(
         await admin_redis.delete(other, session)
 
 
-async def test_redis_default_user_is_off(outputs: dict[str, Any]) -> None:
+async def test_redis_default_user_is_off(
+    outputs: dict[str, Any], admin_redis: aioredis.Redis
+) -> None:
+    """No client gets in as ``default``: without credentials, or naming it with the admin's
+    password. Its permissions stay (the AOF replay runs as it: ``mas_storage_redis._acl``)."""
     parts = urlsplit(outputs["redis_url"])
     anonymous = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
-    client = aioredis.Redis.from_url(anonymous, socket_timeout=5)
-    try:
-        with pytest.raises((rx.AuthenticationError, rx.ResponseError)):
-            await client.get("session:x:turns")
-    finally:
-        await client.aclose()
+    admin_password = admin_redis.connection_pool.connection_kwargs["password"]
+    as_default = urlunsplit(
+        parts._replace(netloc=f"default:{admin_password}@{parts.hostname}:{parts.port}")
+    )
+    for url in (anonymous, as_default):
+        client = aioredis.Redis.from_url(url, socket_timeout=5)
+        try:
+            with pytest.raises(rx.AuthenticationError):
+                await client.get("session:x:turns")
+        finally:
+            await client.aclose()
+    default = await admin_redis.acl_getuser("default")
+    assert default["enabled"] is False
+    assert default["passwords"] == []
 
 
 async def test_redis_adapter_works_with_its_acl_user(outputs: dict[str, Any]) -> None:

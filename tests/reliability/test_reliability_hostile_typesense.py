@@ -11,6 +11,10 @@ The state compared before and after each call is the export (every document) of 
 traversal that deleted or wrote anywhere else would show. A ``filters`` search must return only
 documents whose fields equal the values asked for, exactly. Accepted writes are checked
 against what the server holds, then the collection is reset to its seed documents.
+
+Everything here holds the admin key (admin outputs): the adapter too, so a traversal into the
+sentinel collection would show, not be refused by a scoped key's limits (those are tested in
+``tests/integration/test_least_privilege.py``).
 """
 
 from __future__ import annotations
@@ -120,8 +124,8 @@ def _fresh(ts: Ts) -> None:
 
 
 @pytest.fixture(scope="module")
-def ts(stack_outputs: dict[str, Any]) -> Iterator[Ts]:
-    url, key = stack_outputs["typesense_url"], stack_outputs["typesense_api_key"]
+def ts(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> Iterator[Ts]:
+    url, key = stack_outputs["typesense_url"], stack_admin["typesense_admin_api_key"]
     with hostile_session(stack_outputs, "typesense") as session:
         loop = session.loop
         adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": COLLECTION})

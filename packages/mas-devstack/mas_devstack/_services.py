@@ -471,7 +471,7 @@ class Redis(ProcessService):
         return self.data_dir / "redis.conf"
 
     def prepare(self) -> None:
-        from mas_storage_redis import adapter_acl_rule, admin_acl_rule
+        from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
 
         redis_server()
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -499,8 +499,9 @@ class Redis(ProcessService):
                 f"bind {self.host}",
                 "protected-mode yes",
                 *listen,
-                # The default user is off: every client names its ACL user.
-                "user default off",
+                # The default user is off: every client names its ACL user (the line keeps
+                # its permissions for the AOF replay: mas_storage_redis._acl says why).
+                DISABLED_DEFAULT_USER,
                 admin_acl_rule(REDIS_ADMIN_USER, self.secrets.redis_password),
                 adapter_acl_rule(REDIS_APP_USER, self.secrets.redis_app_password),
                 f"dir {self.data_dir / 'data'}",

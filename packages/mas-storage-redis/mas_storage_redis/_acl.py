@@ -17,6 +17,14 @@ added here, and the integration suite (which runs as this user) fails until it i
 A cluster topology adds the commands its client needs (:data:`CLUSTER_COMMANDS` is the place)
 with ``extra_commands``. The password goes into the rule as its SHA-256 (``#<hex>``), so an
 ACL file or a ``redis.conf`` holds no clear password.
+
+**The default user** (:data:`DISABLED_DEFAULT_USER`) is off and has no password, so no client
+can log in as it, but it keeps every permission: Redis replays its append-only file as the
+``default`` user and, up to Redis 8.2 (redis/redis#14541, fixed by #14545), re-checks the ACL
+at each replayed ``EXEC``. Redis 7 writes every script run (the adapter's writes) to the AOF
+as a ``MULTI``/``EXEC`` of its effects, so a ``default`` user without permissions makes a
+restarted Redis drop, silently, every acknowledged write of the adapter (``NOPERM ACLs rules
+changed between the moment the transaction was accumulated and the EXEC`` in its log).
 """
 
 from __future__ import annotations
@@ -27,7 +35,13 @@ from collections.abc import Iterable
 
 from ._keys import KEY_PREFIX
 
-__all__ = ["ADAPTER_COMMANDS", "ADAPTER_KEY_PATTERNS", "adapter_acl_rule", "admin_acl_rule"]
+__all__ = [
+    "ADAPTER_COMMANDS",
+    "ADAPTER_KEY_PATTERNS",
+    "DISABLED_DEFAULT_USER",
+    "adapter_acl_rule",
+    "admin_acl_rule",
+]
 
 #: Every command the adapter (and redis-py on its behalf) sends, and those its script calls.
 ADAPTER_COMMANDS: tuple[str, ...] = (
@@ -56,6 +70,9 @@ ADAPTER_COMMANDS: tuple[str, ...] = (
 #: The keys the adapter touches: its sessions' lists.
 ADAPTER_KEY_PATTERNS: tuple[str, ...] = (f"{KEY_PREFIX}*",)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: The ``user default ...`` line: off and without a password (nobody logs in as it), with every
+#: permission kept for the AOF replay, which runs as this user (see the module's docstring).
+DISABLED_DEFAULT_USER = "user default reset off ~* &* +@all"
 
 
 def _password_hash(password: str) -> str:
