@@ -108,10 +108,19 @@ def session_id(sessions: Callable[..., str]) -> str:
 
 @pytest.fixture
 async def make_adapter(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """``await make_adapter(**config)``: a connected adapter, disconnected after the test."""
+    """``await make_adapter(**config)``: a connected adapter, disconnected after the test.
+
+    An adapter given the loopback proxy's URL (:func:`proxied_url`) on a stack whose Redis is
+    on a simulated host connects with ``tls_insecure``: the server's certificate names its
+    host's IP, not the proxy's 127.0.0.1. Those tests are about outages; verification of the
+    certificate is ``tests/integration/test_tls.py``'s, and the loopback stack keeps it on."""
     made: list[RedisAdapter] = []
+    server = urlsplit(redis_url).hostname
 
     async def build(**config: Any) -> RedisAdapter:
+        url = str(config.get("url", redis_url))
+        if url.startswith("rediss://") and urlsplit(url).hostname != server:
+            config.setdefault("tls_insecure", True)
         adapter = RedisAdapter({"url": redis_url, **config})
         await adapter.connect()
         made.append(adapter)
