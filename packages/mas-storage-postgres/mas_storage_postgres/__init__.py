@@ -2,7 +2,8 @@
 
 ``PostgresAdapter`` (registry kind ``"postgres"``) implements the generic storage contract
 and the turn/fact domain API on the schema of the repository's ``migrations/`` (0001; 0002,
-which adds the facts' ``idempotency_key``; 0003, the adapter role's DML grants);
+which adds the facts' ``idempotency_key``; 0003, the adapter role's DML grants; 0004, the
+session-ordered indexes);
 ``PostgresSettings`` is its configuration, ``PostgresOwnerSettings`` the schema owner's (the
 migrations').
 ``yoyo_database_url`` is the one bridge from a libpq URL to the URL yoyo needs. The schema ships
