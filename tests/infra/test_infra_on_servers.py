@@ -1,0 +1,382 @@
+"""The program's files and flags on real servers: Redis, PostgreSQL and Typesense, no Docker.
+
+The mocked tests prove what the program asks the engine for. These run what it would put in
+the containers: the local stack file (address 127.0.0.1, so the host certificate names the
+address the clients dial) is built under mocks, each container's uploads are written under a
+private root with their modes, and its command runs for real, with the container's paths moved
+under that root and a stand-in for the image's ``docker-entrypoint.sh`` that does only what
+the program relies on (drop to the server's user; PostgreSQL's first-start initialisation with
+the image's env contract and ``/docker-entrypoint-initdb.d``). The container's own healthcheck
+says when the server is ready. Then clients connect with the stack outputs, the CA from
+``tls_ca``, and find what docs/security.md promises: TLS only, verified for the address, and
+each credential able to do its job and no more.
+
+The servers are Debian's Redis 7.0 and PostgreSQL 15 and the Typesense 0.24.1 binary (the
+versions the lab images run). Neo4j and Qdrant are not here: the local stack has no Neo4j
+image layout (its server is embedded) and no Qdrant server. Needs root, as the containers
+are: the command's ``install -o redis`` and the servers' users.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import redis
+from infra_harness import CONTAINER, Built
+from pulumi.runtime import rpc
+
+from mas_devstack._runtime import postgres_bin, typesense_binary
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the containers' commands as root")
+
+#: Stand-in for the redis image's entrypoint: run redis-server as the redis user.
+REDIS_ENTRYPOINT = """#!/bin/sh
+set -eu
+[ "$(id -u)" = 0 ] && exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
+exec "$@"
+"""
+#: Stand-in for the postgres image's entrypoint: its env contract (POSTGRES_USER, _PASSWORD,
+#: _DB, _INITDB_ARGS, PGDATA), initdb and the init scripts on the first start (as the
+#: superuser, with PGPASSWORD and a docker_process_sql on the socket), then the server as
+#: postgres with the command's flags. PGPORT and PGSOCK place it beside the other tests.
+POSTGRES_ENTRYPOINT = """#!/bin/sh
+set -eu
+[ "$1" = postgres ] && shift
+[ "$(id -u)" = 0 ] && \\
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" postgres "$@"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pw="$(mktemp)"
+    printf '%s\\n' "$POSTGRES_PASSWORD" > "$pw"
+    initdb -D "$PGDATA" --username="$POSTGRES_USER" --pwfile="$pw" $POSTGRES_INITDB_ARGS \\
+        --encoding=UTF8 --locale=C.UTF-8 --no-instructions > /dev/null
+    rm -f "$pw"
+    export PGPASSWORD="$POSTGRES_PASSWORD"
+    pg_ctl -D "$PGDATA" -w -o "$* -c listen_addresses= -p $PGPORT -k $PGSOCK" start > /dev/null
+    docker_process_sql() {
+        psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc \\
+            --dbname "$POSTGRES_DB" -h "$PGSOCK" -p "$PGPORT" "$@"
+    }
+    psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --dbname postgres \\
+        -h "$PGSOCK" -p "$PGPORT" -c "CREATE DATABASE \\"$POSTGRES_DB\\"" > /dev/null
+    for f in "$INITDB_DIR"/*.sh; do . "$f"; done
+    pg_ctl -D "$PGDATA" -m fast -w stop > /dev/null
+    unset PGPASSWORD
+fi
+exec postgres -D "$PGDATA" "$@" -p "$PGPORT" -k "$PGSOCK" -c listen_addresses=127.0.0.1
+"""
+
+
+def _plain(value: Any) -> Any:
+    return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def _ports(count: int, offset: int) -> list[int]:
+    """Ports of this test: the port base's +offset.. when set (the machine is shared), else
+    free ones."""
+    base = os.environ.get("MAS_DEVSTACK_PORT_BASE")
+    if base:
+        return [int(base) + offset + i for i in range(count)]
+    found = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            found.append(sock.getsockname()[1])
+    return found
+
+
+class ContainerRun:
+    """One container of the built program, run as a process under ``root`` (see module doc)."""
+
+    def __init__(self, built: Built, backend: str, root: Path, moves: dict[str, str]) -> None:
+        container = built.one(CONTAINER, f"{backend}-container")
+        self.root = root
+        self.moves = {
+            "/etc/mas/": f"{root}/etc/mas/",
+            "/run/mas/": f"{root}/run/mas/",
+            "/docker-entrypoint-initdb.d/": f"{root}/docker-entrypoint-initdb.d/",
+            **moves,
+        }
+        self.env = dict(e.split("=", 1) for e in _plain(container.inputs["envs"]))
+        self.command = [self.move(part) for part in container.inputs.get("command", [])]
+        self.health = [self.move(part) for part in container.inputs["healthcheck"]["tests"]]
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        self.log = root / f"{backend}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        for upload in (_plain(u) for u in _plain(container.inputs["uploads"])):
+            path = Path(self.move(upload["file"]))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(_plain(upload["content"])), encoding="utf-8")
+            path.chmod(int(upload["permissions"], 8))
+
+    def move(self, text: str) -> str:
+        for old, new in self.moves.items():
+            text = text.replace(old, new)
+        return text
+
+    def entrypoint(self, script: str) -> None:
+        path = self.bin / "docker-entrypoint.sh"
+        path.write_text(script, encoding="utf-8")
+        path.chmod(0o755)
+
+    def start(self, argv: list[str], cwd: Path | None = None, **env: str) -> None:
+        path = f"{self.bin}:{postgres_bin()}:{os.environ['PATH']}"
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                argv,
+                env={**os.environ, **self.env, "PATH": path, **env},
+                cwd=cwd or self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def healthy(self, timeout: float = 60.0) -> None:
+        """Run the container's healthcheck until it passes, as Docker would."""
+        kind, *test = self.health
+        argv = ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test
+        deadline = time.monotonic() + timeout
+        path = f"{postgres_bin()}:{os.environ['PATH']}"
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            done = subprocess.run(
+                argv, env={**os.environ, **self.env, "PATH": path}, capture_output=True, check=False
+            )
+            if done.returncode == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"healthcheck never passed: {argv}\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """A private root the servers' users can traverse (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="mas-infra-servers-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _ca_file(built: Built, root: Path) -> str:
+    path = root / "client-ca.pem"
+    path.write_text(built.outputs["tls_ca"], encoding="ascii")
+    return str(path)
+
+
+def _url_on(url: str, port: int, host: str = "127.0.0.1") -> str:
+    """The output URL with the port (and host) of the server this test runs."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+def test_redis_serves_tls_only_with_the_programs_acl(local_built: Built, root: Path) -> None:
+    (port,) = _ports(1, 80)
+    # on this shared machine, loopback only (in its container the server has its own network)
+    moves = {"--tls-port 6379": f"--tls-port {port}", "--port 0": "--bind 127.0.0.1 --port 0"}
+    run = ContainerRun(local_built, "redis", root, moves)
+    run.health = [part.replace("-p 6379", f"-p {port}") for part in run.health]
+    run.entrypoint(REDIS_ENTRYPOINT)
+    data = root / "data"
+    data.mkdir()
+    shutil.chown(data, "redis", "redis")
+    run.start(run.command, cwd=data)  # the image's WORKDIR
+    try:
+        run.healthy()  # redis-cli --tls, as mas_app: PONG
+        # the key and the ACL file the server reads: owner-only copies for the redis user
+        for name in ("server.key", "users.acl"):
+            copy = root / "run/mas/redis" / name
+            assert (copy.stat().st_mode & 0o777, copy.owner()) == (0o600, "redis")
+        ca = local_built.outputs["tls_ca"]
+        verified = {"ssl_ca_data": ca, "ssl_check_hostname": True}
+        app = redis.Redis.from_url(_url_on(local_built.outputs["redis_url"], port), **verified)
+        admin = redis.Redis.from_url(
+            _url_on(local_built.admin_outputs["redis_admin_url"], port), **verified
+        )
+        # the certificate is verified, its name included: good for 127.0.0.1, not "localhost"
+        wrong_name = redis.Redis.from_url(
+            _url_on(local_built.outputs["redis_url"], port, host="localhost"),
+            **verified,
+        )
+        with wrong_name, pytest.raises(redis.exceptions.ConnectionError, match="certificate"):
+            wrong_name.ping()
+        with app, admin:
+            assert app.ping() is True
+            assert app.lpush("session:t1", "a") == 1
+            assert app.lrange("session:t1", 0, -1) == [b"a"]
+            # outside the adapter's commands and keys: refused by the server
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.flushall()
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.set("session:t1:x", "1")  # SET is not an adapter command
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.lpush("other:key", "x")  # another key prefix
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.execute_command("CONFIG", "GET", "dir")
+            assert admin.acl_whoami() == "admin"
+            assert admin.exists("session:t1") == 1  # the admin reads everything ...
+            assert "off" in admin.acl_getuser("default")["flags"]
+            # the default user is off: a client without a user cannot log in at all
+            anonymous = redis.Redis(host="127.0.0.1", port=port, ssl=True, **verified)
+            with anonymous, pytest.raises(redis.exceptions.AuthenticationError):
+                anonymous.ping()
+        # no plaintext: the TLS port does not speak RESP in the clear
+        plain = redis.Redis(host="127.0.0.1", port=port, socket_timeout=3)
+        with plain, pytest.raises(redis.exceptions.ConnectionError):
+            plain.ping()
+    finally:
+        run.stop()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, root: Path) -> None:
+    (port,) = _ports(1, 81)
+    run = ContainerRun(local_built, "postgres", root, {"port=5432": f"port={port}"})
+    run.entrypoint(POSTGRES_ENTRYPOINT)
+    pgdata, sock = root / "pgdata", root / "sock"
+    for path in (pgdata, sock):
+        path.mkdir(mode=0o700)
+        shutil.chown(path, "postgres", "postgres")
+    run.start(
+        run.command,
+        PGDATA=str(pgdata),
+        PGPORT=str(port),
+        PGSOCK=str(sock),
+        INITDB_DIR=str(root / "docker-entrypoint-initdb.d"),
+    )
+    try:
+        run.healthy(timeout=90)  # pg_isready over TLS, verify-ca against the stack's CA
+        ca = _ca_file(local_built, root)
+        app_url = _url_on(local_built.outputs["postgres_url"], port)
+        owner_url = _url_on(local_built.admin_outputs["postgres_owner_url"], port)
+        # the adapter's role, TLS verified for the address (sslmode=verify-full in the URL)
+        with psycopg.connect(app_url, sslrootcert=ca, autocommit=True) as app:
+            row = app.execute(
+                "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone()
+            assert row == ("mas_app", True)
+            member = app.execute("SELECT pg_has_role('mas_app', 'mas_memory_rw', 'MEMBER')")
+            assert member.fetchone() == (True,)
+            attrs = app.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+                "WHERE rolname = 'mas_app'"
+            ).fetchone()
+            assert attrs == (False, False, False)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("CREATE TABLE nope (id int)")
+        # the owner: owns the database, may create (migrations run as it), is no superuser
+        with psycopg.connect(owner_url, sslrootcert=ca, autocommit=True) as owner:
+            row = owner.execute(
+                "SELECT r.rolsuper, pg_get_userbyid(d.datdba) FROM pg_roles r, pg_database d "
+                "WHERE r.rolname = current_user AND d.datname = current_database()"
+            ).fetchone()
+            assert row == (False, "mas")
+            owner.execute("CREATE TABLE t (id int)")
+            owner.execute("GRANT SELECT, INSERT ON t TO mas_memory_rw")  # as 0003 does
+        with psycopg.connect(app_url, sslrootcert=ca, autocommit=True) as app:
+            app.execute("INSERT INTO t VALUES (1)")
+            assert app.execute("SELECT count(*) FROM t").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("DROP TABLE t")
+        # refused: plaintext, another database for the adapter, the superuser over TCP
+        for url, options, reason in (
+            (app_url.replace("sslmode=verify-full", "sslmode=disable"), {}, "no encryption"),
+            (app_url.replace("/mas_memory?", "/postgres?"), {"sslrootcert": ca}, "no pg_hba"),
+        ):
+            with pytest.raises(psycopg.OperationalError, match=reason):
+                psycopg.connect(url, **options)
+        superuser = local_built.stack.backends["postgres"]
+        assert superuser.superuser == "postgres"
+        env = run.env
+        with pytest.raises(psycopg.OperationalError, match="no pg_hba"):
+            psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                user="postgres",
+                password=env["POSTGRES_PASSWORD"],
+                dbname="mas_memory",
+                sslmode="verify-full",
+                sslrootcert=ca,
+            )
+        # a certificate check by name: the server's certificate does not name "localhost"
+        wrong_name = _url_on(local_built.outputs["postgres_url"], port, host="localhost")
+        with pytest.raises(psycopg.OperationalError, match="does not match host name"):
+            psycopg.connect(wrong_name, sslrootcert=ca)
+    finally:
+        run.stop()
+
+
+# -- Typesense ---------------------------------------------------------------------------------
+
+
+def test_typesense_serves_https_only_with_the_programs_flags(
+    local_built: Built, root: Path
+) -> None:
+    api, peering = _ports(2, 82)
+    run = ContainerRun(local_built, "typesense", root, {"127.0.0.1:8108": f"127.0.0.1:{api}"})
+    data = root / "ts-data"
+    data.mkdir()
+    argv = [
+        str(typesense_binary()),
+        *run.command,  # --ssl-certificate, --ssl-certificate-key
+        f"--data-dir={data}",
+        "--api-address=127.0.0.1",
+        f"--api-port={api}",
+        "--peering-address=127.0.0.1",
+        f"--peering-port={peering}",
+    ]
+    env = {k: v for k, v in run.env.items() if k != "TYPESENSE_DATA_DIR"}
+    run.env = env
+    run.start(argv)
+    try:
+        run.healthy(timeout=90)  # openssl s_client, verified against the CA: GET /health 200
+        ca = ssl.create_default_context(cadata=local_built.outputs["tls_ca"])
+        url = _url_on(local_built.outputs["typesense_url"], api)
+        key = {"X-TYPESENSE-API-KEY": env["TYPESENSE_API_KEY"]}
+        with httpx.Client(verify=ca, trust_env=False) as client:
+            assert client.get(f"{url}/health").json() == {"ok": True}
+            assert client.get(f"{url}/collections", headers=key).status_code == 200
+        # the adapter's scoped key is not the server's admin key: it opens nothing by itself
+        scoped = {"X-TYPESENSE-API-KEY": local_built.outputs["typesense_api_key"]}
+        with httpx.Client(verify=ca, trust_env=False) as client:
+            assert client.get(f"{url}/collections", headers=scoped).status_code == 401
+        # no plaintext HTTP on the API port
+        with httpx.Client(trust_env=False) as client, pytest.raises(httpx.HTTPError):
+            client.get(f"http://127.0.0.1:{api}/health", timeout=5)
+    finally:
+        run.stop()
