@@ -319,7 +319,7 @@ def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, ro
             (app_url.replace("/mas_memory?", "/postgres?"), {"sslrootcert": ca}, "no pg_hba"),
         ):
             with pytest.raises(psycopg.OperationalError, match=reason):
-                psycopg.connect(url, **options)
+                psycopg.connect(url, **options).close()
         superuser = local_built.stack.backends["postgres"]
         assert superuser.superuser == "postgres"
         env = run.env
@@ -332,11 +332,11 @@ def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, ro
                 dbname="mas_memory",
                 sslmode="verify-full",
                 sslrootcert=ca,
-            )
+            ).close()
         # a certificate check by name: the server's certificate does not name "localhost"
         wrong_name = _url_on(local_built.outputs["postgres_url"], port, host="localhost")
         with pytest.raises(psycopg.OperationalError, match="does not match host name"):
-            psycopg.connect(wrong_name, sslrootcert=ca)
+            psycopg.connect(wrong_name, sslrootcert=ca).close()
     finally:
         run.stop()
 
