@@ -19,14 +19,18 @@ are: the command's ``install -o redis`` and the servers' users.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,10 +40,11 @@ import httpx
 import psycopg
 import pytest
 import redis
-from infra_harness import CONTAINER, Built
+from infra_harness import CONTAINER, ROOT, Built
 from pulumi.runtime import rpc
 
 from mas_devstack._runtime import postgres_bin, typesense_binary
+from mas_storage import create_adapter
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the containers' commands as root")
 
@@ -264,9 +269,9 @@ def test_redis_serves_tls_only_with_the_programs_acl(local_built: Built, root: P
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 
-def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, root: Path) -> None:
-    (port,) = _ports(1, 81)
-    run = ContainerRun(local_built, "postgres", root, {"port=5432": f"port={port}"})
+def _start_postgres(built: Built, root: Path, port: int) -> ContainerRun:
+    """The PostgreSQL container's command, run under ``root``, on ``port``."""
+    run = ContainerRun(built, "postgres", root, {"port=5432": f"port={port}"})
     run.entrypoint(POSTGRES_ENTRYPOINT)
     pgdata, sock = root / "pgdata", root / "sock"
     for path in (pgdata, sock):
@@ -279,6 +284,31 @@ def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, ro
         PGSOCK=str(sock),
         INITDB_DIR=str(root / "docker-entrypoint-initdb.d"),
     )
+    return run
+
+
+def _start_typesense(built: Built, root: Path, api: int, peering: int) -> ContainerRun:
+    """The Typesense container's command (the image's entrypoint is the server), on ``api``."""
+    run = ContainerRun(built, "typesense", root, {"127.0.0.1:8108": f"127.0.0.1:{api}"})
+    data = root / "ts-data"
+    data.mkdir()
+    argv = [
+        str(typesense_binary()),
+        *run.command,  # --ssl-certificate, --ssl-certificate-key
+        f"--data-dir={data}",
+        "--api-address=127.0.0.1",
+        f"--api-port={api}",
+        "--peering-address=127.0.0.1",
+        f"--peering-port={peering}",
+    ]
+    run.env = {k: v for k, v in run.env.items() if k != "TYPESENSE_DATA_DIR"}
+    run.start(argv)
+    return run
+
+
+def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, root: Path) -> None:
+    (port,) = _ports(1, 81)
+    run = _start_postgres(local_built, root, port)
     try:
         run.healthy(timeout=90)  # pg_isready over TLS, verify-ca against the stack's CA
         ca = _ca_file(local_built, root)
@@ -348,21 +378,8 @@ def test_typesense_serves_https_only_with_the_programs_flags(
     local_built: Built, root: Path
 ) -> None:
     api, peering = _ports(2, 82)
-    run = ContainerRun(local_built, "typesense", root, {"127.0.0.1:8108": f"127.0.0.1:{api}"})
-    data = root / "ts-data"
-    data.mkdir()
-    argv = [
-        str(typesense_binary()),
-        *run.command,  # --ssl-certificate, --ssl-certificate-key
-        f"--data-dir={data}",
-        "--api-address=127.0.0.1",
-        f"--api-port={api}",
-        "--peering-address=127.0.0.1",
-        f"--peering-port={peering}",
-    ]
-    env = {k: v for k, v in run.env.items() if k != "TYPESENSE_DATA_DIR"}
-    run.env = env
-    run.start(argv)
+    run = _start_typesense(local_built, root, api, peering)
+    env = run.env
     try:
         run.healthy(timeout=90)  # openssl s_client, verified against the CA: GET /health 200
         ca = ssl.create_default_context(cadata=local_built.outputs["tls_ca"])
@@ -380,3 +397,102 @@ def test_typesense_serves_https_only_with_the_programs_flags(
             client.get(f"http://127.0.0.1:{api}/health", timeout=5)
     finally:
         run.stop()
+
+
+# -- scripts/lab-outputs against them ----------------------------------------------------------
+
+
+def _fake_pulumi(bin_dir: Path, outputs: dict[str, Any]) -> None:
+    """A ``pulumi`` that prints ``outputs`` as ``stack output --json --show-secrets`` does."""
+    printed = bin_dir / "outputs.json"
+    printed.write_text(json.dumps(outputs), encoding="utf-8")
+    tool = bin_dir / "pulumi"
+    tool.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stdout.write(open({str(printed)!r}).read())\n",
+        encoding="utf-8",
+    )
+    tool.chmod(0o755)
+
+
+def test_lab_outputs_migrates_and_provisions_the_programs_servers(
+    local_built: Built, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's last steps for real: scripts/lab-outputs with only ``pulumi`` faked, real
+    yoyo (migrations 0001-0003, as the owner, over TLS) and real provisioning (the collection
+    and the scoped key, with the admin key) on the program's PostgreSQL and Typesense; then the
+    adapters do their job with the adapters' file alone, and no more."""
+    pg_port, api, peering = _ports(3, 84)
+    (root / "pg").mkdir()
+    (root / "ts").mkdir()
+    postgres = _start_postgres(local_built, root / "pg", pg_port)
+    typesense = _start_typesense(local_built, root / "ts", api, peering)
+    try:
+        postgres.healthy(timeout=90)
+        typesense.healthy(timeout=90)
+        outputs = {**local_built.outputs, **local_built.admin_outputs}
+        for key, port in (("postgres_url", pg_port), ("postgres_owner_url", pg_port)):
+            outputs[key] = _url_on(outputs[key], port)
+        outputs["typesense_url"] = _url_on(outputs["typesense_url"], api)
+        bin_dir = root / "fake-bin"
+        bin_dir.mkdir()
+        _fake_pulumi(bin_dir, outputs)
+        files, admin_file = root / "out" / "stack-outputs.json", root / "out" / "stack-admin.json"
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            # what a user's shell may hold must not redirect the steps
+            "POSTGRES_URL": "postgresql://nobody@127.0.0.1:1/nowhere",
+            "TYPESENSE_API_KEY": "not-the-stacks-key",
+        }
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "lab-outputs"), "--output", str(files),
+             "--admin-output", str(admin_file)],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        for secret in (outputs["typesense_admin_api_key"], outputs["typesense_api_key"]):
+            assert secret not in done.stdout + done.stderr
+        assert "Applying 0003_app_role_grants" in done.stdout + done.stderr
+        assert "adapter key created" in done.stdout
+
+        # the adapters, from the adapters' file only (no admin file within reach)
+        for name in list(os.environ):
+            if name.startswith(("POSTGRES_", "TYPESENSE_", "MAS_")):
+                monkeypatch.delenv(name)
+        monkeypatch.chdir(root)
+        monkeypatch.setenv("MAS_STACK_OUTPUTS", str(files))
+        monkeypatch.setenv("MAS_STACK_ADMIN", str(root / "no-admin-file.json"))
+        asyncio.run(_adapters_do_their_job_and_no_more(outputs, _ca_file(local_built, root)))
+    finally:
+        postgres.stop()
+        typesense.stop()
+
+
+async def _adapters_do_their_job_and_no_more(outputs: dict[str, Any], ca: str) -> None:
+    """Through the adapters' file: the PostgreSQL and Typesense adapters store, read and delete;
+    their credentials may not drop a table or the collection, nor manage keys."""
+    session = f"test-{uuid.uuid4().hex}"
+    async with create_adapter("postgres") as pg:
+        record = await pg.store({"session_id": session, "turn_id": 0, "content": "hi"})
+        assert (await pg.retrieve(record) or {}).get("content") == "hi"
+        assert await pg.delete(record)
+    async with create_adapter("typesense") as ts:
+        await ts.store(
+            {"id": session, "content": "scoped", "session_id": session,
+             "fact_type": "test", "confidence": 0.5}
+        )  # fmt: skip
+        assert (await ts.retrieve(session) or {}).get("content") == "scoped"
+        assert await ts.delete(session)
+    # ... and no more: the adapters' credentials may not change the schema
+    async with await psycopg.AsyncConnection.connect(
+        outputs["postgres_url"], sslrootcert=ca, autocommit=True
+    ) as app:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await app.execute("DROP TABLE active_context")
+    context = ssl.create_default_context(cadata=outputs["tls_ca"])
+    scoped = {"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]}
+    async with httpx.AsyncClient(verify=context, trust_env=False) as client:
+        url = outputs["typesense_url"]
+        dropped = await client.delete(f"{url}/collections/semantic_memory", headers=scoped)
+        assert dropped.status_code == 401
+        assert (await client.get(f"{url}/keys", headers=scoped)).status_code == 401
