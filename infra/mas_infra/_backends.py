@@ -289,6 +289,9 @@ class QdrantService(BackendService):
             "QDRANT__SERVICE__ENABLE_TLS=true",
             f"QDRANT__TLS__CERT={TLS_DIR}/server.crt",
             f"QDRANT__TLS__KEY={TLS_DIR}/server.key",
+            # The stack's CA for Qdrant's own HTTPS client (the image's config names a
+            # ./tls/cacert.pem that does not exist) and, later, cluster peers.
+            f"QDRANT__TLS__CA_CERT={TLS_DIR}/ca.crt",
             "QDRANT__TELEMETRY_DISABLED=true",
         ]
 

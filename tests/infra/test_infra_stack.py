@@ -180,6 +180,7 @@ EXPECT: dict[str, Expect] = {
             "QDRANT__SERVICE__ENABLE_TLS": "true",
             "QDRANT__TLS__CERT": "/etc/mas/tls/server.crt",
             "QDRANT__TLS__KEY": "/etc/mas/tls/server.key",
+            "QDRANT__TLS__CA_CERT": "/etc/mas/tls/ca.crt",
             "QDRANT__TELEMETRY_DISABLED": "true",
         },
         health=("CMD-SHELL",),
