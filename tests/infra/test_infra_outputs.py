@@ -159,6 +159,22 @@ def test_script_writes_the_two_files_owner_only(tmp_path: Path, dev_built: Built
         assert everything[secret] not in proc.stdout + proc.stderr
 
 
+def test_admin_file_sits_beside_the_outputs_and_no_migrate_only_writes(
+    tmp_path: Path, dev_built: Built
+) -> None:
+    log = _fake_tools(tmp_path / "bin", _everything(dev_built))
+    target = tmp_path / "lab" / "lab-outputs.json"
+    proc = _run_script(tmp_path / "bin", "--output", str(target), "--no-migrate")
+    assert proc.returncode == 0, proc.stderr
+    admin = target.with_name("lab-admin.json")  # a pair of its own, beside the local stack's
+    assert json.loads(admin.read_text(encoding="utf-8")) == dev_built.admin_outputs
+    assert stat.S_IMODE(admin.stat().st_mode) == 0o600
+    assert [c["tool"] for c in _calls(log)] == ["pulumi"]  # no yoyo, no provisioning
+    default = tmp_path / "stack-outputs.json"
+    assert _run_script(tmp_path / "bin", "--output", str(default), "--no-migrate").returncode == 0
+    assert (tmp_path / "stack-admin.json").exists()
+
+
 def test_script_then_migrates_as_the_owner_and_provisions_typesense(
     tmp_path: Path, local_built: Built
 ) -> None:
