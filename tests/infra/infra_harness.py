@@ -182,6 +182,22 @@ def _closing_thread_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
             thread_loop.close()
 
 
+def _finish_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and reap what the program left running, as ``asyncio.run`` does before closing.
+
+    Applies whose results no resource and no awaited output needs (``Output.apply`` runs,
+    ``Output.all`` gathers) can still be pending when the program's function returns. Closing
+    the loop over them leaves coroutines that were never awaited; the garbage collector reports
+    them later, as an unraisable warning inside whichever test runs then (an error under
+    ``filterwarnings = error``).
+    """
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 def stack_file_config(stack: str) -> dict[str, Any]:
     """The ``config:`` of ``Pulumi.<stack>.yaml``, keys without the project prefix."""
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
@@ -269,6 +285,7 @@ def build_program(
             result["error"] = exc
         finally:
             pulumi_settings.SETTINGS.outputs.clear()
+            _finish_pending_tasks(loop)
             loop.run_until_complete(loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
             loop.close()
