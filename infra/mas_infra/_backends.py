@@ -127,17 +127,22 @@ class PostgresService(BackendService):
         """The roles, made once by the image's entrypoint on an empty volume (it sources
         ``*.sh`` files of ``/docker-entrypoint-initdb.d`` as the superuser, with its
         ``docker_process_sql``). The passwords come from the container's secret env as psql
-        variables: nothing secret is in the script."""
+        variables: nothing secret is in the script.
+
+        The same roles as the local stack's (``mas-devstack``), so the suites run on both:
+        the owner may create databases (the migration tests' scratch databases); the
+        adapter's group may connect and create temporary tables (a keyed ``store_many``
+        stages its batch in one, dropped at commit), which PUBLIC loses with the ``REVOKE``."""
         return f"""\
 # mas-memory roles (docs/security.md); sourced once by the postgres image's entrypoint.
 docker_process_sql \\
     --set owner_password="$MAS_OWNER_PASSWORD" \\
     --set app_password="$MAS_APP_PASSWORD" <<'EOSQL'
-CREATE ROLE {self.owner} LOGIN PASSWORD :'owner_password';
+CREATE ROLE {self.owner} LOGIN CREATEDB PASSWORD :'owner_password';
 ALTER DATABASE {self.database} OWNER TO {self.owner};
 REVOKE ALL ON DATABASE {self.database} FROM PUBLIC;
 CREATE ROLE {self.app_group} NOLOGIN;
-GRANT CONNECT ON DATABASE {self.database} TO {self.app_group};
+GRANT CONNECT, TEMPORARY ON DATABASE {self.database} TO {self.app_group};
 CREATE ROLE {self.app_user} LOGIN PASSWORD :'app_password' IN ROLE {self.app_group};
 EOSQL
 """

@@ -329,6 +329,10 @@ def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, ro
             assert attrs == (False, False, False)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 app.execute("CREATE TABLE nope (id int)")
+            # ... but a temporary table, as a keyed store_many stages its batch (PUBLIC lost
+            # TEMPORARY with the REVOKE: the group has it back)
+            with app.transaction():
+                app.execute("CREATE TEMPORARY TABLE batch ON COMMIT DROP AS SELECT 1 AS id")
         # the owner: owns the database, may create (migrations run as it), is no superuser
         with psycopg.connect(owner_url, sslrootcert=ca, autocommit=True) as owner:
             row = owner.execute(
@@ -336,6 +340,10 @@ def test_postgres_serves_tls_only_with_the_programs_roles(local_built: Built, ro
                 "WHERE r.rolname = current_user AND d.datname = current_database()"
             ).fetchone()
             assert row == (False, "mas")
+            # CREATEDB, as on the local stack: the migration tests make scratch databases
+            scratch = f"scratch_{uuid.uuid4().hex[:8]}"
+            owner.execute(f"CREATE DATABASE {scratch}")
+            owner.execute(f"DROP DATABASE {scratch}")
             owner.execute("CREATE TABLE t (id int)")
             owner.execute("GRANT SELECT, INSERT ON t TO mas_memory_rw")  # as 0003 does
         with psycopg.connect(app_url, sslrootcert=ca, autocommit=True) as app:
@@ -476,6 +484,18 @@ async def _adapters_do_their_job_and_no_more(outputs: dict[str, Any], ca: str) -
         record = await pg.store({"session_id": session, "turn_id": 0, "content": "hi"})
         assert (await pg.retrieve(record) or {}).get("content") == "hi"
         assert await pg.delete(record)
+    # a keyed batch (its rows staged in a temporary table), replayed: the same ids, once
+    async with create_adapter("postgres", table="working_memory") as facts:
+        keyed = [
+            {"session_id": session, "fact_type": "entity", "content": f"fact {i}",
+             "confidence": 0.5, "idempotency_key": f"k-{i}"}
+            for i in range(3)
+        ]  # fmt: skip
+        ids = await facts.store_many(keyed)
+        assert len(set(ids)) == 3
+        assert await facts.store_many(keyed) == ids
+        for fact_id in ids:
+            assert await facts.delete(fact_id)
     async with create_adapter("typesense") as ts:
         await ts.store(
             {"id": session, "content": "scoped", "session_id": session,
