@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pulumi
 
-from mas_storage_redis import adapter_acl_rule, admin_acl_rule
+from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
 
 from ._service import (
     TLS_DIR,
@@ -234,12 +234,16 @@ class RedisService(BackendService):
         return [*super().uploads(), Upload(self.acl_upload, self.acl(), secret=True)]
 
     def acl(self) -> pulumi.Output[str]:
-        """``default`` off, the adapter's user, the admin: one ``user`` line each."""
+        """``default`` off, the adapter's user, the admin: one ``user`` line each.
+
+        ``default`` keeps its permissions while off: Redis replays the append-only file as
+        that user and (up to 8.2) re-checks the ACL at each replayed ``EXEC``, so without them
+        a restart drops the adapter's acknowledged writes (``mas_storage_redis._acl``)."""
         return pulumi.Output.all(self.credentials["app"], self.credentials["admin"]).apply(
             lambda pw: (
                 "\n".join(
                     (
-                        "user default reset off",
+                        DISABLED_DEFAULT_USER,
                         adapter_acl_rule(self.app_user, pw[0]),
                         admin_acl_rule(self.admin_user, pw[1]),
                     )

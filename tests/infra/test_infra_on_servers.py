@@ -258,12 +258,32 @@ def test_redis_serves_tls_only_with_the_programs_acl(local_built: Built, root: P
             anonymous = redis.Redis(host="127.0.0.1", port=port, ssl=True, **verified)
             with anonymous, pytest.raises(redis.exceptions.AuthenticationError):
                 anonymous.ping()
+        # the adapter's acknowledged writes survive a restart: Redis replays its append-only
+        # file as the default user, which keeps its permissions while off (up to Redis 8.2 a
+        # default user without them drops every replayed EXEC: mas_storage_redis._acl)
+        session = f"restart-{uuid.uuid4().hex[:8]}"
+        app_url = _url_on(local_built.outputs["redis_url"], port)
+        asyncio.run(_redis_adapter_stores(app_url, ca, session))
+        run.stop()
+        run.start(run.command, cwd=data)
+        run.healthy()
+        admin = redis.Redis.from_url(
+            _url_on(local_built.admin_outputs["redis_admin_url"], port), **verified
+        )
+        with admin:
+            assert admin.llen(f"session:{session}:turns") == 1, run.log_tail()
         # no plaintext: the TLS port does not speak RESP in the clear
         plain = redis.Redis(host="127.0.0.1", port=port, socket_timeout=3)
         with plain, pytest.raises(redis.exceptions.ConnectionError):
             plain.ping()
     finally:
         run.stop()
+
+
+async def _redis_adapter_stores(url: str, ca: str, session: str) -> None:
+    """One turn stored by the adapter itself (a script: Redis 7 logs it as MULTI/EXEC)."""
+    async with create_adapter("redis", {"url": url, "tls_ca": ca}) as adapter:
+        await adapter.store({"session_id": session, "turn_id": 1, "content": "kept"})
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
