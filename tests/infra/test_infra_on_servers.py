@@ -446,7 +446,7 @@ def test_lab_outputs_migrates_and_provisions_the_programs_servers(
     local_built: Built, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lab's last steps for real: scripts/lab-outputs with only ``pulumi`` faked, real
-    yoyo (migrations 0001-0003, as the owner, over TLS) and real provisioning (the collection
+    yoyo (migrations 0001-0004, as the owner, over TLS) and real provisioning (the collection
     and the scoped key, with the admin key) on the program's PostgreSQL and Typesense; then the
     adapters do their job with the adapters' file alone, and no more."""
     pg_port, api, peering = _ports(3, 84)
@@ -480,7 +480,8 @@ def test_lab_outputs_migrates_and_provisions_the_programs_servers(
         assert done.returncode == 0, done.stdout + done.stderr
         for secret in (outputs["typesense_admin_api_key"], outputs["typesense_api_key"]):
             assert secret not in done.stdout + done.stderr
-        assert "Applying 0003_app_role_grants" in done.stdout + done.stderr
+        for migration in ("0003_app_role_grants", "0004_fact_session_order"):
+            assert f"Applying {migration}" in done.stdout + done.stderr
         assert "adapter key created" in done.stdout
 
         # the adapters, from the adapters' file only (no admin file within reach)
