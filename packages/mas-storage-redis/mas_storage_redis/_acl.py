@@ -55,6 +55,7 @@ ADAPTER_COMMANDS: tuple[str, ...] = (
     "type",
     "lrem",
     "lpush",
+    "rpush",
     "ltrim",
     "expire",
     # reads, deletes, session utilities
