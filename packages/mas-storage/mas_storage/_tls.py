@@ -242,7 +242,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def certificate_failure(exc: BaseException) -> CertificateFailure | None:
     """The certificate-verification failure in ``exc``'s chain, if there is one."""
     for link in _chain(exc):
-        if isinstance(link, ssl.SSLCertVerificationError):
+        # The ssl module's own error. A wrapper that subclasses it without its attributes
+        # (aiohttp's ClientConnectorCertificateError) keeps the real one as its cause.
+        if isinstance(link, ssl.SSLCertVerificationError) and hasattr(link, "verify_code"):
             reason = str(link.verify_message or link.reason or "certificate verify failed")
             code = link.verify_code
             mismatch = code in _MISMATCH_CODES or "mismatch" in reason.lower()
