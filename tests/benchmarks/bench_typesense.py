@@ -199,6 +199,8 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         base_url=url,
         headers={"X-TYPESENSE-API-KEY": key},
         timeout=aiohttp.ClientTimeout(total=120),
+        # The stack's CA, named: SSL_CERT_FILE is set only inside a pytest session.
+        connector=aiohttp.TCPConnector(ssl=raw_verify(outputs)),
     )
 
     async def fresh_collection(tag: str) -> str:
