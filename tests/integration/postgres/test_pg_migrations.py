@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import psycopg.errors as pe
 import pytest
+from stack_tls import ca_file
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import ancestors, descendants
 
@@ -396,10 +397,17 @@ def test_0002_on_a_table_with_facts_keeps_them_without_a_key(fresh_db: str) -> N
         assert conn.execute("SELECT count(*) FROM working_memory").fetchone() == (4,)
 
 
-def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> None:
-    """``yoyo list|apply|rollback`` with the repository's yoyo.ini and only POSTGRES_URL set."""
+def test_plain_yoyo_commands_from_the_root_use_the_settings(
+    fresh_db: str, stack_outputs: dict[str, Any]
+) -> None:
+    """``yoyo list|apply|rollback`` with the repository's yoyo.ini and only POSTGRES_URL set
+    (and POSTGRES_TLS_CA on a TLS stack: without MAS_STACK_OUTPUTS the settings would read the
+    CA of the checkout's own ``.mas/stack-outputs.json``, another stack's under test-hosts)."""
     env = {k: v for k, v in os.environ.items() if k != "MAS_STACK_OUTPUTS"}
     env["POSTGRES_URL"] = fresh_db
+    ca = ca_file(stack_outputs)
+    if ca:
+        env["POSTGRES_TLS_CA"] = ca
 
     def yoyo(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
