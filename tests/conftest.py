@@ -35,8 +35,9 @@ import pytest
 from ownership import Ownership, QdrantServer, ownership_of, qdrant_server_from_env
 from qdrant_modes import MODES, Mode, require_mode
 from stack_secrets import MaskedOutputs
+from stack_tls import ca_file
 
-from mas_storage import load_stack_outputs
+from mas_storage import ADMIN_OUTPUTS_ENV, load_admin_outputs, load_stack_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 _INTEGRATION_DIRS = ("integration", "reliability")
@@ -78,6 +79,7 @@ def stack_outputs(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     if named:
         outputs = MaskedOutputs(load_stack_outputs(Path(named)))
         request.config.stash[_OUTPUTS] = (f"{named} (MAS_STACK_OUTPUTS)", outputs)
+        _trust_stack_ca(outputs)
         with _owned_qdrant_server(outputs, request.config):
             yield outputs
         return
@@ -87,15 +89,47 @@ def stack_outputs(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     result = stack.up()
     previous = os.environ.get("MAS_STACK_OUTPUTS")
     os.environ["MAS_STACK_OUTPUTS"] = str(stack.outputs_path)
+    os.environ.setdefault(ADMIN_OUTPUTS_ENV, str(stack.admin_outputs_path))
     outputs = MaskedOutputs(result.outputs)
     request.config.stash[_OUTPUTS] = (f"{stack.outputs_path} (the local stack)", outputs)
     try:
+        _trust_stack_ca(outputs)
         with _owned_qdrant_server(outputs, request.config):
             yield outputs
     finally:
         if previous is None:
             os.environ.pop("MAS_STACK_OUTPUTS", None)
         stack.down(result.started)
+
+
+def _trust_stack_ca(outputs: dict[str, Any]) -> None:
+    """Trust the stack's CA in this process as a machine would: libpq's ``PGSSLROOTCERT`` and
+    OpenSSL's ``SSL_CERT_FILE`` (Python's default verify paths). The suites' bare driver
+    clients and their explicit adapter mappings (which, being complete configs, carry no
+    ``tls_ca``) then verify the servers against it. The adapters built from the settings pass
+    ``tls_ca`` themselves; the TLS tests (``tests/integration/test_tls.py``) remove both
+    variables to prove that they do."""
+    path = ca_file(outputs)
+    if path:
+        os.environ["PGSSLROOTCERT"] = path
+        os.environ["SSL_CERT_FILE"] = path
+
+
+@pytest.fixture(scope="session")
+def stack_admin(stack_outputs: dict[str, Any]) -> dict[str, Any]:
+    """The admin outputs (``postgres_owner_url``, ``redis_admin_url``,
+    ``typesense_admin_api_key``): for the tests' own setup, cleanup and inspection, never for
+    an adapter under test. ``$MAS_STACK_ADMIN``, else ``stack-admin.json`` beside the outputs
+    file. Its ``repr`` masks every secret."""
+    named = os.environ.get(ADMIN_OUTPUTS_ENV)
+    if named:
+        path = Path(named)
+    else:
+        path = Path(os.environ.get("MAS_STACK_OUTPUTS", ".mas/stack-outputs.json")).with_name(
+            "stack-admin.json"
+        )
+        os.environ[ADMIN_OUTPUTS_ENV] = str(path)
+    return MaskedOutputs(load_admin_outputs(path, required=True))
 
 
 @pytest.fixture(scope="session")

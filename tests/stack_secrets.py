@@ -23,7 +23,7 @@ def stack_secrets(outputs: Mapping[str, Any]) -> list[str]:
     for key, value in outputs.items():
         if not isinstance(value, str) or not value:
             continue
-        if key.endswith(("_password", "_api_key")):
+        if key.endswith(("_password", "_api_key", "_admin_api_key")):
             found.append(value)
         elif key.endswith("_url"):
             password = urlsplit(value).password

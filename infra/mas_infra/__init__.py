@@ -1,17 +1,13 @@
 """The Pulumi program that stands up the five mas-memory backends with Docker (see docs/lab.md)."""
 
 from ._backends import (
+    APP_USER,
     BACKEND_COMPONENTS,
-    CREDENTIAL_LENGTH,
-    BackendService,
-    Healthcheck,
     Neo4jService,
     PostgresService,
     QdrantService,
     RedisService,
     TypesenseService,
-    go_duration,
-    http_probe,
 )
 from ._config import (
     BACKENDS,
@@ -25,18 +21,46 @@ from ._config import (
     load_config,
     parse_config,
 )
-from ._stack import MasStack, build_stack, export_outputs
+from ._service import (
+    CREDENTIAL_LENGTH,
+    TLS_DIR,
+    BackendService,
+    Credential,
+    Healthcheck,
+    Upload,
+    go_duration,
+    https_probe,
+    own_copy,
+)
+from ._stack import CA_OUTPUT, MasStack, build_stack, export_outputs
+from ._tls import (
+    CA_EARLY_RENEWAL_HOURS,
+    CA_VALIDITY_HOURS,
+    HOST_EARLY_RENEWAL_HOURS,
+    HOST_VALIDITY_HOURS,
+    HostCertificate,
+    StackCertificates,
+)
 
 __all__ = [
+    "APP_USER",
     "BACKENDS",
     "BACKEND_COMPONENTS",
+    "CA_EARLY_RENEWAL_HOURS",
+    "CA_OUTPUT",
+    "CA_VALIDITY_HOURS",
     "CREDENTIAL_LENGTH",
     "DEFAULT_IMAGES",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_PORTS",
+    "HOST_EARLY_RENEWAL_HOURS",
+    "HOST_VALIDITY_HOURS",
+    "TLS_DIR",
     "BackendService",
+    "Credential",
     "Healthcheck",
     "Host",
+    "HostCertificate",
     "InfraConfig",
     "InfraConfigError",
     "MasStack",
@@ -44,12 +68,15 @@ __all__ = [
     "PostgresService",
     "QdrantService",
     "RedisService",
+    "StackCertificates",
     "TypesenseService",
+    "Upload",
     "build_stack",
     "export_outputs",
     "go_duration",
-    "http_probe",
+    "https_probe",
     "image_reference_problem",
     "load_config",
+    "own_copy",
     "parse_config",
 ]

@@ -1,319 +1,163 @@
-"""One ``ComponentResource`` per backend: pinned image, retained volume, healthy container, outputs.
+"""The five backends: TLS only, and each adapter's credential able to do its job and no more.
 
-Every component builds the same four things on the Docker provider of the host its placement
-names:
-
-* a ``RemoteImage`` of the exact tag from config; the container runs ``image.image_id`` (the
-  pulled image's ID), so ``pulumi up`` does not churn the container while the tag is unchanged;
-* a named ``Volume`` for the data, ``protect=True`` (the only retention a policy pack can see)
-  and ``retain_on_delete=True`` (the Docker volume outlives the resource even once unprotected);
-* a ``Container`` with ``restart="unless-stopped"``, a healthcheck that uses only what the image
-  ships, ``wait=True`` with a ``wait_timeout`` above the healthcheck's start budget,
-  ``delete_before_replace=True`` (fixed names and ports), and ports published on the host's lab
-  address only;
-* the credential: a ``RandomPassword`` (32 letters and digits, so URL-safe), or the value of a
-  secret config key; secret from end to end (env, outputs, state).
-
-Credentials reach the containers through env only. Where a command or a healthcheck needs one it
-references the env variable (``"$REDISCLI_AUTH"``), so no secret sits in plain ``command`` or
-``healthcheck`` properties.
+The roles, keys and outputs are the contract of ``docs/security.md``; the per-backend TLS
+switches and healthchecks are documented on each class. Every class builds on
+:class:`~._service.BackendService` (image, volume, container, uploads, credentials).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 from urllib.parse import quote
 
 import pulumi
-import pulumi_docker as docker
-import pulumi_random as random
 
-from ._config import InfraConfig, InfraConfigError
+from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
+
+from ._service import (
+    TLS_DIR,
+    BackendService,
+    Credential,
+    Healthcheck,
+    Upload,
+    https_probe,
+    own_copy,
+)
 
 __all__ = [
     "BACKEND_COMPONENTS",
-    "CREDENTIAL_LENGTH",
-    "BackendService",
-    "Healthcheck",
     "Neo4jService",
     "PostgresService",
     "QdrantService",
     "RedisService",
     "TypesenseService",
-    "go_duration",
-    "http_probe",
 ]
 
-#: Length of generated credentials (letters and digits only: ~190 bits, no URL escaping needed).
-CREDENTIAL_LENGTH = 32
-#: A supplied credential must be at least this long.
-MIN_SUPPLIED_LENGTH = 24
-#: Seconds ``wait_timeout`` adds on top of the healthcheck's start budget.
-WAIT_MARGIN_S = 30
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_PG_ISREADY_TARGET = ("-h", "127.0.0.1", "-p", "5432")
-
-
-def go_duration(seconds: int) -> str:
-    """``seconds`` as Go's ``time.Duration.String()`` prints it: ``5s``, ``1m0s``, ``1h2m3s``.
-
-    The Docker provider reads durations back from the engine in that form and compares them as
-    strings, so ``"60s"`` in the program against ``"1m0s"`` in state is a diff on every preview
-    (issue 16). Whole seconds only: the healthchecks need nothing finer.
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-        raise ValueError(f"a duration is a whole, non-negative number of seconds, got {seconds!r}")
-    if seconds == 0:
-        return "0s"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-@dataclass(frozen=True)
-class Healthcheck:
-    """A Docker healthcheck and the time it may take to report healthy."""
-
-    test: tuple[str, ...]
-    interval_s: int
-    timeout_s: int
-    start_period_s: int
-    retries: int
-
-    @property
-    def start_budget_s(self) -> int:
-        """Worst case before Docker calls a still-starting container unhealthy.
-
-        Failures in the start period do not count; after it, ``retries`` failed probes in a row
-        (each taking up to ``interval + timeout``) make it unhealthy.
-        """
-        return self.start_period_s + self.retries * (self.interval_s + self.timeout_s)
-
-    @property
-    def wait_timeout_s(self) -> int:
-        """``Container.wait_timeout``: above the start budget, so a slow first start passes."""
-        return self.start_budget_s + WAIT_MARGIN_S
-
-    def args(self) -> docker.ContainerHealthcheckArgs:
-        """The pulumi-docker form of this healthcheck."""
-        return docker.ContainerHealthcheckArgs(
-            tests=list(self.test),
-            interval=go_duration(self.interval_s),
-            timeout=go_duration(self.timeout_s),
-            start_period=go_duration(self.start_period_s),
-            retries=self.retries,
-        )
-
-
-def http_probe(port: int, path: str) -> tuple[str, ...]:
-    """A healthcheck that GETs ``path`` on loopback with bash alone and wants status 200.
-
-    For images without curl or wget (Qdrant: debian-slim with only ca-certificates, tzdata and
-    libunwind8 added; Typesense: ubuntu with only ca-certificates added). Both ship bash, whose
-    ``/dev/tcp/HOST/PORT`` redirection opens a TCP socket; ``read`` takes the status line. Both
-    endpoints answer without an API key.
-    """
-    script = (
-        f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
-        f"printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 "
-        "&& IFS= read -r status <&3 && [[ $status == *' 200 '* ]]"
-    )
-    return ("CMD", "bash", "-c", script)
-
-
-class BackendService(pulumi.ComponentResource):
-    """Image, data volume and container of one backend on the Docker host its placement names.
-
-    Subclasses set the class attributes and fill in :meth:`envs`, :meth:`command`,
-    :meth:`healthcheck` and :meth:`stack_outputs`.
-    """
-
-    kind: ClassVar[str]
-    component_type: ClassVar[str]
-    #: Where the image keeps its data; the named volume is mounted there.
-    data_path: ClassVar[str]
-    #: Port name -> port inside the container (published on the same name in ``config.ports``).
-    container_ports: ClassVar[Mapping[str, int]]
-    #: Secret config key that may supply the credential instead of a RandomPassword.
-    credential_key: ClassVar[str]
-    #: Characters the credential cannot hold (checked on supplied values).
-    credential_forbidden: ClassVar[str] = ""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        config: InfraConfig,
-        provider: docker.Provider,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__(self.component_type, name, None, opts)
-        self.config = config
-        self.host = config.host_for(self.kind)
-        self.ports = config.ports[self.kind]
-        self.credential = self._credential(name)
-        prefix = config.name_prefix
-        labels = [
-            docker.ContainerLabelArgs(label="mas.backend", value=self.kind),
-            docker.ContainerLabelArgs(label="mas.stack", value=pulumi.get_stack()),
-        ]
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
-
-        self.image = docker.RemoteImage(
-            f"{name}-image",
-            name=config.images[self.kind],
-            keep_locally=True,
-            opts=child,
-        )
-        self.volume = docker.Volume(
-            f"{name}-data",
-            name=f"{prefix}-{self.kind}-data",
-            labels=[docker.VolumeLabelArgs(label=lb.label, value=lb.value) for lb in labels],
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(protect=True, retain_on_delete=True)
-            ),
-        )
-        self.health = self.healthcheck()
-        self.container = docker.Container(
-            f"{name}-container",
-            name=f"{prefix}-{self.kind}",
-            image=self.image.image_id,
-            restart="unless-stopped",
-            healthcheck=self.health.args(),
-            wait=True,
-            wait_timeout=self.health.wait_timeout_s,
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=internal,
-                    external=self.ports[port_name],
-                    ip=self.host.address,
-                    protocol="tcp",
-                )
-                for port_name, internal in self.container_ports.items()
-            ],
-            volumes=[
-                docker.ContainerVolumeArgs(
-                    volume_name=self.volume.name, container_path=self.data_path
-                )
-            ],
-            envs=self.envs(),
-            command=self.command(),
-            # Memory and swap together: with only ``memory`` set, Docker gives the container
-            # twice that in memory+swap and the provider reads it back as a diff on every
-            # preview (issue 16). Swap = memory means no swap: a database that swaps stalls
-            # every client; one that hits its limit restarts (unless-stopped) and says so.
-            memory=config.memory_mb[self.kind],
-            memory_swap=config.memory_mb[self.kind],
-            labels=labels,
-            log_driver="json-file",
-            log_opts={"max-size": "10m", "max-file": "3"},
-            # Stop cleanly (SIGTERM/SIGINT, then wait) on replace and destroy: a killed database
-            # may need crash recovery on its next start.
-            stop_timeout=60,
-            destroy_grace_seconds=60,
-            opts=pulumi.ResourceOptions.merge(
-                child,
-                pulumi.ResourceOptions(
-                    delete_before_replace=True,
-                    # The engine keeps the env secret in state and outputs even if a future
-                    # change passed a plain value; the policy pack checks this option.
-                    additional_secret_outputs=["envs"],
-                ),
-            ),
-        )
-        self.outputs: dict[str, pulumi.Output[str]] = self.stack_outputs()
-        self.register_outputs(dict(self.outputs))
-
-    # -- per backend -------------------------------------------------------------------------
-
-    def envs(self) -> list[pulumi.Input[str]]:
-        """``KEY=VALUE`` entries; the credential one built from the secret ``self.credential``."""
-        raise NotImplementedError
-
-    def command(self) -> list[str] | None:
-        """The container command, or None for the image's default."""
-        return None
-
-    def healthcheck(self) -> Healthcheck:
-        """A check that runs with what the image ships and proves the service answers."""
-        raise NotImplementedError
-
-    def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
-        """This backend's stack outputs; those carrying a credential are secret."""
-        raise NotImplementedError
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _credential(self, name: str) -> pulumi.Output[str]:
-        """The supplied secret config value, or a new RandomPassword; secret either way."""
-        supplied = pulumi.Config().get_secret(self.credential_key)
-        if supplied is not None:
-            return pulumi.Output.secret(supplied.apply(self._check_supplied))
-        password = random.RandomPassword(
-            f"{name}-credential",
-            length=CREDENTIAL_LENGTH,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return pulumi.Output.secret(password.result)
-
-    def _check_supplied(self, value: str) -> str:
-        key = self.credential_key
-        if len(value) < MIN_SUPPLIED_LENGTH:
-            raise InfraConfigError(f"{key} must be at least {MIN_SUPPLIED_LENGTH} characters")
-        if _CONTROL.search(value):
-            raise InfraConfigError(f"{key} must not contain control characters")
-        bad = sorted({c for c in value if c in self.credential_forbidden})
-        if bad:
-            raise InfraConfigError(f"{key} must not contain {''.join(bad)!r} ({self.kind})")
-        return value
-
-    def _env(self, name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
-        return pulumi.Output.concat(name, "=", value)
-
-    def _url(
-        self, scheme: str, port_name: str, userinfo: pulumi.Input[str] = "", path: str = ""
-    ) -> pulumi.Output[str]:
-        """``scheme://[userinfo]host:port[path]`` on this backend's host and published port."""
-        return pulumi.Output.concat(
-            scheme, "://", userinfo, self.host.url_host, ":", str(self.ports[port_name]), path
-        )
+#: Where a server that drops root keeps its owner-only copy of the key (and Redis its ACL file).
+_OWN_DIR = "/run/mas"
+#: The login role and the ACL user of the adapters (docs/security.md).
+APP_USER = "mas_app"
+#: ASCII whitespace: a Redis ACL password cannot hold it (the rule is one line of words).
+_WHITESPACE = " \t\n\r\x0b\x0c"
 
 
 class PostgresService(BackendService):
-    """PostgreSQL: database ``mas_memory`` owned by ``mas``, scram-sha-256 on every TCP login."""
+    """PostgreSQL over TLS only, with a superuser, a schema owner and the adapter's DML role.
+
+    * **Roles** (created by the image's init on an empty volume, see :meth:`uploads`): the
+      superuser ``postgres`` (``POSTGRES_PASSWORD``; socket logins only, no output carries it),
+      the owner ``mas`` (owns ``mas_memory``; migrations run as it: ``postgres_owner_url``,
+      admin outputs) and ``mas_app``, a member of the group ``mas_memory_rw`` to which the
+      migration ``0003_app_role_grants`` grants the DML on the tables (``postgres_url``).
+    * **TLS**: ``ssl=on`` with the host's certificate, TLS 1.2 at least, and a ``pg_hba.conf``
+      of ``hostssl`` lines only (``scram-sha-256``): ``mas_memory_rw`` members to
+      ``mas_memory``, ``mas`` to every database; nothing in plaintext, no other role over TCP.
+    """
 
     kind = "postgres"
     component_type = "mas:infra:Postgres"
     data_path = "/var/lib/postgresql/data"
     container_ports: ClassVar[Mapping[str, int]] = {"postgres": 5432}
-    credential_key = "postgresPassword"
-    user = "mas"
+    credential_specs: ClassVar[Mapping[str, Credential]] = {
+        "owner": Credential("postgresPassword"),
+        "superuser": Credential("postgresSuperuserPassword"),
+        "app": Credential("postgresAppPassword"),
+    }
+    superuser = "postgres"
+    owner = "mas"
+    app_user = APP_USER
+    app_group = "mas_memory_rw"
     database = "mas_memory"
+    hba_file = "/etc/mas/postgres/pg_hba.conf"
+    init_script = "/docker-entrypoint-initdb.d/10-mas-roles.sh"
+    key_copy = f"{_OWN_DIR}/postgres/server.key"
 
     def envs(self) -> list[pulumi.Input[str]]:
         return [
-            f"POSTGRES_USER={self.user}",
+            f"POSTGRES_USER={self.superuser}",
             f"POSTGRES_DB={self.database}",
-            # The image's entrypoint writes "host all all all <method>" into pg_hba.conf.
-            "POSTGRES_HOST_AUTH_METHOD=scram-sha-256",
-            "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256",
-            self._env("POSTGRES_PASSWORD", self.credential),
+            # initdb's own pg_hba.conf (unused: hba_file points at ours) is strict as well.
+            "POSTGRES_INITDB_ARGS=--auth-local=scram-sha-256 --auth-host=scram-sha-256",
+            self._env("POSTGRES_PASSWORD", self.credentials["superuser"]),
+            # Read by the init script only (see uploads()).
+            self._env("MAS_OWNER_PASSWORD", self.credentials["owner"]),
+            self._env("MAS_APP_PASSWORD", self.credentials["app"]),
         ]
+
+    def command(self) -> list[str]:
+        # The image's entrypoint runs as root, then as postgres: give postgres its own copy
+        # of the key first (PostgreSQL refuses a key others may read). Its temporary init
+        # server gets the same flags, so even the first start serves TLS.
+        server = " ".join(
+            (
+                "exec docker-entrypoint.sh postgres",
+                "-c ssl=on",
+                f"-c ssl_cert_file={TLS_DIR}/server.crt",
+                f"-c ssl_key_file={self.key_copy}",
+                "-c ssl_min_protocol_version=TLSv1.2",
+                "-c password_encryption=scram-sha-256",
+                f"-c hba_file={self.hba_file}",
+            )
+        )
+        copy = own_copy(f"{TLS_DIR}/server.key", self.key_copy, "postgres")
+        return ["sh", "-c", f"{copy} && {server}"]
+
+    def uploads(self) -> Sequence[Upload]:
+        return [
+            *super().uploads(),
+            Upload(self.hba_file, self.pg_hba()),
+            Upload(self.init_script, self.roles_script()),
+        ]
+
+    def pg_hba(self) -> str:
+        """TLS only, scram-sha-256 only; the adapter's group to its database only."""
+        lines = [
+            "# mas-memory (docs/security.md): hostssl only, scram-sha-256 for every login.",
+            "# TYPE  DATABASE    USER                ADDRESS     METHOD",
+            "local   all         all                             scram-sha-256",
+        ]
+        for network in ("0.0.0.0/0", "::/0"):
+            lines.append(f"hostssl {self.database}  +{self.app_group}  {network}  scram-sha-256")
+        for network in ("0.0.0.0/0", "::/0"):
+            lines.append(f"hostssl all         {self.owner}  {network}  scram-sha-256")
+        return "\n".join(lines) + "\n"
+
+    def roles_script(self) -> str:
+        """The roles, made once by the image's entrypoint on an empty volume (it sources
+        ``*.sh`` files of ``/docker-entrypoint-initdb.d`` as the superuser, with its
+        ``docker_process_sql``). The passwords come from the container's secret env as psql
+        variables: nothing secret is in the script.
+
+        The same roles as the local stack's (``mas-devstack``), so the suites run on both:
+        the owner may create databases (the migration tests' scratch databases); the
+        adapter's group may connect and create temporary tables (a keyed ``store_many``
+        stages its batch in one, dropped at commit), which PUBLIC loses with the ``REVOKE``."""
+        return f"""\
+# mas-memory roles (docs/security.md); sourced once by the postgres image's entrypoint.
+docker_process_sql \\
+    --set owner_password="$MAS_OWNER_PASSWORD" \\
+    --set app_password="$MAS_APP_PASSWORD" <<'EOSQL'
+CREATE ROLE {self.owner} LOGIN CREATEDB PASSWORD :'owner_password';
+ALTER DATABASE {self.database} OWNER TO {self.owner};
+REVOKE ALL ON DATABASE {self.database} FROM PUBLIC;
+CREATE ROLE {self.app_group} NOLOGIN;
+GRANT CONNECT, TEMPORARY ON DATABASE {self.database} TO {self.app_group};
+CREATE ROLE {self.app_user} LOGIN PASSWORD :'app_password' IN ROLE {self.app_group};
+EOSQL
+"""
 
     def healthcheck(self) -> Healthcheck:
         # pg_isready ships with the server. Over TCP on purpose: the entrypoint's temporary
-        # init server listens on the socket only (listen_addresses=''), so the check turns
-        # healthy only once the real server accepts network connections.
+        # init server listens on the socket only, so the check turns healthy only once the real
+        # server accepts network connections; and over TLS, verified against the stack's CA
+        # (verify-ca: the probe connects to 127.0.0.1, which the certificate does not name).
+        conninfo = (
+            f"host=127.0.0.1 port=5432 user={self.app_user} dbname={self.database} "
+            f"sslmode=verify-ca sslrootcert={TLS_DIR}/ca.crt"
+        )
         return Healthcheck(
-            test=("CMD", "pg_isready", *_PG_ISREADY_TARGET, "-U", self.user, "-d", self.database),
+            test=("CMD", "pg_isready", "-d", conninfo),
             interval_s=5,
             timeout_s=5,
             start_period_s=30,
@@ -321,41 +165,102 @@ class PostgresService(BackendService):
         )
 
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
-        userinfo = pulumi.Output.concat(self.user, ":", self.credential.apply(_quote), "@")
-        url = self._url("postgresql", "postgres", userinfo, f"/{self.database}")
-        return {"postgres_url": pulumi.Output.secret(url)}
+        return {"postgres_url": self._pg_url(self.app_user, self.credentials["app"])}
+
+    def admin_outputs(self) -> dict[str, pulumi.Output[str]]:
+        return {"postgres_owner_url": self._pg_url(self.owner, self.credentials["owner"])}
+
+    def _pg_url(self, user: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
+        userinfo = pulumi.Output.concat(user, ":", password.apply(_quote), "@")
+        path = f"/{self.database}?sslmode=verify-full"
+        return pulumi.Output.secret(self._url("postgresql", "postgres", userinfo, path))
 
 
 class RedisService(BackendService):
-    """Redis with ``requirepass`` and an append-only file on the data volume."""
+    """Redis over TLS only (``port 0``), with ACL users: ``default`` off, the adapter's user
+    limited to its commands and keys (``mas_storage_redis.adapter_acl_rule``), an admin.
+
+    The ACL file holds the passwords as SHA-256 hashes only; it is uploaded root-only and the
+    command gives the ``redis`` user its own copy at each start, as for the key.
+    """
 
     kind = "redis"
     component_type = "mas:infra:Redis"
     data_path = "/data"
     container_ports: ClassVar[Mapping[str, int]] = {"redis": 6379}
-    credential_key = "redisPassword"
+    credential_specs: ClassVar[Mapping[str, Credential]] = {
+        "admin": Credential("redisPassword", forbidden=_WHITESPACE),
+        "app": Credential("redisAppPassword", forbidden=_WHITESPACE),
+    }
+    app_user = APP_USER
+    admin_user = "admin"
+    acl_upload = "/etc/mas/redis/users.acl"
+    acl_file = f"{_OWN_DIR}/redis/users.acl"
+    key_copy = f"{_OWN_DIR}/redis/server.key"
 
     def envs(self) -> list[pulumi.Input[str]]:
-        # redis-cli reads REDISCLI_AUTH, so the healthcheck authenticates without the password
-        # in its arguments; the server gets it from the same variable (see command()).
-        return [self._env("REDISCLI_AUTH", self.credential)]
+        # redis-cli reads REDISCLI_AUTH, so the healthcheck authenticates (as the adapter's
+        # user) without the password in its arguments. The server itself needs no password:
+        # the ACL file has the hashes.
+        return [self._env("REDISCLI_AUTH", self.credentials["app"])]
 
     def command(self) -> list[str]:
-        # The official image has no password variable. Re-entering its entrypoint with
-        # "redis-server" as first argument keeps its chown of /data and its drop to the redis
-        # user; redis-server then overwrites its process title, so ps shows no password.
-        return [
-            "sh",
-            "-c",
-            'exec docker-entrypoint.sh redis-server --requirepass "$REDISCLI_AUTH" '
-            "--appendonly yes",
-        ]
+        # Re-entering the image's entrypoint with "redis-server" keeps its chown of /data and
+        # its drop to the redis user, after the copies the redis user can read.
+        server = " ".join(
+            (
+                "exec docker-entrypoint.sh redis-server",
+                "--port 0",
+                "--tls-port 6379",
+                f"--tls-cert-file {TLS_DIR}/server.crt",
+                f"--tls-key-file {self.key_copy}",
+                f"--tls-ca-cert-file {TLS_DIR}/ca.crt",
+                "--tls-auth-clients no",
+                "--tls-replication yes",
+                "--tls-cluster yes",
+                f"--aclfile {self.acl_file}",
+                "--appendonly yes",
+            )
+        )
+        copies = " && ".join(
+            (
+                own_copy(f"{TLS_DIR}/server.key", self.key_copy, "redis"),
+                own_copy(self.acl_upload, self.acl_file, "redis"),
+            )
+        )
+        return ["sh", "-c", f"{copies} && {server}"]
+
+    def uploads(self) -> Sequence[Upload]:
+        return [*super().uploads(), Upload(self.acl_upload, self.acl(), secret=True)]
+
+    def acl(self) -> pulumi.Output[str]:
+        """``default`` off, the adapter's user, the admin: one ``user`` line each.
+
+        ``default`` keeps its permissions while off: Redis replays the append-only file as
+        that user and (up to 8.2) re-checks the ACL at each replayed ``EXEC``, so without them
+        a restart drops the adapter's acknowledged writes (``mas_storage_redis._acl``)."""
+        return pulumi.Output.all(self.credentials["app"], self.credentials["admin"]).apply(
+            lambda pw: (
+                "\n".join(
+                    (
+                        DISABLED_DEFAULT_USER,
+                        adapter_acl_rule(self.app_user, pw[0]),
+                        admin_acl_rule(self.admin_user, pw[1]),
+                    )
+                )
+                + "\n"
+            )
+        )
 
     def healthcheck(self) -> Healthcheck:
-        # PONG only when the server is up AND the password is accepted (NOAUTH/WRONGPASS
-        # otherwise); plain POSIX sh, so it works on the alpine and debian variants alike.
+        # PONG only when the server is up, its certificate chains to the stack's CA and the
+        # adapter's user may log in and PING; plain POSIX sh.
+        cli = (
+            f"redis-cli --tls --cacert {TLS_DIR}/ca.crt -h 127.0.0.1 -p 6379 "
+            f"--user {self.app_user} ping"
+        )
         return Healthcheck(
-            test=("CMD-SHELL", '[ "$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ]'),
+            test=("CMD-SHELL", f'[ "$({cli})" = PONG ]'),
             interval_s=5,
             timeout_s=3,
             start_period_s=10,
@@ -363,30 +268,47 @@ class RedisService(BackendService):
         )
 
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
-        userinfo = pulumi.Output.concat(":", self.credential.apply(_quote), "@")
-        return {"redis_url": pulumi.Output.secret(self._url("redis", "redis", userinfo, "/0"))}
+        return {"redis_url": self._redis_url(self.app_user, self.credentials["app"])}
+
+    def admin_outputs(self) -> dict[str, pulumi.Output[str]]:
+        return {"redis_admin_url": self._redis_url(self.admin_user, self.credentials["admin"])}
+
+    def _redis_url(self, user: str, password: pulumi.Output[str]) -> pulumi.Output[str]:
+        userinfo = pulumi.Output.concat(user, ":", password.apply(_quote), "@")
+        return pulumi.Output.secret(self._url("rediss", "redis", userinfo, "/0"))
 
 
 class QdrantService(BackendService):
-    """Qdrant server with an API key (REST on ``http``, gRPC on ``grpc``)."""
+    """Qdrant server over TLS (REST and gRPC), with an API key and a read-only API key."""
 
     kind = "qdrant"
     component_type = "mas:infra:Qdrant"
     data_path = "/qdrant/storage"
     container_ports: ClassVar[Mapping[str, int]] = {"http": 6333, "grpc": 6334}
-    credential_key = "qdrantApiKey"
+    credential_specs: ClassVar[Mapping[str, Credential]] = {
+        "api": Credential("qdrantApiKey"),
+        "read-only": Credential("qdrantReadOnlyApiKey"),
+    }
 
     def envs(self) -> list[pulumi.Input[str]]:
+        # Qdrant runs as root in its image: it reads the root-only key where it is uploaded.
         return [
-            self._env("QDRANT__SERVICE__API_KEY", self.credential),
+            self._env("QDRANT__SERVICE__API_KEY", self.credentials["api"]),
+            self._env("QDRANT__SERVICE__READ_ONLY_API_KEY", self.credentials["read-only"]),
+            "QDRANT__SERVICE__ENABLE_TLS=true",
+            f"QDRANT__TLS__CERT={TLS_DIR}/server.crt",
+            f"QDRANT__TLS__KEY={TLS_DIR}/server.key",
+            # The stack's CA for Qdrant's own HTTPS client (the image's config names a
+            # ./tls/cacert.pem that does not exist) and, later, cluster peers.
+            f"QDRANT__TLS__CA_CERT={TLS_DIR}/ca.crt",
             "QDRANT__TELEMETRY_DISABLED=true",
         ]
 
     def healthcheck(self) -> Healthcheck:
-        # /readyz is on Qdrant's API-key whitelist (with /healthz and /livez) and answers 200
-        # once all shards are loaded. The image has no curl: bash /dev/tcp (see http_probe).
+        # /readyz is on Qdrant's API-key whitelist and answers 200 once all shards are loaded;
+        # over TLS with openssl s_client (no curl in the image; see https_probe).
         return Healthcheck(
-            test=http_probe(6333, "/readyz"),
+            test=https_probe(6333, "/readyz"),
             interval_s=10,
             timeout_s=5,
             start_period_s=30,
@@ -395,40 +317,69 @@ class QdrantService(BackendService):
 
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
         return {
-            "qdrant_url": self._url("http", "http"),
-            "qdrant_api_key": pulumi.Output.secret(self.credential),
+            "qdrant_url": self._url("https", "http"),
+            "qdrant_api_key": pulumi.Output.secret(self.credentials["api"]),
+            "qdrant_read_only_api_key": pulumi.Output.secret(self.credentials["read-only"]),
         }
 
 
 class Neo4jService(BackendService):
-    """Neo4j community with auth on; heap and page cache from config, inside the memory limit."""
+    """Neo4j Community: Bolt with TLS required, HTTPS instead of HTTP; one user (Community has
+    no other: docs/security.md says what Enterprise would allow)."""
 
     kind = "neo4j"
     component_type = "mas:infra:Neo4j"
     data_path = "/data"
-    container_ports: ClassVar[Mapping[str, int]] = {"bolt": 7687, "http": 7474}
-    credential_key = "neo4jPassword"
-    # The image parses NEO4J_AUTH as user/password: a '/' in the password breaks it.
-    credential_forbidden = "/"
+    container_ports: ClassVar[Mapping[str, int]] = {"bolt": 7687, "https": 7473}
+    credential_specs: ClassVar[Mapping[str, Credential]] = {
+        # The image parses NEO4J_AUTH as user/password: a '/' in the password breaks it.
+        "password": Credential("neo4jPassword", forbidden="/"),
+    }
     user = "neo4j"
+    #: ``$NEO4J_HOME/certificates``: the image's entrypoint (running as root) hands everything
+    #: under ``$NEO4J_HOME`` to the neo4j user, mode 700, before it drops to that user.
+    certificates = "/var/lib/neo4j/certificates"
+    policies = ("bolt", "https")
 
     def envs(self) -> list[pulumi.Input[str]]:
         heap, pagecache = self.config.neo4j_heap, self.config.neo4j_pagecache
+        tls = ["NEO4J_server_bolt_tls__level=REQUIRED"]
+        for policy in self.policies:
+            setting = f"NEO4J_dbms_ssl_policy_{policy}_"
+            tls += [
+                f"{setting}enabled=true",
+                f"{setting}base__directory={self.certificates}/{policy}",
+                f"{setting}private__key=private.key",
+                f"{setting}public__certificate=public.crt",
+                f"{setting}client__auth=NONE",
+            ]
         return [
             self._env("NEO4J_AUTH", pulumi.Output.concat(self.user, "/", self.credential)),
             f"NEO4J_server_memory_heap_initial__size={heap}",
             f"NEO4J_server_memory_heap_max__size={heap}",
             f"NEO4J_server_memory_pagecache_size={pagecache}",
+            "NEO4J_server_http_enabled=false",
+            "NEO4J_server_https_enabled=true",
+            *tls,
         ]
 
+    def uploads(self) -> Sequence[Upload]:
+        files: list[Upload] = []
+        for policy in self.policies:
+            files += self.tls_uploads(
+                f"{self.certificates}/{policy}", cert="public.crt", key="private.key", ca=None
+            )
+        return files
+
     def healthcheck(self) -> Healthcheck:
-        # cypher-shell is in the image (on PATH via $NEO4J_HOME/bin); curl is purged from it.
-        # A query over bolt proves the server is up and the password works; the shell strips
-        # the "neo4j/" prefix from NEO4J_AUTH at run time, so no secret is in the test.
+        # cypher-shell is in the image; curl is purged from it. A query over Bolt with TLS
+        # (bolt+ssc: encrypted; the certificate names the lab address, not 127.0.0.1, and
+        # cypher-shell takes no CA file) proves the server is up and the password works; the
+        # shell strips "neo4j/" from NEO4J_AUTH at run time, so no secret is in the test.
         return Healthcheck(
             test=(
                 "CMD-SHELL",
-                'cypher-shell -a bolt://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}" '
+                'cypher-shell -a bolt+ssc://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}" '
                 '"RETURN 1" > /dev/null',
             ),
             interval_s=15,
@@ -439,33 +390,51 @@ class Neo4jService(BackendService):
 
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
         return {
-            "neo4j_url": self._url("bolt", "bolt"),
+            "neo4j_url": self._url("bolt+s", "bolt"),
             "neo4j_user": pulumi.Output.from_input(self.user),
             "neo4j_password": pulumi.Output.secret(self.credential),
         }
 
 
 class TypesenseService(BackendService):
-    """Typesense with its admin API key; data dir on the volume."""
+    """Typesense over TLS, with its bootstrap admin key and the adapter's scoped key.
+
+    The server knows only the admin key (``TYPESENSE_API_KEY``). The scoped key's value is
+    generated here and exported as ``typesense_api_key``; provisioning (``scripts/lab-outputs``
+    runs ``mas_storage_typesense.provision`` with the admin key) creates the collection and
+    registers the scoped key with exactly that value, for ``documents:*`` and
+    ``collections:get`` on the adapter's collection.
+    """
 
     kind = "typesense"
     component_type = "mas:infra:Typesense"
     data_path = "/data"
     container_ports: ClassVar[Mapping[str, int]] = {"http": 8108}
-    credential_key = "typesenseApiKey"
+    credential_specs: ClassVar[Mapping[str, Credential]] = {
+        "admin": Credential("typesenseApiKey"),
+        "scoped": Credential("typesenseScopedApiKey"),
+    }
 
     def envs(self) -> list[pulumi.Input[str]]:
         # typesense-server reads every flag from TYPESENSE_<FLAG> too: no key in the command.
         return [
-            self._env("TYPESENSE_API_KEY", self.credential),
+            self._env("TYPESENSE_API_KEY", self.credentials["admin"]),
             f"TYPESENSE_DATA_DIR={self.data_path}",
+        ]
+
+    def command(self) -> list[str]:
+        # Arguments to the image's entrypoint (/opt/typesense-server). Typesense runs as root
+        # in its image: it reads the root-only key where it is uploaded.
+        return [
+            f"--ssl-certificate={TLS_DIR}/server.crt",
+            f"--ssl-certificate-key={TLS_DIR}/server.key",
         ]
 
     def healthcheck(self) -> Healthcheck:
         # GET /health needs no key and answers 200 {"ok":true} once the node is ready (503
-        # before). The image has no curl or wget: bash /dev/tcp (see http_probe).
+        # before); over TLS with openssl s_client (no curl in the image; see https_probe).
         return Healthcheck(
-            test=http_probe(8108, "/health"),
+            test=https_probe(8108, "/health"),
             interval_s=10,
             timeout_s=5,
             start_period_s=20,
@@ -474,9 +443,12 @@ class TypesenseService(BackendService):
 
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
         return {
-            "typesense_url": self._url("http", "http"),
-            "typesense_api_key": pulumi.Output.secret(self.credential),
+            "typesense_url": self._url("https", "http"),
+            "typesense_api_key": pulumi.Output.secret(self.credentials["scoped"]),
         }
+
+    def admin_outputs(self) -> dict[str, pulumi.Output[str]]:
+        return {"typesense_admin_api_key": pulumi.Output.secret(self.credentials["admin"])}
 
 
 #: Backend name -> component class.

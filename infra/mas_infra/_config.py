@@ -76,7 +76,7 @@ DEFAULT_PORTS: Mapping[str, Mapping[str, int]] = MappingProxyType(
         "postgres": {"postgres": 5432},
         "redis": {"redis": 6379},
         "qdrant": {"http": 6333, "grpc": 6334},
-        "neo4j": {"bolt": 7687, "http": 7474},
+        "neo4j": {"bolt": 7687, "https": 7473},
         "typesense": {"http": 8108},
     }
 )

@@ -1,4 +1,4 @@
-"""The whole program as a function: providers per host, one component per backend, outputs."""
+"""The whole program as a function: providers per host, the CA, the backends, outputs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from ._backends import BACKEND_COMPONENTS, BackendService
+from ._backends import BACKEND_COMPONENTS
 from ._config import BACKENDS, InfraConfig, load_config
+from ._service import BackendService
+from ._tls import StackCertificates
 
-__all__ = ["MasStack", "build_stack", "export_outputs"]
+__all__ = ["CA_OUTPUT", "MasStack", "build_stack", "export_outputs"]
+
+#: The stack output with the CA certificate (PEM) that every adapter's ``tls_ca`` reads.
+CA_OUTPUT = "tls_ca"
 
 
 @dataclass(frozen=True)
@@ -20,12 +25,16 @@ class MasStack:
 
     config: InfraConfig
     providers: Mapping[str, docker.Provider]
+    certificates: StackCertificates
     backends: Mapping[str, BackendService]
+    #: What the adapters read (the stack-outputs file): URLs, least-privileged credentials, CA.
     outputs: Mapping[str, pulumi.Output[str]]
+    #: The owner and admin credentials no adapter reads (the admin outputs file).
+    admin_outputs: Mapping[str, pulumi.Output[str]]
 
 
 def build_stack(config: InfraConfig | None = None) -> MasStack:
-    """Create one Docker provider per host in use and the five backend components on them."""
+    """Create one Docker provider per host in use, the stack's CA, and the five backends."""
     cfg = config if config is not None else load_config()
     providers = {
         name: docker.Provider(
@@ -35,20 +44,29 @@ def build_stack(config: InfraConfig | None = None) -> MasStack:
         )
         for name in cfg.used_hosts
     }
+    certificates = StackCertificates("tls", stack=pulumi.get_stack())
     backends = {
-        kind: BACKEND_COMPONENTS[kind](kind, config=cfg, provider=providers[cfg.placement[kind]])
+        kind: BACKEND_COMPONENTS[kind](
+            kind,
+            config=cfg,
+            provider=providers[cfg.placement[kind]],
+            certificates=certificates,
+        )
         for kind in BACKENDS
     }
-    # Each component exports its backend's outputs, named as the adapters' settings models read
-    # them (``mas_storage.stack_output_keys()``, less ``qdrant_path``: the lab runs a Qdrant
-    # server); a test holds the two together.
-    outputs: dict[str, pulumi.Output[str]] = {}
+    # Named as the adapters' settings models read them (``mas_storage.stack_output_keys()``,
+    # less ``qdrant_path``: the lab runs a Qdrant server; the admin ones as the admin keys);
+    # a test holds the two together.
+    outputs: dict[str, pulumi.Output[str]] = {CA_OUTPUT: certificates.ca_pem}
+    admin: dict[str, pulumi.Output[str]] = {}
     for backend in backends.values():
         outputs.update(backend.outputs)
-    return MasStack(cfg, providers, backends, outputs)
+        admin.update(backend.admin)
+    return MasStack(cfg, providers, certificates, backends, outputs, admin)
 
 
 def export_outputs(stack: MasStack) -> None:
-    """Export the outputs under the keys the adapters' settings read."""
-    for key, value in stack.outputs.items():
+    """Export every output under the key its settings field reads (``scripts/lab-outputs``
+    sorts them into the stack-outputs and the admin outputs files)."""
+    for key, value in {**stack.outputs, **stack.admin_outputs}.items():
         pulumi.export(key, value)

@@ -17,6 +17,8 @@ What a Python policy can see, and what follows:
   properties do carry secret marks (``pulumi_policy.Secret`` or the wire form, as in
   remediations and in the unit tests' captured inputs), a credential env value outside a secret
   is a violation too.
+* The three TLS rules (``tls-only``, ``tls-certificates-mounted``, ``tls-keys-secret``) are in
+  ``mas_tls_policies``; how every rule reads marks, env and uploads is ``mas_policy_values``.
 * During a first preview some values are unknown (the container's image ID, env built from a
   password not generated yet): the SDK then reports "can't run policy during preview" and the
   rule runs on ``pulumi up``, where the values are known.
@@ -29,13 +31,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from mas_policy_values import has_marks as _has_marks
+from mas_policy_values import is_secret as _is_secret
+from mas_policy_values import plain as _plain
+from mas_tls_policies import check_tls_files, check_tls_keys_secret, check_tls_served
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
-    Secret,
 )
 from pulumi_policy.proxy import UnknownValueError
 
@@ -49,6 +54,9 @@ __all__ = [
     "check_credentials_secret",
     "check_image_pinned",
     "check_no_public_ports",
+    "check_tls_files",
+    "check_tls_keys_secret",
+    "check_tls_served",
     "check_volume_retained",
     "credential_env_names",
     "image_reference_problem",
@@ -62,13 +70,13 @@ VOLUME = "docker:index/volume:Volume"
 _RESTARTS = frozenset({"always", "unless-stopped", "on-failure"})
 _CREDENTIAL_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|AUTH)", re.IGNORECASE)
 # Names that mention a credential but hold a setting or a path to one, not the value.
-_NOT_A_CREDENTIAL = re.compile(r"_(FILE|PATH|METHOD|ENABLED|MINIMUM\w*)$", re.IGNORECASE)
+_NOT_A_CREDENTIAL = re.compile(
+    r"_(FILE|PATH|METHOD|ENABLED|MINIMUM\w*|CLIENT_+AUTH)$", re.IGNORECASE
+)
 _CREDENTIAL_FLAG = re.compile(
     r"--(requirepass|masterauth|password|pass|api-key|apikey|auth|token|secret)(?:=|\s+)(\S+)",
     re.IGNORECASE,
 )
-_RPC_SIG_KEY = "4dabf18193072939515e22adb298388d"
-_RPC_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 (a type signature)
 
 
 # -- pure checks: each returns the list of problems (empty = pass) ---------------------------
@@ -204,33 +212,6 @@ def check_credentials_secret(
     return problems
 
 
-# -- secret marks ------------------------------------------------------------------------------
-
-
-def _is_secret(value: Any) -> bool:
-    return isinstance(value, Secret) or (
-        isinstance(value, Mapping) and value.get(_RPC_SIG_KEY) == _RPC_SECRET_SIG
-    )
-
-
-def _plain(value: Any) -> Any:
-    """The value without a secret mark."""
-    while _is_secret(value):
-        value = value.value if isinstance(value, Secret) else value.get("value")
-    return value
-
-
-def _has_marks(value: Any) -> bool:
-    """Whether these properties come with secret marks at all (not so in plain validation)."""
-    if _is_secret(value):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_marks(v) for v in value.values())
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return any(_has_marks(v) for v in value)
-    return False
-
-
 # -- the policies ------------------------------------------------------------------------------
 
 
@@ -262,6 +243,21 @@ def _validate_credentials(args: ResourceValidationArgs, report_violation: Report
     if args.resource_type == CONTAINER:
         secret_outputs = list(args.opts.additional_secret_outputs or [])
         _report(report_violation, check_credentials_secret(args.props, secret_outputs))
+
+
+def _validate_tls_served(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type == CONTAINER:
+        _report(report_violation, check_tls_served(args.props))
+
+
+def _validate_tls_files(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type == CONTAINER:
+        _report(report_violation, check_tls_files(args.props))
+
+
+def _validate_tls_keys(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    secret_outputs = list(args.opts.additional_secret_outputs or [])
+    _report(report_violation, check_tls_keys_secret(args.resource_type, args.props, secret_outputs))
 
 
 def _mandatory(
@@ -302,5 +298,22 @@ POLICIES: list[Policy] = [
         "credentials-secret",
         "Credential-bearing env values are secret; no literal credential in args.",
         _validate_credentials,
+    ),
+    _mandatory(
+        "tls-only",
+        "Every backend serves TLS only: its TLS switches on, no plaintext listener, and "
+        "only TLS ports published.",
+        _validate_tls_served,
+    ),
+    _mandatory(
+        "tls-certificates-mounted",
+        "The certificate and key each server reads are uploaded into its container, and the "
+        "key is readable by its owner only.",
+        _validate_tls_files,
+    ),
+    _mandatory(
+        "tls-keys-secret",
+        "Private keys are secret: in the containers' uploads and in every pulumi-tls resource.",
+        _validate_tls_keys,
     ),
 ]

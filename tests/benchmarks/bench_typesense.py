@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import benchkit as bk
 import httpx
+from benchkit import raw_verify
 
 from mas_storage_typesense import DEFAULT_IMPORT_BATCH_SIZE, TypesenseAdapter, default_schema
 
@@ -188,12 +189,18 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
     made: list[str] = []
     client = httpx.AsyncClient(
-        base_url=url, headers={"X-TYPESENSE-API-KEY": key}, timeout=120, trust_env=False
+        base_url=url,
+        headers={"X-TYPESENSE-API-KEY": key},
+        timeout=120,
+        trust_env=False,
+        verify=raw_verify(outputs),  # the stack's CA, as the adapter trusts it
     )
     session = aiohttp.ClientSession(
         base_url=url,
         headers={"X-TYPESENSE-API-KEY": key},
         timeout=aiohttp.ClientTimeout(total=120),
+        # The stack's CA, named: SSL_CERT_FILE is set only inside a pytest session.
+        connector=aiohttp.TCPConnector(ssl=raw_verify(outputs)),
     )
 
     async def fresh_collection(tag: str) -> str:

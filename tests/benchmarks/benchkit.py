@@ -38,6 +38,7 @@ import asyncio
 import json
 import operator
 import os
+import ssl
 import statistics
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -66,6 +67,7 @@ __all__ = [
     "rate_of",
     "ratio",
     "ratio_targets",
+    "raw_verify",
     "sweep",
 ]
 
@@ -414,3 +416,13 @@ def main(run: Callable[..., Awaitable[dict[str, Any]]], doc: str | None, *needs:
         print(json.dumps(result, indent=2, default=str))
     else:
         print(text_table(result))
+
+
+def raw_verify(outputs: Mapping[str, Any]) -> ssl.SSLContext | bool:
+    """``verify=`` for a raw ``httpx`` baseline (``trust_env=False`` ignores SSL_CERT_FILE):
+    a context trusting the stack's CA when the outputs name one (the adapter trusts the same),
+    else httpx's default."""
+    from mas_storage import TlsSettings
+
+    ca = outputs.get("tls_ca")
+    return TlsSettings.from_config({"tls_ca": ca}).ssl_context() if ca else True

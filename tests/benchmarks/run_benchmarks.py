@@ -150,6 +150,36 @@ def _secrets(outputs: dict[str, Any]) -> list[str]:
     return found
 
 
+def with_admin_credentials(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The outputs with the admin outputs' credentials in place of the adapters' own: the
+    benchmarks make and drop their own tables' rows, keys and collections and clean up with
+    SCAN, which the least-privileged credentials may not. Per call, the least-privileged
+    path differs by an ACL or privilege check on the server, not by what is measured here."""
+    from mas_storage import load_admin_outputs
+
+    admin = load_admin_outputs()
+    swaps = {
+        "postgres_url": "postgres_owner_url",
+        "redis_url": "redis_admin_url",
+        "typesense_api_key": "typesense_admin_api_key",
+    }
+    return {**outputs, **{key: admin[src] for key, src in swaps.items() if src in admin}}
+
+
+def trust_stack_ca(outputs: dict[str, Any]) -> None:
+    """Trust the stack's CA in this process (libpq's PGSSLROOTCERT, OpenSSL's SSL_CERT_FILE):
+    the raw-driver baselines and the adapters' explicit configs then verify the servers, so
+    both sides of every ratio pay the same TLS (as tests/conftest.py does for the suites)."""
+    from mas_storage import TlsSettings
+
+    ca = outputs.get("tls_ca")
+    if ca:
+        path = TlsSettings.from_config({"tls_ca": ca}).ca_file()
+        assert path is not None
+        os.environ["PGSSLROOTCERT"] = path
+        os.environ["SSL_CERT_FILE"] = path
+
+
 async def run_backend(
     backend: str, outputs: dict[str, Any], quick: bool, prefix: str = "bench"
 ) -> dict[str, Any]:
@@ -237,7 +267,7 @@ def write_markdown(out: Path, scaling: dict[str, Any] | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    outputs = load_stack_outputs()
+    outputs = with_admin_credentials(load_stack_outputs())
     machine = machine_facts()
     print(
         f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), "
@@ -246,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+    trust_stack_ca(outputs)
     backends = asyncio.run(run_all(args.backends, outputs, args.quick, args.scaling))
     machine["loadavg_end"] = loadavg()
     document = {

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import scalekit as sk
 from bench_typesense import WORDS
+from benchkit import raw_verify
 
 from mas_storage_typesense import TypesenseAdapter, default_schema
 
@@ -75,7 +76,11 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     url, key = outputs["typesense_url"], outputs["typesense_api_key"]
     name = f"scale_{uuid.uuid4().hex[:10]}"
     async with httpx.AsyncClient(
-        base_url=url, headers={"X-TYPESENSE-API-KEY": key}, trust_env=False, timeout=120
+        base_url=url,
+        headers={"X-TYPESENSE-API-KEY": key},
+        trust_env=False,
+        timeout=120,
+        verify=raw_verify(outputs),  # the stack's CA, as the adapter trusts it
     ) as client:
         (await client.post("/collections", json=default_schema(name))).raise_for_status()
         adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": name})

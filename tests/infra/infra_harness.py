@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mock_tls import TLS_TYPES, tls_state
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -46,10 +47,15 @@ PROVIDER = "pulumi:providers:docker"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 SECRET_KEYS = (
     "postgresPassword",
+    "postgresSuperuserPassword",
+    "postgresAppPassword",
     "redisPassword",
+    "redisAppPassword",
     "qdrantApiKey",
+    "qdrantReadOnlyApiKey",
     "neo4jPassword",
     "typesenseApiKey",
+    "typesenseScopedApiKey",
 )
 
 
@@ -76,8 +82,9 @@ class Built:
 
     stack: Any  # mas_infra.MasStack
     registrations: list[Registration]
-    outputs: dict[str, str]
-    secret_outputs: set[str]
+    outputs: dict[str, str]  # what the adapters read
+    secret_outputs: set[str]  # of outputs and admin_outputs
+    admin_outputs: dict[str, str] = field(default_factory=dict)  # owner and admin credentials
     state: dict[str, dict[str, Any]] = field(default_factory=dict)  # urn -> mock state
 
     def of_type(self, typ: str) -> list[Registration]:
@@ -97,7 +104,8 @@ class Built:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Plausible provider answers: image IDs for images, fixed-length passwords, inputs echoed."""
+    """Plausible provider answers: image IDs for images, fixed-length passwords, real (and
+    deterministic) keys and certificates for pulumi-tls (``mock_tls``), inputs echoed."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -110,6 +118,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             alphabet = string.ascii_letters + string.digits
             seed = hashlib.sha256(f"password:{args.name}".encode()).digest() * 4
             state["result"] = "".join(alphabet[b % len(alphabet)] for b in seed[:length])
+        elif args.typ in TLS_TYPES:
+            state.update(tls_state(args.typ, args.name, state))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
@@ -170,6 +180,22 @@ def _closing_thread_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
         if thread_loop is not None and not thread_loop.is_running():
             asyncio.set_event_loop(None)
             thread_loop.close()
+
+
+def _finish_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and reap what the program left running, as ``asyncio.run`` does before closing.
+
+    Applies whose results no resource and no awaited output needs (``Output.apply`` runs,
+    ``Output.all`` gathers) can still be pending when the program's function returns. Closing
+    the loop over them leaves coroutines that were never awaited; the garbage collector reports
+    them later, as an unraisable warning inside whichever test runs then (an error under
+    ``filterwarnings = error``).
+    """
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def stack_file_config(stack: str) -> dict[str, Any]:
@@ -242,12 +268,15 @@ def build_program(
             async def main() -> None:
                 await run_pulumi_func(body)
                 built = result["stack"]
-                outputs, secrets = {}, set()
-                for key, out in built.outputs.items() if built is not None else ():
-                    outputs[key] = await out.future()
-                    if await out.is_secret():
-                        secrets.add(key)
-                result["outputs"], result["secrets"] = outputs, secrets
+                secrets: set[str] = set()
+                for kind in ("outputs", "admin_outputs"):
+                    values = {}
+                    for key, out in getattr(built, kind, {}).items() if built is not None else ():
+                        values[key] = await out.future()
+                        if await out.is_secret():
+                            secrets.add(key)
+                    result[kind] = values
+                result["secrets"] = secrets
 
             loop.run_until_complete(main())
             result["registrations"] = list(monitor.registrations)
@@ -256,6 +285,7 @@ def build_program(
             result["error"] = exc
         finally:
             pulumi_settings.SETTINGS.outputs.clear()
+            _finish_pending_tasks(loop)
             loop.run_until_complete(loop.shutdown_default_executor())
             asyncio.set_event_loop(None)
             loop.close()
@@ -271,5 +301,6 @@ def build_program(
         registrations=result["registrations"],
         outputs=result["outputs"],
         secret_outputs=result["secrets"],
+        admin_outputs=result["admin_outputs"],
         state=result["state"],
     )

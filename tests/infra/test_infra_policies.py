@@ -76,12 +76,15 @@ def container(dev_built: Built) -> dict[str, Any]:
 # -- the pack ----------------------------------------------------------------------------------
 
 
-def test_pack_has_the_five_mandatory_rules() -> None:
+def test_pack_has_the_eight_mandatory_rules() -> None:
     assert sorted(RULES) == [
         "containers-healthcheck-restart",
         "credentials-secret",
         "images-pinned",
         "ports-not-public",
+        "tls-certificates-mounted",
+        "tls-keys-secret",
+        "tls-only",
         "volumes-retained",
     ]
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in POLICIES)
@@ -101,14 +104,17 @@ def test_pack_main_builds_the_policy_pack_from_the_module(monkeypatch: pytest.Mo
 def test_committed_stacks_pass_every_rule(built: Built, keep_marks: bool) -> None:
     checked = 0
     for reg in built.registrations:
-        if not reg.type.startswith("docker:index/"):
+        if not reg.type.startswith(("docker:index/", "tls:index/")):
             continue
         for rule in RULES:
             assert violations(rule, _from_registration(reg, keep_marks=keep_marks)) == [], (
                 f"{reg.name} breaks {rule}"
             )
         checked += 1
-    assert checked == 15  # 5 images, 5 volumes, 5 containers
+    hosts = len(built.stack.config.used_hosts)
+    # 5 images, 5 volumes, 5 containers; the CA's key and certificate; per host a key, a
+    # request and a certificate
+    assert checked == 15 + 2 + 3 * hosts
 
 
 # -- images-pinned -----------------------------------------------------------------------------
@@ -249,3 +255,209 @@ def test_literal_credential_in_healthcheck_fails(container: dict[str, Any]) -> N
     container["healthcheck"]["tests"] = ["CMD", "tool", "--password", "s3cret"]
     found = violations("credentials-secret", _args(CONTAINER, container, secret_outputs=["envs"]))
     assert len(found) == 1 and "literal value" in found[0]
+
+
+# -- tls-only ----------------------------------------------------------------------------------
+
+
+def _container_of(built: Built, backend: str) -> dict[str, Any]:
+    """A backend's container as an analyzer sees it (a fresh copy)."""
+    return _strip(built.one(CONTAINER, f"{backend}-container").inputs)
+
+
+def _tls_args(props: dict[str, Any]) -> ResourceValidationArgs:
+    return _args(CONTAINER, props, secret_outputs=["envs", "uploads"])
+
+
+def _set_env(props: dict[str, Any], name: str, value: str | None) -> None:
+    envs = [e for e in props["envs"] if not e.startswith(f"{name}=")]
+    props["envs"] = envs if value is None else [*envs, f"{name}={value}"]
+
+
+def _replace_in_command(props: dict[str, Any], old: str, new: str) -> None:
+    assert any(old in part for part in props["command"]), old
+    props["command"] = [part.replace(old, new) for part in props["command"]]
+
+
+def _upload(props: dict[str, Any], path: str) -> dict[str, Any]:
+    return next(u for u in props["uploads"] if u["file"] == path)
+
+
+HBA = "/etc/mas/postgres/pg_hba.conf"
+
+
+@pytest.mark.parametrize(
+    ("backend", "change", "problem"),
+    [
+        ("postgres", lambda c: _replace_in_command(c, "-c ssl=on ", ""), "without ssl=on"),
+        (
+            "postgres",
+            lambda c: _upload(c, HBA).update(
+                content=_upload(c, HBA)["content"] + "host all all 0.0.0.0/0 scram-sha-256\n"
+            ),
+            "admits connections without TLS",
+        ),
+        (
+            "postgres",
+            lambda c: _replace_in_command(c, f" -c hba_file={HBA}", ""),
+            "image's pg_hba.conf",
+        ),
+        ("redis", lambda c: _replace_in_command(c, "--port 0 ", ""), "lacks '--port 0'"),
+        (
+            "redis",
+            lambda c: c["ports"].append({**c["ports"][0], "internal": 6380, "external": 6380}),
+            "published but redis serves TLS only on [6379]",
+        ),
+        (
+            "neo4j",
+            lambda c: _set_env(c, "NEO4J_server_http_enabled", "true"),
+            "plaintext HTTP connector is on",
+        ),
+        (
+            "neo4j",
+            lambda c: _set_env(c, "NEO4J_server_bolt_tls__level", "OPTIONAL"),
+            "does not require TLS",
+        ),
+        (
+            "neo4j",
+            lambda c: c["ports"].append({**c["ports"][0], "internal": 7474, "external": 7474}),
+            "published but neo4j serves TLS only on [7473, 7687]",
+        ),
+        ("typesense", lambda c: c.pop("command"), "no --ssl-certificate"),
+        (
+            "qdrant",
+            lambda c: _set_env(c, "QDRANT__SERVICE__ENABLE_TLS", "false"),
+            "QDRANT__SERVICE__ENABLE_TLS is not true",
+        ),
+        (
+            "qdrant",
+            lambda c: c.update(labels=[]),
+            "no 'mas.backend' label",
+        ),
+    ],
+)
+def test_tls_only_fails(dev_built: Built, backend: str, change: Any, problem: str) -> None:
+    props = _container_of(dev_built, backend)
+    assert violations("tls-only", _tls_args(props)) == []
+    change(props)
+    found = violations("tls-only", _tls_args(props))
+    assert found and problem in found[0], found
+
+
+def test_tls_only_runs_during_a_first_preview(dev_built: Built) -> None:
+    # Certificates and generated passwords are unknown then; the TLS switches are not.
+    for backend in ("postgres", "redis", "qdrant", "neo4j", "typesense"):
+        props = _container_of(dev_built, backend)
+        for upload in props["uploads"]:
+            if upload["file"] != HBA:
+                upload["content"] = UNKNOWN_STRING_VALUE
+        props["envs"] = [
+            UNKNOWN_STRING_VALUE if any(k in e for k in ("PASSWORD", "API_KEY", "AUTH=")) else e
+            for e in props["envs"]
+        ]
+        assert violations("tls-only", _tls_args(props)) == [], backend
+        with pytest.raises(UnknownValueError):  # reported by the SDK; runs on `up`
+            violations("tls-certificates-mounted", _tls_args(props))
+
+
+# -- tls-certificates-mounted ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "change", "problem"),
+    [
+        (
+            "typesense",
+            lambda c: c.update(
+                uploads=[u for u in c["uploads"] if u["file"] != "/etc/mas/tls/server.key"]
+            ),
+            "the key typesense reads (/etc/mas/tls/server.key) is not uploaded",
+        ),
+        (
+            "qdrant",
+            lambda c: _upload(c, "/etc/mas/tls/server.key").update(permissions="0644"),
+            "readable beyond its owner (mode 0644)",
+        ),
+        (
+            "postgres",
+            lambda c: _replace_in_command(c, "install -D -m 0600", "install -D -m 0640"),
+            "readable beyond its owner (mode 0640)",
+        ),
+        (
+            "redis",
+            lambda c: _upload(c, "/etc/mas/tls/server.crt").update(content="not a certificate"),
+            "holds no PEM certificate",
+        ),
+        (
+            "neo4j",
+            lambda c: _upload(c, "/var/lib/neo4j/certificates/bolt/private.key").update(
+                content="-----BEGIN CERTIFICATE-----\n"
+            ),
+            "holds no PEM private key",
+        ),
+        (
+            "neo4j",
+            lambda c: _set_env(c, "NEO4J_dbms_ssl_policy_bolt_base__directory", "/ssl/bolt"),
+            "(/ssl/bolt/public.crt) is not uploaded",
+        ),
+    ],
+)
+def test_tls_certificates_mounted_fails(
+    dev_built: Built, backend: str, change: Any, problem: str
+) -> None:
+    props = _container_of(dev_built, backend)
+    assert violations("tls-certificates-mounted", _tls_args(props)) == []
+    change(props)
+    found = violations("tls-certificates-mounted", _tls_args(props))
+    assert len(found) >= 1 and any(problem in f for f in found), found
+
+
+# -- tls-keys-secret ---------------------------------------------------------------------------
+
+
+def test_key_uploads_need_uploads_as_a_secret_output(dev_built: Built) -> None:
+    props = _container_of(dev_built, "typesense")
+    found = violations("tls-keys-secret", _args(CONTAINER, props, secret_outputs=["envs"]))
+    assert len(found) == 1 and "'uploads' is not in additional_secret_outputs" in found[0]
+
+
+def test_key_upload_in_the_clear_fails_where_secret_marks_are_visible(dev_built: Built) -> None:
+    props = copy.deepcopy(dev_built.one(CONTAINER, "qdrant-container").inputs)
+    uploads = [rpc.unwrap_rpc_secret(u) if rpc.is_rpc_secret(u) else u
+               for u in rpc.unwrap_rpc_secret(props["uploads"])]  # fmt: skip
+    for upload in uploads:  # only the key secret: fine
+        if "PRIVATE KEY" in upload["content"]:
+            upload["content"] = rpc.wrap_rpc_secret(upload["content"])
+    props["uploads"] = uploads
+    args = _args(CONTAINER, props, secret_outputs=["envs", "uploads"])
+    assert violations("tls-keys-secret", args) == []
+    for upload in uploads:
+        upload["content"] = (
+            rpc.unwrap_rpc_secret(upload["content"])
+            if rpc.is_rpc_secret(upload["content"])
+            else upload["content"]
+        )
+    found = violations(
+        "tls-keys-secret", _args(CONTAINER, props, secret_outputs=["envs", "uploads"])
+    )
+    assert len(found) == 1 and "/etc/mas/tls/server.key" in found[0] and "plain" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "secret_outputs", "missing"),
+    [
+        ("tls-ca-key", ["privateKeyPem"], "privateKeyPemPkcs8"),
+        ("tls-lab-a-cert", [], "caPrivateKeyPem"),
+        ("tls-lab-a-csr", [], "privateKeyPem"),
+        ("tls-ca-cert", [], "privateKeyPem"),
+    ],
+)
+def test_tls_resources_keep_private_keys_secret(
+    dev_built: Built, name: str, secret_outputs: list[str], missing: str
+) -> None:
+    reg = next(r for r in dev_built.registrations if r.name == name)
+    assert violations("tls-keys-secret", _from_registration(reg)) == []
+    found = violations(
+        "tls-keys-secret", _args(reg.type, _strip(reg.inputs), secret_outputs=secret_outputs)
+    )
+    assert len(found) == 1 and missing in found[0], found

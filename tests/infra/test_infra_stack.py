@@ -7,6 +7,7 @@ secret marks, options, provider references) or the resolved stack outputs.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import runpy
 from dataclasses import dataclass
@@ -26,20 +27,77 @@ from infra_harness import (
     build_program,
 )
 from mas_infra import CREDENTIAL_LENGTH
+from mock_tls import SELF_SIGNED_CERT
 from psycopg.conninfo import conninfo_to_dict
 from pulumi.runtime import rpc
 from redis.connection import parse_url
 
 import mas_storage
+from mas_storage_postgres import PostgresOwnerSettings
+from mas_storage_typesense import TypesenseAdminSettings
 
 #: The backend versions manifest: the images the lab runs by default are the tested versions.
 TESTED = mas_storage.backend_versions()
+#: Outputs that carry a credential (all secret), the adapters' and the admin ones.
 SECRET_OUTPUTS = {
     "postgres_url",
     "redis_url",
     "qdrant_api_key",
+    "qdrant_read_only_api_key",
     "neo4j_password",
     "typesense_api_key",
+    "postgres_owner_url",
+    "redis_admin_url",
+    "typesense_admin_api_key",
+}
+#: The admin outputs: the owner's and admins' credentials (docs/security.md), no adapter's.
+ADMIN_OUTPUTS = {"postgres_owner_url", "redis_admin_url", "typesense_admin_api_key"}
+#: Each backend's credentials: role -> (secret config key, RandomPassword resource name).
+CREDENTIALS = {
+    "postgres": {
+        "owner": ("postgresPassword", "postgres-credential"),
+        "superuser": ("postgresSuperuserPassword", "postgres-superuser-credential"),
+        "app": ("postgresAppPassword", "postgres-app-credential"),
+    },
+    "redis": {
+        "admin": ("redisPassword", "redis-credential"),
+        "app": ("redisAppPassword", "redis-app-credential"),
+    },
+    "qdrant": {
+        "api": ("qdrantApiKey", "qdrant-credential"),
+        "read-only": ("qdrantReadOnlyApiKey", "qdrant-read-only-credential"),
+    },
+    "neo4j": {"password": ("neo4jPassword", "neo4j-credential")},
+    "typesense": {
+        "admin": ("typesenseApiKey", "typesense-credential"),
+        "scoped": ("typesenseScopedApiKey", "typesense-scoped-credential"),
+    },
+}
+#: Where each credential reaches its container: role -> env name (None: not in the env).
+CREDENTIAL_ENVS = {
+    "postgres": {"superuser": "POSTGRES_PASSWORD", "owner": "MAS_OWNER_PASSWORD",
+                 "app": "MAS_APP_PASSWORD"},
+    "redis": {"app": "REDISCLI_AUTH", "admin": None},
+    "qdrant": {"api": "QDRANT__SERVICE__API_KEY",
+               "read-only": "QDRANT__SERVICE__READ_ONLY_API_KEY"},
+    "neo4j": {"password": "NEO4J_AUTH"},
+    "typesense": {"admin": "TYPESENSE_API_KEY", "scoped": None},
+}  # fmt: skip
+_NEO4J_TLS = {
+    "NEO4J_server_bolt_tls__level": "REQUIRED",
+    "NEO4J_server_http_enabled": "false",
+    "NEO4J_server_https_enabled": "true",
+    **{
+        f"NEO4J_dbms_ssl_policy_{p}_{k}": v
+        for p in ("bolt", "https")
+        for k, v in (
+            ("enabled", "true"),
+            ("base__directory", f"/var/lib/neo4j/certificates/{p}"),
+            ("private__key", "private.key"),
+            ("public__certificate", "public.crt"),
+            ("client__auth", "NONE"),
+        )
+    },
 }
 
 
@@ -50,11 +108,28 @@ class Expect:
     image: str
     data_path: str
     ports: dict[int, str]  # internal port -> port name in config
-    envs: dict[str, str | None]  # name -> exact value (None: the credential)
+    envs: dict[str, str | None]  # name -> exact value (None: a credential)
     health: tuple[str, ...]  # first elements of healthcheck.tests
     health_has: str  # a substring the check must contain
     command: tuple[str, ...] | None = None
 
+
+_PG_SERVER = (
+    "exec docker-entrypoint.sh postgres -c ssl=on -c ssl_cert_file=/etc/mas/tls/server.crt "
+    "-c ssl_key_file=/run/mas/postgres/server.key -c ssl_min_protocol_version=TLSv1.2 "
+    "-c password_encryption=scram-sha-256 -c hba_file=/etc/mas/postgres/pg_hba.conf"
+)
+_REDIS_SERVER = (
+    "exec docker-entrypoint.sh redis-server --port 0 --tls-port 6379 "
+    "--tls-cert-file /etc/mas/tls/server.crt --tls-key-file /run/mas/redis/server.key "
+    "--tls-ca-cert-file /etc/mas/tls/ca.crt --tls-auth-clients no --tls-replication yes "
+    "--tls-cluster yes --aclfile /run/mas/redis/users.acl --appendonly yes"
+)
+_HTTPS_PROBE = (
+    "printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | "
+    "openssl s_client -connect 127.0.0.1:{port} -CAfile /etc/mas/tls/ca.crt "
+    "-verify_return_error -quiet 2>/dev/null | head -n 1 | grep -q ' 200 '"
+)
 
 EXPECT: dict[str, Expect] = {
     "postgres": Expect(
@@ -62,14 +137,22 @@ EXPECT: dict[str, Expect] = {
         data_path="/var/lib/postgresql/data",
         ports={5432: "postgres"},
         envs={
-            "POSTGRES_USER": "mas",
+            "POSTGRES_USER": "postgres",
             "POSTGRES_DB": "mas_memory",
-            "POSTGRES_HOST_AUTH_METHOD": "scram-sha-256",
-            "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256",
+            "POSTGRES_INITDB_ARGS": "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
             "POSTGRES_PASSWORD": None,
+            "MAS_OWNER_PASSWORD": None,
+            "MAS_APP_PASSWORD": None,
         },
-        health=("CMD", "pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "mas"),
-        health_has="mas_memory",
+        health=("CMD", "pg_isready", "-d"),
+        health_has="host=127.0.0.1 port=5432 user=mas_app dbname=mas_memory sslmode=verify-ca "
+        "sslrootcert=/etc/mas/tls/ca.crt",
+        command=(
+            "sh",
+            "-c",
+            "install -D -m 0600 -o postgres -g postgres /etc/mas/tls/server.key "
+            f"/run/mas/postgres/server.key && {_PG_SERVER}",
+        ),
     ),
     "redis": Expect(
         image=TESTED["redis"].image,
@@ -77,42 +160,57 @@ EXPECT: dict[str, Expect] = {
         ports={6379: "redis"},
         envs={"REDISCLI_AUTH": None},
         health=("CMD-SHELL",),
-        health_has='"$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG',
+        health_has='[ "$(redis-cli --tls --cacert /etc/mas/tls/ca.crt -h 127.0.0.1 -p 6379 '
+        '--user mas_app ping)" = PONG ]',
         command=(
             "sh",
             "-c",
-            'exec docker-entrypoint.sh redis-server --requirepass "$REDISCLI_AUTH" '
-            "--appendonly yes",
+            "install -D -m 0600 -o redis -g redis /etc/mas/tls/server.key "
+            "/run/mas/redis/server.key && install -D -m 0600 -o redis -g redis "
+            f"/etc/mas/redis/users.acl /run/mas/redis/users.acl && {_REDIS_SERVER}",
         ),
     ),
     "qdrant": Expect(
         image=TESTED["qdrant"].image,
         data_path="/qdrant/storage",
         ports={6333: "http", 6334: "grpc"},
-        envs={"QDRANT__SERVICE__API_KEY": None, "QDRANT__TELEMETRY_DISABLED": "true"},
-        health=("CMD", "bash", "-c"),
-        health_has="exec 3<>/dev/tcp/127.0.0.1/6333 && printf 'GET /readyz HTTP/1.1",
+        envs={
+            "QDRANT__SERVICE__API_KEY": None,
+            "QDRANT__SERVICE__READ_ONLY_API_KEY": None,
+            "QDRANT__SERVICE__ENABLE_TLS": "true",
+            "QDRANT__TLS__CERT": "/etc/mas/tls/server.crt",
+            "QDRANT__TLS__KEY": "/etc/mas/tls/server.key",
+            "QDRANT__TLS__CA_CERT": "/etc/mas/tls/ca.crt",
+            "QDRANT__TELEMETRY_DISABLED": "true",
+        },
+        health=("CMD-SHELL",),
+        health_has=_HTTPS_PROBE.format(path="/readyz", port=6333),
     ),
     "neo4j": Expect(
         image=TESTED["neo4j"].image,
         data_path="/data",
-        ports={7687: "bolt", 7474: "http"},
+        ports={7687: "bolt", 7473: "https"},
         envs={
             "NEO4J_AUTH": None,
             "NEO4J_server_memory_heap_initial__size": "<heap>",
             "NEO4J_server_memory_heap_max__size": "<heap>",
             "NEO4J_server_memory_pagecache_size": "<pagecache>",
+            **_NEO4J_TLS,
         },
         health=("CMD-SHELL",),
-        health_has='cypher-shell -a bolt://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}"',
+        health_has='cypher-shell -a bolt+ssc://127.0.0.1:7687 -u neo4j -p "${NEO4J_AUTH#neo4j/}"',
     ),
     "typesense": Expect(
         image=TESTED["typesense"].image,
         data_path="/data",
         ports={8108: "http"},
         envs={"TYPESENSE_API_KEY": None, "TYPESENSE_DATA_DIR": "/data"},
-        health=("CMD", "bash", "-c"),
-        health_has="exec 3<>/dev/tcp/127.0.0.1/8108 && printf 'GET /health HTTP/1.1",
+        health=("CMD-SHELL",),
+        health_has=_HTTPS_PROBE.format(path="/health", port=8108),
+        command=(
+            "--ssl-certificate=/etc/mas/tls/server.crt",
+            "--ssl-certificate-key=/etc/mas/tls/server.key",
+        ),
     ),
 }
 COMPONENT_TYPES = {
@@ -154,11 +252,16 @@ def _go_seconds(text: str) -> int:
     return hours * 3600 + minutes * 60 + secs
 
 
-def _credential(built: Built, backend: str) -> str:
-    """The credential as the container gets it."""
+def _generated(built: Built, backend: str, role: str) -> str:
+    """A generated credential's value (the mocked RandomPassword's result)."""
+    password = built.one(RANDOM_PASSWORD, CREDENTIALS[backend][role][1])
+    return str(built.state[password.urn]["result"])
+
+
+def _in_container(built: Built, backend: str, role: str) -> str:
+    """The credential as the container's env gets it."""
     envs = _envs(built.one(CONTAINER, f"{backend}-container"))
-    name = next(n for n, v in EXPECT[backend].envs.items() if v is None)
-    value = envs[name]
+    value = envs[str(CREDENTIAL_ENVS[backend][role])]
     return value.split("/", 1)[1] if backend == "neo4j" else value
 
 
@@ -167,11 +270,13 @@ def _credential(built: Built, backend: str) -> str:
 
 def test_one_component_per_backend_owning_its_resources(built: Built) -> None:
     components = {r.type: r for r in built.registrations if r.type.startswith("mas:infra:")}
-    assert sorted(components) == sorted(COMPONENT_TYPES.values())
+    assert sorted(components) == sorted([*COMPONENT_TYPES.values(), "mas:infra:Certificates"])
     for reg in built.registrations:
         if reg.type in (CONTAINER, REMOTE_IMAGE, VOLUME, RANDOM_PASSWORD):
             owner = components[COMPONENT_TYPES[reg.name.split("-")[0]]]
             assert reg.parent == owner.urn, f"{reg.name} is not a child of its component"
+        if reg.type.startswith("tls:"):
+            assert reg.parent == components["mas:infra:Certificates"].urn, reg.name
     # nothing of Docker's falls back to a default provider
     for reg in built.registrations:
         if reg.type.startswith("docker:"):
@@ -224,28 +329,35 @@ def test_backend_resources(built: Built, backend: str, request: pytest.FixtureRe
         for internal, name in want.ports.items()
     }
 
-    # env: exact names and values; credential-bearing ones only as a secret
+    # env: exact names and values; each credential the generated one, only inside a secret
     assert _is_secret(inputs["envs"])
     envs = _envs(container)
     heap = {"<heap>": config.neo4j_heap, "<pagecache>": config.neo4j_pagecache}
     assert set(envs) == set(want.envs)
     for name, value in want.envs.items():
-        if value is None:
-            assert len(envs[name]) >= CREDENTIAL_LENGTH
-        else:
-            assert envs[name] == heap.get(value, value)
-    assert container.additional_secret_outputs == ["envs"]
+        if value is not None:
+            assert envs[name] == heap.get(value, value), name
+    for role, env in CREDENTIAL_ENVS[backend].items():
+        if env is not None:
+            assert _in_container(built, backend, role) == _generated(built, backend, role)
+            assert len(_in_container(built, backend, role)) >= CREDENTIAL_LENGTH
+    # env and uploads (keys, hashed passwords) are kept secret by the engine whatever comes in
+    assert container.additional_secret_outputs == ["envs", "uploads"]
+    assert _is_secret(inputs["uploads"])
     if want.command is None:
         assert "command" not in inputs
     else:
         assert tuple(inputs["command"]) == want.command
+    assert "entrypoints" not in inputs  # the image's entrypoint runs, always
 
     # healthcheck works on the image (see the component docstrings) and carries no secret
     health = inputs["healthcheck"]
     tests = health["tests"]
     assert tuple(tests[: len(want.health)]) == want.health
     assert want.health_has in " ".join(tests)
-    assert _credential(built, backend) not in " ".join(tests)
+    for role in CREDENTIALS[backend]:
+        assert _generated(built, backend, role) not in " ".join(tests)
+        assert _generated(built, backend, role) not in " ".join(inputs.get("command", []))
 
     # restart, wait above the healthcheck's start budget, replace by delete first
     assert inputs["restart"] == "unless-stopped"
@@ -281,35 +393,58 @@ def test_memory_comes_from_config(dev_config: dict[str, Any]) -> None:
 
 def test_generated_credentials_are_long_url_safe_and_distinct(built: Built) -> None:
     passwords = built.of_type(RANDOM_PASSWORD)
-    assert sorted(p.name for p in passwords) == sorted(f"{b}-credential" for b in EXPECT)
+    assert sorted(p.name for p in passwords) == sorted(
+        name for roles in CREDENTIALS.values() for _, name in roles.values()
+    )
     for p in passwords:
         assert int(p.inputs["length"]) >= 24
         assert p.inputs["special"] is False  # letters and digits: nothing a URL must escape
-    creds = {b: _credential(built, b) for b in EXPECT}
-    assert len(set(creds.values())) == 5
-    assert all(c.isalnum() and len(c) >= 24 for c in creds.values())
+    creds = [_generated(built, b, role) for b, roles in CREDENTIALS.items() for role in roles]
+    assert len(set(creds)) == len(creds) == 10
+    assert all(c.isalnum() and len(c) >= 24 for c in creds)
+
+
+SUPPLIED = {
+    "postgresPassword": "p@ss:w/rd?#%-with-spaces and more",
+    "postgresSuperuserPassword": "superuser-password-0123456789",
+    "postgresAppPassword": "app:pass@word/with?specials#0",
+    "redisPassword": "r3dis@admin/word:with#specials",
+    "redisAppPassword": "r3dis@app/word:with#specials-0",
+    "qdrantApiKey": "qdrant-key-0123456789abcdefghij",
+    "qdrantReadOnlyApiKey": "qdrant-read-only-0123456789abc",
+    "neo4jPassword": "neo4j:pass@word-without-slash",
+    "typesenseApiKey": "typesense-key-0123456789abcdef",
+    "typesenseScopedApiKey": "typesense-scoped-0123456789ab",
+}
 
 
 def test_supplied_secret_credentials_replace_generated_ones(dev_config: dict[str, Any]) -> None:
-    supplied = {
-        "postgresPassword": "p@ss:w/rd?#%-with-spaces and more",
-        "redisPassword": "r3dis@pass/word:with#specials",
-        "qdrantApiKey": "qdrant-key-0123456789abcdefghij",
-        "neo4jPassword": "neo4j:pass@word-without-slash",
-        "typesenseApiKey": "typesense-key-0123456789abcdef",
-    }
-    built = build_program({**dev_config, **supplied})
+    built = build_program({**dev_config, **SUPPLIED})
     assert built.of_type(RANDOM_PASSWORD) == []
-    assert _credential(built, "postgres") == supplied["postgresPassword"]
-    assert _credential(built, "redis") == supplied["redisPassword"]
-    assert _credential(built, "qdrant") == supplied["qdrantApiKey"]
-    assert _credential(built, "neo4j") == supplied["neo4jPassword"]
-    assert _credential(built, "typesense") == supplied["typesenseApiKey"]
+    for backend, roles in CREDENTIAL_ENVS.items():
+        for role, env in roles.items():
+            if env is not None:
+                assert (
+                    _in_container(built, backend, role) == SUPPLIED[CREDENTIALS[backend][role][0]]
+                )
+    out, admin = built.outputs, built.admin_outputs
     # percent-encoded in the URLs, and the drivers decode them back
-    pg = conninfo_to_dict(built.outputs["postgres_url"])
-    assert pg["password"] == supplied["postgresPassword"]
-    assert parse_url(built.outputs["redis_url"])["password"] == supplied["redisPassword"]
-    assert built.outputs["qdrant_api_key"] == supplied["qdrantApiKey"]
+    pg = conninfo_to_dict(out["postgres_url"])
+    assert (pg["user"], pg["password"]) == ("mas_app", SUPPLIED["postgresAppPassword"])
+    owner = conninfo_to_dict(admin["postgres_owner_url"])
+    assert (owner["user"], owner["password"]) == ("mas", SUPPLIED["postgresPassword"])
+    redis = parse_url(out["redis_url"])
+    assert (redis["username"], redis["password"]) == ("mas_app", SUPPLIED["redisAppPassword"])
+    redis_admin = parse_url(admin["redis_admin_url"])
+    assert (redis_admin["username"], redis_admin["password"]) == (
+        "admin",
+        SUPPLIED["redisPassword"],
+    )
+    assert out["qdrant_api_key"] == SUPPLIED["qdrantApiKey"]
+    assert out["qdrant_read_only_api_key"] == SUPPLIED["qdrantReadOnlyApiKey"]
+    assert out["neo4j_password"] == SUPPLIED["neo4jPassword"]
+    assert out["typesense_api_key"] == SUPPLIED["typesenseScopedApiKey"]
+    assert admin["typesense_admin_api_key"] == SUPPLIED["typesenseApiKey"]
     assert built.secret_outputs == SECRET_OUTPUTS
 
 
@@ -317,8 +452,11 @@ def test_supplied_secret_credentials_replace_generated_ones(dev_config: dict[str
     ("key", "value", "message"),
     [
         ("postgresPassword", "short", "at least 24"),
+        ("postgresAppPassword", "short-too", "at least 24"),
         ("neo4jPassword", "a-long-password-with/a-slash", "must not contain '/'"),
         ("redisPassword", "a-long-password-with\na-newline", "control characters"),
+        ("redisAppPassword", "a long password with spaces in it", "must not contain ' '"),
+        ("typesenseScopedApiKey", "short", "at least 24"),
     ],
 )
 def test_unfit_supplied_credential_fails_the_program(
@@ -335,8 +473,31 @@ def test_unfit_supplied_credential_fails_the_program(
 def test_outputs_have_exactly_the_adapters_keys_and_credentials_are_secret(built: Built) -> None:
     # What the adapters' settings models read, less the embedded Qdrant's path.
     assert set(built.outputs) == set(mas_storage.stack_output_keys()) - {"qdrant_path"}
+    # The admin ones: the models that read the admin file, and the operators' Redis user.
+    admin_read = {
+        key
+        for model in (PostgresOwnerSettings, TypesenseAdminSettings)
+        for key in model.admin_output_keys().values()
+    }
+    assert set(built.admin_outputs) == ADMIN_OUTPUTS == admin_read | {"redis_admin_url"}
     assert built.secret_outputs == SECRET_OUTPUTS
-    assert all(isinstance(v, str) and v for v in built.outputs.values())
+    assert "tls_ca" not in built.secret_outputs  # a certificate: public
+    values = {**built.outputs, **built.admin_outputs}
+    assert all(isinstance(v, str) and v for v in values.values())
+
+
+def test_no_owner_or_admin_credential_in_the_adapters_outputs(built: Built) -> None:
+    owner_and_admins = [
+        _generated(built, "postgres", "owner"),
+        _generated(built, "postgres", "superuser"),
+        _generated(built, "redis", "admin"),
+        _generated(built, "typesense", "admin"),
+    ]
+    text = json.dumps(built.outputs)
+    for secret in owner_and_admins:
+        assert secret not in text
+    # and the superuser's goes nowhere at all
+    assert _generated(built, "postgres", "superuser") not in json.dumps(built.admin_outputs)
 
 
 def test_output_values_point_at_the_placed_hosts_and_match_the_containers(
@@ -344,28 +505,40 @@ def test_output_values_point_at_the_placed_hosts_and_match_the_containers(
 ) -> None:
     stack = request.node.callspec.params["built"]
     config = built.stack.config
-    out = built.outputs
+    out, admin = built.outputs, built.admin_outputs
 
-    pg = conninfo_to_dict(out["postgres_url"])
-    assert (pg["host"], int(pg["port"])) == (
-        HOSTS[stack]["postgres"][0],
-        config.ports["postgres"]["postgres"],
-    )
-    assert (pg["user"], pg["dbname"]) == ("mas", "mas_memory")
-    assert pg["password"] == _credential(built, "postgres")
+    for url, user, role in (
+        (out["postgres_url"], "mas_app", "app"),
+        (admin["postgres_owner_url"], "mas", "owner"),
+    ):
+        pg = conninfo_to_dict(url)
+        assert (pg["host"], int(pg["port"])) == (
+            HOSTS[stack]["postgres"][0],
+            config.ports["postgres"]["postgres"],
+        )
+        assert (pg["user"], pg["dbname"], pg["sslmode"]) == (user, "mas_memory", "verify-full")
+        assert pg["password"] == _generated(built, "postgres", role)
+        assert pg["password"] == _in_container(built, "postgres", role)
+        assert unquote(urlsplit(url).password or "") == pg["password"]
 
-    rd = parse_url(out["redis_url"])
-    assert (rd["host"], rd["port"], rd["db"]) == (
-        HOSTS[stack]["redis"][0],
-        config.ports["redis"]["redis"],
-        0,
-    )
-    assert rd["password"] == _credential(built, "redis")
+    for url, user, role in (
+        (out["redis_url"], "mas_app", "app"),
+        (admin["redis_admin_url"], "admin", "admin"),
+    ):
+        assert url.startswith("rediss://")
+        rd = parse_url(url)
+        assert (rd["host"], rd["port"], rd["db"], rd["username"]) == (
+            HOSTS[stack]["redis"][0],
+            config.ports["redis"]["redis"],
+            0,
+            user,
+        )
+        assert rd["password"] == _generated(built, "redis", role)
 
     for key, backend, scheme, port_name in (
-        ("qdrant_url", "qdrant", "http", "http"),
-        ("neo4j_url", "neo4j", "bolt", "bolt"),
-        ("typesense_url", "typesense", "http", "http"),
+        ("qdrant_url", "qdrant", "https", "http"),
+        ("neo4j_url", "neo4j", "bolt+s", "bolt"),
+        ("typesense_url", "typesense", "https", "http"),
     ):
         url = urlsplit(out[key])
         assert url.scheme == scheme
@@ -374,11 +547,16 @@ def test_output_values_point_at_the_placed_hosts_and_match_the_containers(
             config.ports[backend][port_name],
         )
         assert url.username is None and url.path == ""
-    assert out["qdrant_api_key"] == _credential(built, "qdrant")
+    assert out["qdrant_api_key"] == _in_container(built, "qdrant", "api")
+    assert out["qdrant_read_only_api_key"] == _in_container(built, "qdrant", "read-only")
     assert out["neo4j_user"] == "neo4j"
-    assert out["neo4j_password"] == _credential(built, "neo4j")
-    assert out["typesense_api_key"] == _credential(built, "typesense")
-    assert unquote(urlsplit(out["postgres_url"]).password or "") == pg["password"]
+    assert out["neo4j_password"] == _in_container(built, "neo4j", "password")
+    # the adapter gets the scoped key, never the admin key the server runs with
+    assert out["typesense_api_key"] == _generated(built, "typesense", "scoped")
+    assert admin["typesense_admin_api_key"] == _in_container(built, "typesense", "admin")
+    assert out["typesense_api_key"] != admin["typesense_admin_api_key"]
+    # the CA certificate pulumi-tls made, as it made it
+    assert out["tls_ca"] == built.state[built.one(SELF_SIGNED_CERT, "tls-ca-cert").urn]["certPem"]
 
 
 # -- placement ---------------------------------------------------------------------------------

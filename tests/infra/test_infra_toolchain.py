@@ -20,7 +20,7 @@ import yaml
 from infra_harness import INFRA, ROOT
 
 #: Every package the program and the policy pack import, with a provider plugin or not.
-PROGRAM_PACKAGES = ("pulumi", "pulumi-docker", "pulumi-random", "pulumi-policy")
+PROGRAM_PACKAGES = ("pulumi", "pulumi-docker", "pulumi-random", "pulumi-tls", "pulumi-policy")
 PROJECT_FILES = (ROOT / "Pulumi.yaml", INFRA / "policy" / "PulumiPolicy.yaml")
 
 

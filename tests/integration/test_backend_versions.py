@@ -8,6 +8,7 @@ client's compatibility with the lab's server version is what can be checked.
 
 from __future__ import annotations
 
+import ssl
 from importlib.metadata import version as dist_version
 from typing import Any
 
@@ -47,9 +48,15 @@ async def test_neo4j_runs_the_tested_version(stack_outputs: dict[str, Any]) -> N
     assert (records[0]["v"], records[0]["e"]) == (TESTED["neo4j"].version, "community")
 
 
-async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
-    headers = {"X-TYPESENSE-API-KEY": stack_outputs["typesense_api_key"]}
-    async with httpx.AsyncClient(base_url=stack_outputs["typesense_url"], timeout=10) as client:
+async def test_typesense_runs_the_tested_version(
+    stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> None:
+    # /debug (the only place with the version) takes the admin key: the adapter's scoped key
+    # may read its own collection and documents only.
+    headers = {"X-TYPESENSE-API-KEY": stack_admin["typesense_admin_api_key"]}
+    async with httpx.AsyncClient(
+        base_url=stack_outputs["typesense_url"], timeout=10, verify=ssl.create_default_context()
+    ) as client:
         response = await client.get("/debug", headers=headers)
     response.raise_for_status()
     assert response.json()["version"] == TESTED["typesense"].version
@@ -58,7 +65,9 @@ async def test_typesense_runs_the_tested_version(stack_outputs: dict[str, Any]) 
 async def test_qdrant_server_runs_the_tested_version(stack_outputs: dict[str, Any]) -> None:
     require_mode(stack_outputs, "server")
     headers = {"api-key": stack_outputs.get("qdrant_api_key") or ""}
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=10, trust_env=False, verify=ssl.create_default_context()
+    ) as client:
         response = await client.get(stack_outputs["qdrant_url"], headers=headers)
     response.raise_for_status()
     assert response.json()["version"] == TESTED["qdrant"].version

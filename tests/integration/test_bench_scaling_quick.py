@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import redis.asyncio as aioredis
 from neo4j import AsyncGraphDatabase
+from stack_tls import httpx_verify, raw_redis, typesense_admin_key
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = ("postgres", "redis", "neo4j", "typesense")
@@ -115,7 +115,9 @@ def test_markdown_holds_the_section_and_the_chart(run: Any) -> None:
         assert title in text
 
 
-async def test_the_run_left_nothing_behind(run: Any, stack_outputs: dict[str, Any]) -> None:
+async def test_the_run_left_nothing_behind(
+    run: Any, stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> None:
     _, _, document = run
     facts = {b: document["backends"][b]["facts"] for b in MEASURED}
     async with await psycopg.AsyncConnection.connect(stack_outputs["postgres_url"]) as conn:
@@ -123,7 +125,7 @@ async def test_the_run_left_nothing_behind(run: Any, stack_outputs: dict[str, An
             "SELECT count(*) FROM pg_database WHERE datname = %s", (facts["postgres"]["database"],)
         )
         assert await cur.fetchone() == (0,)
-    client = aioredis.Redis.from_url(stack_outputs["redis_url"])
+    client = raw_redis(stack_admin["redis_admin_url"], stack_outputs)  # SCAN: the operator's
     try:
         prefix = facts["redis"]["key_prefix"]
         assert [k async for k in client.scan_iter(match=f"{prefix}*")] == []
@@ -146,8 +148,9 @@ async def test_the_run_left_nothing_behind(run: Any, stack_outputs: dict[str, An
         await driver.close()
     async with httpx.AsyncClient(
         base_url=stack_outputs["typesense_url"],
-        headers={"X-TYPESENSE-API-KEY": stack_outputs["typesense_api_key"]},
+        headers={"X-TYPESENSE-API-KEY": typesense_admin_key(stack_outputs)},  # every collection
         trust_env=False,
+        verify=httpx_verify(stack_outputs),
     ) as http:
         names = [c["name"] for c in (await http.get("/collections")).json()]
     assert facts["typesense"]["collection"] not in names

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import stat
 import tempfile
 import uuid
@@ -37,6 +38,7 @@ from qdrant_modes import Mode, raw_client, require_mode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
+from stack_tls import ca_pem
 
 from mas_devstack import DevstackError, Stack
 from mas_devstack._process import port_open
@@ -56,10 +58,14 @@ def _with_password(url: str, password: str) -> str:
 # -- the session's stack: real requests ---------------------------------------------------------
 
 
-async def test_postgres_select_1_as_the_mas_user(stack_outputs: dict[str, Any]) -> None:
+async def test_postgres_select_1_as_the_app_role(stack_outputs: dict[str, Any]) -> None:
+    """The outputs' URL logs in as the adapter's least-privileged role ``mas_app`` (not the
+    schema owner ``mas``), to its database, encrypted exactly when the stack speaks TLS."""
     async with await psycopg.AsyncConnection.connect(stack_outputs["postgres_url"]) as conn:
         cur = await conn.execute("SELECT 1, current_user, current_database()")
-        assert await cur.fetchone() == (1, "mas", "mas_memory")
+        assert await cur.fetchone() == (1, "mas_app", "mas_memory")
+        cur = await conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert await cur.fetchone() == (bool(stack_outputs.get("tls_ca")),)
 
 
 async def test_postgres_refuses_a_wrong_password(stack_outputs: dict[str, Any]) -> None:
@@ -81,12 +87,20 @@ async def test_redis_authenticated_ping(stack_outputs: dict[str, Any]) -> None:
 async def test_redis_refuses_a_wrong_or_missing_password(
     stack_outputs: dict[str, Any], password: str | None
 ) -> None:
+    """The outputs' ACL user with a wrong password, and a client with no credentials at all
+    (the ``default`` user is off), are refused; over TLS when the stack speaks it, so that the
+    refusal is the server's answer and not a failed handshake."""
     parts = urlsplit(stack_outputs["redis_url"])
+    tls: dict[str, Any] = {}
+    if parts.scheme == "rediss":
+        tls = {"ssl": True, "ssl_ca_data": ca_pem(stack_outputs), "ssl_check_hostname": True}
     client = aioredis.Redis(
         host=parts.hostname or "",
         port=parts.port or 0,
+        username=parts.username if password is not None else None,
         password=password,
         retry=Retry(NoBackoff(), 0),  # a refusal is final: no retries with backoff
+        **tls,
     )
     try:
         with pytest.raises(AuthenticationError):
@@ -100,14 +114,20 @@ async def test_typesense_health_and_an_authenticated_request(
 ) -> None:
     key = stack_outputs["typesense_api_key"]
     async with httpx.AsyncClient(
-        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+        base_url=stack_outputs["typesense_url"],
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(),
     ) as client:
         health = await client.get("/health")
         assert health.status_code == 200
         assert health.json() == {"ok": True}
-        collections = await client.get("/collections", headers={"X-TYPESENSE-API-KEY": key})
-        assert collections.status_code == 200
-        assert isinstance(collections.json(), list)
+        # The outputs' key is scoped to the adapter's collection: it may read that one.
+        collection = await client.get(
+            "/collections/semantic_memory", headers={"X-TYPESENSE-API-KEY": key}
+        )
+        assert collection.status_code == 200
+        assert collection.json()["name"] == "semantic_memory"
 
 
 @pytest.mark.parametrize("key", [WRONG, None], ids=["wrong-key", "no-key"])
@@ -116,7 +136,10 @@ async def test_typesense_refuses_a_wrong_or_missing_key(
 ) -> None:
     headers = {"X-TYPESENSE-API-KEY": key} if key else {}
     async with httpx.AsyncClient(
-        base_url=stack_outputs["typesense_url"], timeout=30, trust_env=False
+        base_url=stack_outputs["typesense_url"],
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(),
     ) as client:
         response = await client.get("/collections", headers=headers)
     assert response.status_code == 401
@@ -217,6 +240,14 @@ def _process_gone(pid: int) -> bool:
         return True
 
 
+def _owner(stack: Stack) -> psycopg.Connection[Any]:
+    """A connection to ``stack``'s database as the schema owner (its admin outputs), which
+    may read yoyo's table and create and drop tables (the outputs' app role may not),
+    trusting ``stack``'s own CA (the session's ``PGSSLROOTCERT`` names the session stack's)."""
+    tls = {"sslrootcert": str(stack.ca.ca_cert_path)} if stack.ca is not None else {}
+    return psycopg.connect(stack.admin_outputs()["postgres_owner_url"], autocommit=True, **tls)
+
+
 @pytest.fixture(scope="module")
 def throwaway(ownership: Ownership) -> Iterator[Stack]:
     """A second stack with its own root and ports, removed with everything it started.
@@ -261,7 +292,7 @@ def test_up_starts_every_service_on_its_own_ports(
     result = first_up["result"]
     assert result.started == PROCESS_SERVICES
     assert sorted(result.migrations) == _migration_ids()
-    with psycopg.connect(result.outputs["postgres_url"]) as conn:
+    with _owner(throwaway) as conn:
         applied = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
     assert sorted(row[0] for row in applied) == _migration_ids()
     assert all(first_up["pids"].values())
@@ -272,6 +303,10 @@ def test_up_starts_every_service_on_its_own_ports(
     assert stat.S_IMODE(throwaway.outputs_path.stat().st_mode) == 0o600
     assert f":{throwaway.ports.postgres}/mas_memory" in written["postgres_url"]
     assert written["qdrant_path"] == str(throwaway.root / ".mas" / "qdrant")
+    assert written["tls_ca"] == str(throwaway.root / ".mas" / "tls" / "ca.pem")  # its own CA
+    admin = json.loads(throwaway.admin_outputs_path.read_text())
+    assert sorted(admin) == ["postgres_owner_url", "redis_admin_url", "typesense_admin_api_key"]
+    assert stat.S_IMODE(throwaway.admin_outputs_path.stat().st_mode) == 0o600
     statuses = throwaway.status()
     assert {name: s.state for name, s in statuses.items()} == {
         "postgres": "running",
@@ -308,8 +343,7 @@ def test_a_failing_migration_is_named_rolled_back_and_the_outputs_still_written(
             throwaway.up(["postgres"])
         assert "postgresql://" not in str(caught.value)  # the URL (with its password) is not shown
         assert throwaway.outputs_path.exists()
-        url = first_up["result"].outputs["postgres_url"]
-        with psycopg.connect(url) as conn:
+        with _owner(throwaway) as conn:
             half = conn.execute("SELECT to_regclass('test_broken_half')").fetchone()
             ids = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
         assert half == (None,)  # one transaction: nothing of it stays
@@ -344,9 +378,8 @@ def test_a_killed_service_leaves_a_stale_pid_file_that_up_replaces(
 def test_postgres_restart_keeps_its_data_while_the_others_keep_running(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
-    url = first_up["result"].outputs["postgres_url"]
     table = sql.Identifier(f"test_{uuid.uuid4().hex[:12]}")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _owner(throwaway) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} (v int)").format(table))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (42)").format(table))
     others = {name: throwaway.pid(name) for name in ("redis", "typesense", "neo4j")}
@@ -356,7 +389,7 @@ def test_postgres_restart_keeps_its_data_while_the_others_keep_running(
     assert not port_open(throwaway.ports.postgres)
     assert throwaway.start("postgres") is True
     assert throwaway.pid("postgres") not in (None, old)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _owner(throwaway) as conn:
         assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchall() == [(42,)]
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
     assert {name: throwaway.pid(name) for name in others} == others
@@ -369,9 +402,8 @@ def test_postgres_restarts_after_a_kill_9_of_the_postmaster_alone(
 ) -> None:
     # What the reliability suite does: SIGKILL the PID only; the backends it leaves behind
     # must not keep the new server from starting.
-    url = first_up["result"].outputs["postgres_url"]
     table = sql.Identifier(f"test_{uuid.uuid4().hex[:12]}")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _owner(throwaway) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} (v int)").format(table))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (7)").format(table))
         pid = throwaway.pid("postgres")
@@ -379,7 +411,7 @@ def test_postgres_restarts_after_a_kill_9_of_the_postmaster_alone(
         os.kill(pid, signal.SIGKILL)
         psutil.wait_procs([psutil.Process(pid)], timeout=10)
     assert throwaway.start("postgres") is True
-    with psycopg.connect(url, autocommit=True) as conn:
+    with _owner(throwaway) as conn:
         assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchall() == [(7,)]
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
 
@@ -390,11 +422,17 @@ def test_typesense_restart_after_kill_keeps_its_collections(
     throwaway: Stack, first_up: dict[str, Any]
 ) -> None:
     outputs = first_up["result"].outputs
-    headers = {"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]}
+    # Creating and dropping a collection takes the admin key (the outputs' key is scoped);
+    # the throwaway stack's own CA signs its certificate.
+    headers = {"X-TYPESENSE-API-KEY": throwaway.admin_outputs()["typesense_admin_api_key"]}
     name = f"test_{uuid.uuid4().hex[:12]}"
     schema = {"name": name, "fields": [{"name": "title", "type": "string"}]}
     with httpx.Client(
-        base_url=outputs["typesense_url"], headers=headers, timeout=30, trust_env=False
+        base_url=outputs["typesense_url"],
+        headers=headers,
+        timeout=30,
+        trust_env=False,
+        verify=ssl.create_default_context(cafile=outputs["tls_ca"]),
     ) as client:
         assert client.post("/collections", json=schema).status_code == 201
         assert throwaway.stop("typesense", kill=True) is True
@@ -447,8 +485,12 @@ def test_a_restarted_typesense_is_up_only_once_its_replayed_log_is_served(
     stack = Stack(root, port_base=_free_port_base())
     try:
         outputs = stack.up(["typesense"]).outputs
-        headers = {"X-TYPESENSE-API-KEY": outputs["typesense_api_key"]}
-        with httpx.Client(base_url=outputs["typesense_url"], headers=headers) as client:
+        # The admin key: the outputs' key is scoped to the adapter's collection.
+        headers = {"X-TYPESENSE-API-KEY": stack.admin_outputs()["typesense_admin_api_key"]}
+        verify = ssl.create_default_context(cafile=outputs["tls_ca"])
+        with httpx.Client(
+            base_url=outputs["typesense_url"], headers=headers, verify=verify
+        ) as client:
             schema = {"name": "replay", "fields": [{"name": "n", "type": "int32"}]}
             client.post("/collections", json=schema).raise_for_status()
             # An on-demand Raft snapshot (copied out to a path), so the replay is the 600 below.

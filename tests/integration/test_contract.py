@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 from qdrant_modes import MODES, Mode, adapter_config, require_mode
+from stack_tls import typesense_admin_key
 
 from mas_storage import (
     StorageAdapter,
@@ -112,7 +113,7 @@ def _case(kind: str, outputs: dict[str, Any], tmp: Path) -> Case:
             kind,
             {
                 "url": outputs["typesense_url"],
-                "api_key": outputs["typesense_api_key"],
+                "api_key": typesense_admin_key(outputs),
                 "collection_name": f"test_contract_{RUN}",
             },
             {

@@ -22,6 +22,7 @@ import pytest
 from embedded_qdrant import connect_when_unlocked
 from prometheus_client.parser import text_string_to_metric_families
 from qdrant_modes import MODES, Mode, adapter_config, require_mode
+from stack_tls import typesense_admin_key
 
 from mas_storage import StorageDataError, create_adapter
 
@@ -118,7 +119,7 @@ CASES: dict[str, Case] = {
     "typesense": Case(
         config=lambda o, run: {
             "url": o["typesense_url"],
-            "api_key": o["typesense_api_key"],
+            "api_key": typesense_admin_key(o),
             "collection_name": run,
         },
         record=lambda run: {

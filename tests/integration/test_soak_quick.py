@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis.asyncio as aioredis
+from stack_tls import raw_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("postgres", "redis", "neo4j", "typesense", "qdrant")
@@ -85,7 +85,9 @@ def test_fds_and_server_side_connections_do_not_grow(soak: Any, stack_outputs: d
         assert last["connections"]["qdrant"] >= 1  # the embedded engine's files
 
 
-async def test_the_soak_left_nothing_behind(soak: Any, stack_outputs: dict[str, Any]) -> None:
+async def test_the_soak_left_nothing_behind(
+    soak: Any, stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> None:
     _, result = soak
     pattern = f"soak-{result['run_id']}-%"
     async with await psycopg.AsyncConnection.connect(stack_outputs["postgres_url"]) as conn:
@@ -95,7 +97,7 @@ async def test_the_soak_left_nothing_behind(soak: Any, stack_outputs: dict[str, 
                 (pattern,),
             )
             assert await cur.fetchone() == (0,), table
-    client = aioredis.Redis.from_url(stack_outputs["redis_url"])
+    client = raw_redis(stack_admin["redis_admin_url"], stack_outputs)  # SCAN: the operator's
     try:
         keys = [k async for k in client.scan_iter(match=f"session:soak-{result['run_id']}-*")]
     finally:

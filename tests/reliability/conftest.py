@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from faults import REPORTS, StackFaults, table_lines, write_results
 from ownership import Ownership
-from secretwatch import SecretSweep, running_sweep, stack_secrets
+from secretwatch import SecretSweep, private_key_secrets, running_sweep, stack_secrets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -45,11 +45,17 @@ SWEEP = pytest.StashKey[SecretSweep]()
 
 @pytest.fixture(scope="session", autouse=True)
 def secret_sweep(
-    request: pytest.FixtureRequest, stack_outputs: dict[str, Any]
+    request: pytest.FixtureRequest, stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
 ) -> Iterator[SecretSweep]:
     """The session's secrets sweep; it stops after the suite's last test (see
-    :func:`pytest_runtest_teardown`), or here, and fails the run if anything leaked."""
-    sweep = SecretSweep(stack_secrets(stack_outputs))
+    :func:`pytest_runtest_teardown`), or here, and fails the run if anything leaked.
+
+    Its secrets: every credential of the stack outputs and of the admin outputs, and, on the
+    local stack, the TLS private keys (the CA's and each server's)."""
+    from mas_devstack import Stack
+
+    keys = private_key_secrets(Stack().private_key_files())
+    sweep = SecretSweep(stack_secrets(stack_outputs) + stack_secrets(stack_admin) + keys)
     request.config.stash[SWEEP] = sweep
     sweep.start()
     try:

@@ -703,8 +703,9 @@ async def _postgres(
 async def _redis(
     outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
 ) -> AsyncIterator[Target]:
-    import redis.asyncio as aioredis
+    from stack_tls import raw_redis
 
+    from mas_storage import load_admin_outputs
     from mas_storage_redis import RedisAdapter, session_key
 
     url = outputs["redis_url"]
@@ -730,7 +731,7 @@ async def _redis(
         assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
 
     async def census(keys: Iterable[int]) -> Counter[int]:
-        raw = aioredis.Redis.from_url(url)
+        raw = raw_redis(url, outputs)
         try:
             items = await raw.lrange(key, 0, -1)
         finally:
@@ -738,7 +739,9 @@ async def _redis(
         return Counter(int(json.loads(item)["turn_id"]) for item in items)
 
     async def configure(*args: str) -> Any:
-        raw = aioredis.Redis.from_url(url, decode_responses=True)
+        # CONFIG is the operator's (admin outputs): the adapter's ACL user may not send it.
+        admin_url = str(load_admin_outputs().get("redis_admin_url") or url)
+        raw = raw_redis(admin_url, outputs, decode_responses=True)
         try:
             return await raw.execute_command("CONFIG", *args)
         finally:
@@ -767,7 +770,7 @@ async def _redis(
         await adapter.disconnect()
         if policies:
             await configure("SET", "appendfsync", policies[0])
-        raw = aioredis.Redis.from_url(url)
+        raw = raw_redis(url, outputs)
         try:
             await raw.delete(key)
         finally:
@@ -778,74 +781,70 @@ async def _redis(
 async def _typesense(
     outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
 ) -> AsyncIterator[Target]:
-    import httpx
+    from typesense_scoped import admin_client, scoped_collection
 
     from mas_storage_typesense import TypesenseAdapter
 
-    url, api_key = outputs["typesense_url"], outputs["typesense_api_key"]
+    url = outputs["typesense_url"]
     collection = _run_id("ts").replace("-", "_")
-    config = {
-        "url": url,
-        "api_key": api_key,
-        "collection_name": collection,
-        "timeout": TIMEOUT,
-        "connect_timeout": TIMEOUT,
-        **overrides,
-    }
-    adapter = TypesenseAdapter(config)
-
-    def raw() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=url, headers={"X-TYPESENSE-API-KEY": api_key}, timeout=30, trust_env=False
-        )
-
-    async def write(k: int) -> None:
-        # upsert by id: a retry replaces the document, never adds one.
-        doc = {
-            "id": f"k{k}",
-            "content": f"fact number {k}",
-            "session_id": collection,
-            "fact_type": "reliability",
-            "confidence": 1.0,
-            "created_at": k,
+    # The adapter holds a key scoped to its collection, as the stack's adapter key is; the
+    # collection, the key and the census are the admin's.
+    async with scoped_collection(outputs, collection) as api_key:
+        config = {
+            "url": url,
+            "api_key": api_key,
+            "collection_name": collection,
+            "timeout": TIMEOUT,
+            "connect_timeout": TIMEOUT,
+            **overrides,
         }
-        assert await adapter.upsert(doc) == f"k{k}"
+        adapter = TypesenseAdapter(config)
 
-    async def read(k: int) -> None:
-        doc = await adapter.retrieve(f"k{k}")
-        if doc is None:
-            raise NotYetVisible(f"k{k} read as None")
-        assert doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
+        async def write(k: int) -> None:
+            # upsert by id: a retry replaces the document, never adds one.
+            doc = {
+                "id": f"k{k}",
+                "content": f"fact number {k}",
+                "session_id": collection,
+                "fact_type": "reliability",
+                "confidence": 1.0,
+                "created_at": k,
+            }
+            assert await adapter.upsert(doc) == f"k{k}"
 
-    async def census(keys: Iterable[int]) -> Counter[int]:
-        async with raw() as client:
-            response = await client.get(f"/collections/{collection}/documents/export")
-            response.raise_for_status()
-        lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-        return Counter(int(doc["id"][1:]) for doc in lines)
+        async def read(k: int) -> None:
+            doc = await adapter.retrieve(f"k{k}")
+            if doc is None:
+                raise NotYetVisible(f"k{k} read as None")
+            assert doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
 
-    async def verify(keys: set[int]) -> None:
-        # Not only the stored documents: the full-text index answers for every one of them.
-        result = await adapter.search({"q": "number", "query_by": "content"}, with_meta=True)
-        assert result["found"] == len(keys), f"search finds {result['found']} of {len(keys)}"
+        async def census(keys: Iterable[int]) -> Counter[int]:
+            async with admin_client(outputs) as client:
+                response = await client.get(f"/collections/{collection}/documents/export")
+                response.raise_for_status()
+            lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+            return Counter(int(doc["id"][1:]) for doc in lines)
 
-    await adapter.connect()
-    try:
-        yield Target(
-            "typesense",
-            adapter,
-            config["timeout"],
-            write,
-            read,
-            census,
-            lambda: adapter._client,
-            verify,
-            serves_reads_while_replaying=True,
-        )
-    finally:
-        await adapter.disconnect()
-        async with raw() as client:
-            await client.delete(f"/collections/{collection}")
+        async def verify(keys: set[int]) -> None:
+            # Not only the stored documents: the full-text index answers for every one of them.
+            result = await adapter.search({"q": "number", "query_by": "content"}, with_meta=True)
+            assert result["found"] == len(keys), f"search finds {result['found']} of {len(keys)}"
+
+        await adapter.connect()
+        try:
+            yield Target(
+                "typesense",
+                adapter,
+                config["timeout"],
+                write,
+                read,
+                census,
+                lambda: adapter._client,
+                verify,
+                serves_reads_while_replaying=True,
+            )
+        finally:
+            await adapter.disconnect()
 
 
 @contextlib.asynccontextmanager

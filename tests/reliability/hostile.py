@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import os
 import threading
@@ -78,6 +79,8 @@ EXAMPLES = int(os.environ.get("MAS_HOSTILE_EXAMPLES", "500"))
 CALL_TIMEOUT = 60.0
 #: The longest message a StorageError may carry, whatever the input (the core's documented cap).
 MESSAGE_BOUND = 2000
+#: Seconds a closing loop runs on for its TLS connections' shutdowns (LoopThread.close).
+SHUTDOWN_GRACE = 0.5
 
 # -- the event loop the adapters live on -------------------------------------------------------
 
@@ -108,9 +111,17 @@ class LoopThread:
         return future.result()
 
     def close(self) -> None:
-        """Stop the loop and join its thread. Idempotent."""
+        """Stop the loop and join its thread. Idempotent.
+
+        The loop runs a little longer first: closing a TLS connection (a driver's ``close()``)
+        only starts its shutdown (``close_notify``, then the socket), which the next loop
+        iterations finish. A loop stopped at once leaves those sockets open until the garbage
+        collector finds them, in whichever later test it runs (an unraisable
+        ``ResourceWarning`` failing an unrelated test)."""
         if self.loop.is_closed():
             return
+        with contextlib.suppress(CallHung):
+            self.run(asyncio.sleep(SHUTDOWN_GRACE), timeout=SHUTDOWN_GRACE + 5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)
         self.loop.close()

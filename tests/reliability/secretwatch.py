@@ -36,6 +36,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +56,7 @@ __all__ = [
     "adapter_texts",
     "exception_texts",
     "find_secrets",
+    "private_key_secrets",
     "running_sweep",
     "stack_secrets",
 ]
@@ -88,6 +90,20 @@ KEPT_LEAKS = 50
 
 
 # -- what is a secret, and where it is -------------------------------------------------------
+
+
+def private_key_secrets(paths: Iterable[Path]) -> list[str]:
+    """The secrets of PEM private keys (the stack's CA key and the servers' keys): each
+    base64 line of their bodies, so a key leaked whole, cut into lines or inside a ``repr``
+    (its newlines escaped) is found. Lines under 16 characters (a body's short last line) are
+    left out: too short to be told from chance."""
+    found: list[str] = []
+    for path in paths:
+        for line in path.read_text(encoding="ascii").splitlines():
+            line = line.strip()
+            if line and not line.startswith("-----") and len(line) >= 16:
+                found.append(line)
+    return sorted(set(found))
 
 
 def exception_texts(exc: BaseException) -> list[str]:

@@ -24,8 +24,8 @@ import uuid
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from faults import FAULTS, HOLD, TIMEOUT, StackFaults, fault_run
+from stack_tls import raw_redis
 
 from mas_storage_redis import RedisAdapter, session_key
 
@@ -41,15 +41,16 @@ async def test_redis_recovers_on_the_same_adapter(
 
 
 async def test_redis_keeps_acknowledged_turns_and_their_ttls_across_kill_9(
-    faults: StackFaults, stack_outputs: dict[str, Any]
+    faults: StackFaults, stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
 ) -> None:
-    """What the cache keeps: every acknowledged turn, with its absolute expiry time."""
-    url = stack_outputs["redis_url"]
+    """What the cache keeps: every acknowledged turn, with its absolute expiry time. The
+    adapter writes as its ACL user; the checks (``CONFIG``, ``TTL``) are the operator's."""
+    url, admin_url = stack_outputs["redis_url"], stack_admin["redis_admin_url"]
     kept = f"test-rel-redis-{uuid.uuid4().hex[:10]}"
     brief = f"test-rel-redis-{uuid.uuid4().hex[:10]}"
 
     async def ask(*command: Any) -> Any:  # a fresh raw client: the old sockets die with Redis
-        raw = aioredis.Redis.from_url(url, decode_responses=True)
+        raw = raw_redis(admin_url, stack_outputs, decode_responses=True)
         try:
             return await raw.execute_command(*command)
         finally:

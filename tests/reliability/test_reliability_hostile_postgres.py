@@ -9,6 +9,11 @@ The adapters work in a private database (``test_hostile_<hex>``, migrated with y
 afterwards), so the state compared before and after each call is the whole of both tables (an
 md5 of every row) plus the number of relations in the schema (a ``DROP TABLE`` would show).
 Accepted writes are checked against what the server holds, then deleted.
+
+The adapters log in as the schema owner (the admin outputs' ``postgres_owner_url``, which
+owns the private database): a credential that may ``DROP`` and ``ALTER``, so an injection the
+adapter let through would show, not be masked by the least-privileged role's refusals (those
+are ``tests/integration/test_least_privilege.py``'s).
 """
 
 from __future__ import annotations
@@ -129,8 +134,8 @@ def _fresh(pg: Pg) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg(stack_outputs: dict[str, Any]) -> Iterator[Pg]:
-    admin_url = str(stack_outputs["postgres_url"])
+def pg(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> Iterator[Pg]:
+    admin_url = str(stack_admin["postgres_owner_url"])
     name = f"test_hostile_{NS}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

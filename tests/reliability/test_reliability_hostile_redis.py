@@ -9,6 +9,11 @@ The module works in a private logical database (the first empty one of 15..8, fl
 end), so the state compared before and after each call is the whole keyspace: every key, its
 ``DUMP`` and whether it has a TTL. Accepted writes are checked against what Redis holds, then
 the keyspace is reset to the seed sessions.
+
+The adapter and the checker use the operator's ACL user (the admin outputs' ``redis_admin_url``):
+every command on every key, so a key-part injection the adapter let through would show in the
+keyspace, not be masked by the adapter user's ACL (that ACL is tested on its own in
+``tests/integration/test_least_privilege.py``).
 """
 
 from __future__ import annotations
@@ -97,8 +102,8 @@ def _fresh(rd: Rd) -> None:
 
 
 @pytest.fixture(scope="module")
-def rd(stack_outputs: dict[str, Any]) -> Iterator[Rd]:
-    db, url = _free_database(str(stack_outputs["redis_url"]))
+def rd(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> Iterator[Rd]:
+    db, url = _free_database(str(stack_admin["redis_admin_url"]))
     with hostile_session(stack_outputs, "redis") as session:
         loop = session.loop
         adapter = RedisAdapter({"url": url, "window_size": 10, "ttl_seconds": 600})

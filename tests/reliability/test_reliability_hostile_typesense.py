@@ -11,11 +11,16 @@ The state compared before and after each call is the export (every document) of 
 traversal that deleted or wrote anywhere else would show. A ``filters`` search must return only
 documents whose fields equal the values asked for, exactly. Accepted writes are checked
 against what the server holds, then the collection is reset to its seed documents.
+
+Everything here holds the admin key (admin outputs): the adapter too, so a traversal into the
+sentinel collection would show, not be refused by a scoped key's limits (those are tested in
+``tests/integration/test_least_privilege.py``).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,14 +124,18 @@ def _fresh(ts: Ts) -> None:
 
 
 @pytest.fixture(scope="module")
-def ts(stack_outputs: dict[str, Any]) -> Iterator[Ts]:
-    url, key = stack_outputs["typesense_url"], stack_outputs["typesense_api_key"]
+def ts(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> Iterator[Ts]:
+    url, key = stack_outputs["typesense_url"], stack_admin["typesense_admin_api_key"]
     with hostile_session(stack_outputs, "typesense") as session:
         loop = session.loop
         adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": COLLECTION})
         sentinel = TypesenseAdapter({"url": url, "api_key": key, "collection_name": SENTINEL})
         raw = httpx.AsyncClient(
-            base_url=url, headers={"X-TYPESENSE-API-KEY": key}, timeout=30, trust_env=False
+            base_url=url,
+            headers={"X-TYPESENSE-API-KEY": key},
+            timeout=30,
+            trust_env=False,
+            verify=ssl.create_default_context(),
         )
         loop.run(adapter.connect())
         loop.run(sentinel.connect())  # creates the sentinel collection

@@ -30,6 +30,7 @@ own conftest and a made-up stack).
 from __future__ import annotations
 
 import logging
+import os
 import secrets as token
 import socket
 import subprocess
@@ -43,6 +44,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hostile import LoopThread
 from otel_sinks import Sinks
 from qdrant_modes import adapter_config, modes_of
@@ -54,8 +57,10 @@ from secretwatch import (
     adapter_texts,
     exception_texts,
     find_secrets,
+    private_key_secrets,
     stack_secrets,
 )
+from typesense_scoped import scoped_collection
 
 from mas_storage import (
     StorageAdapter,
@@ -221,20 +226,29 @@ async def _neo4j(o: dict[str, Any], scan: Scan, closed: int) -> None:
 
 
 async def _typesense(o: dict[str, Any], scan: Scan, closed: int) -> None:
-    url, key = o["typesense_url"], o["typesense_api_key"]
+    url = o["typesense_url"]
     collection = RUN.replace("-", "_")
-    async with TypesenseAdapter({"url": url, "api_key": key, "collection_name": collection}) as ts:
-        doc_id = await ts.store(
-            {"content": "hello", "session_id": RUN, "fact_type": "f", "confidence": 0.5}
-        )
-        assert await ts.retrieve(doc_id) is not None
-        await scan.expect("typesense bad filter", ts.search({"q": "*", "filter_by": "((("}))
-        await scan.expect(
-            "typesense backtick", ts.search({"q": "*", "filters": {"session_id": "`"}})
-        )
-        scan.adapter("typesense connected", ts)
-        await scan.metrics("typesense", ts)
-        await ts.drop_collection()
+    # The adapter on a key scoped to its collection (the admin makes both and drops them);
+    # the stack's own scoped key is in the outputs, and so in the sweep's secrets, already.
+    async with scoped_collection(o, collection) as key:
+        scan.secrets.append(key)
+        active_sweep().add_secrets([key])
+        config = {"url": url, "api_key": key, "collection_name": collection}
+        async with TypesenseAdapter(config) as ts:
+            doc_id = await ts.store(
+                {"content": "hello", "session_id": RUN, "fact_type": "f", "confidence": 0.5}
+            )
+            assert await ts.retrieve(doc_id) is not None
+            await scan.expect("typesense bad filter", ts.search({"q": "*", "filter_by": "((("}))
+            await scan.expect(
+                "typesense backtick", ts.search({"q": "*", "filters": {"session_id": "`"}})
+            )
+            await scan.expect(
+                "typesense scoped key drops nothing", ts.drop_collection(), StorageConnectionError
+            )
+            scan.adapter("typesense connected", ts)
+            await scan.metrics("typesense", ts)
+    key = o["typesense_api_key"]
     for where, config in (
         ("typesense wrong key", {"url": url, "api_key": f"{key}x"}),
         ("typesense closed port", {"url": _with(url, port=closed), "api_key": key, "retries": 0}),
@@ -359,6 +373,33 @@ def test_the_checks_catch_a_leak() -> None:
     assert find_secrets([repr({"url": f"redis://:{secret}@h"})], [secret])
 
 
+def test_the_sweep_knows_the_private_keys(stack_outputs: dict[str, Any]) -> None:
+    """The session's sweep searches for the TLS private keys too (the CA's and every
+    server's), and a key logged as a driver might (a repr of its PEM, newlines escaped) is
+    caught by a watch that holds the same key secrets; the key is a copy made up here, so the
+    session stays green."""
+    from mas_devstack import Stack
+
+    files = Stack().private_key_files()
+    if stack_outputs.get("tls_ca") is None:
+        pytest.skip("the stack runs without TLS: it has no private keys")
+    assert files[0].name == "ca-key.pem" and len(files) >= 5, files
+    session = set(active_sweep().secrets)
+    assert set(private_key_secrets(files)) <= session  # every key line is a session secret
+    made_up = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp_key = HERE / f".made-up-{token.token_hex(6)}-key.pem"
+    try:
+        tmp_key.write_bytes(made_up)
+        watch = SecretWatch(private_key_secrets([tmp_key]))
+    finally:
+        tmp_key.unlink()
+    with watch.watching():
+        logging.getLogger("neo4j.io").debug("loaded %r", made_up.decode())
+    assert watch.leak_count == 1
+
+
 #: A made-up stack for the child run below: its password, API key and the tests that leak them.
 CHILD_CONFTEST = """
 import importlib.util
@@ -382,6 +423,11 @@ def stack_outputs():
     return MaskedOutputs(
         postgres_url="postgresql://mas:{password}@127.0.0.1:1/db", typesense_api_key="{key}"
     )
+
+
+@pytest.fixture(scope="session")
+def stack_admin():
+    return MaskedOutputs(typesense_admin_api_key="{admin}")
 """
 CHILD_TESTS = """
 import logging
@@ -409,6 +455,17 @@ def test_a_driver_logs_the_password_at_debug():
 
 def test_an_adapter_repr_shows_the_key():
     Leaky({{}})
+
+
+def test_a_driver_logs_the_admin_key():
+    logging.getLogger("httpx").debug("HTTP Request: X-TYPESENSE-API-KEY: {admin}")
+
+
+def test_a_library_logs_the_stacks_ca_key():
+    from pathlib import Path
+
+    pem = (Path.cwd() / ".mas" / "tls" / "ca-key.pem").read_text()
+    logging.getLogger("mas_storage.tls").debug("loaded %r", pem)
 
 
 def test_clean():
@@ -439,10 +496,20 @@ async def test_the_sweep_finds_a_secret_in_a_span_or_a_metric_attribute() -> Non
 
 def test_the_sweep_fails_a_run_that_leaks(tmp_path: Path) -> None:
     """A pytest run under this suite's conftest, with tests that pass but leak a secret (a
-    DEBUG record, an adapter repr), ends red: an error at the session's end naming both leaks
-    (secrets masked), exit status 1, and the summary line counts them."""
+    DEBUG record, an adapter repr) of the stack outputs, of the admin outputs, or a line of
+    the stack's CA private key, ends red: an error at the session's end naming every leak
+    (secrets masked), exit status 1, and the summary line counts them. The child's stack is
+    made up: its root is ``tmp_path``, whose ``.mas/tls/ca-key.pem`` is a key made here."""
     password, key = f"pw-{token.token_hex(12)}", f"key-{token.token_hex(12)}"
-    fill = {"password": password, "key": key}
+    admin = f"admin-{token.token_hex(12)}"
+    fill = {"password": password, "key": key, "admin": admin}
+    ca_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / ".mas" / "tls").mkdir(parents=True)
+    (tmp_path / ".mas" / "tls" / "ca-key.pem").write_bytes(ca_key)
+    key_lines = private_key_secrets([tmp_path / ".mas" / "tls" / "ca-key.pem"])
+    assert key_lines  # what the child's sweep must find
     conftest = HERE / "conftest.py"
     (tmp_path / "conftest.py").write_text(
         textwrap.dedent(CHILD_CONFTEST).format(
@@ -450,22 +517,27 @@ def test_the_sweep_fails_a_run_that_leaks(tmp_path: Path) -> None:
         )
     )
     (tmp_path / "test_leaky.py").write_text(textwrap.dedent(CHILD_TESTS).format(**fill))
+    env = {k: v for k, v in os.environ.items() if k not in ("MAS_HOME", "MAS_STACK_ADMIN")}
     child = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     out = child.stdout + child.stderr
     assert child.returncode == 1, out
-    assert "3 passed, 1 error" in out, out
+    assert "5 passed, 1 error" in out, out
     assert "ERROR at teardown of test_clean" in out, out
-    assert "2 secret leak(s)" in out, out
+    assert "4 secret leak(s)" in out, out
     assert "[test_leaky.py::test_a_driver_logs_the_password_at_debug] log record: psycopg" in out
     assert "[test_leaky.py::test_an_adapter_repr_shows_the_key] repr of Leaky" in out, out
-    assert "leaks: 2" in out, out
-    assert password not in out and key not in out, "the report printed a secret it found"
+    assert "[test_leaky.py::test_a_driver_logs_the_admin_key] log record: httpx" in out, out
+    assert "[test_leaky.py::test_a_library_logs_the_stacks_ca_key] log record: mas_storage" in out
+    assert "leaks: 4" in out, out
+    shown = [s for s in (password, key, admin, *key_lines) if s in out]
+    assert not shown, "the report printed a secret it found"
 
 
 def test_redact_is_linear_on_huge_input() -> None:

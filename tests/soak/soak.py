@@ -61,7 +61,7 @@ import psycopg
 import redis.asyncio as aioredis
 from neo4j import AsyncGraphDatabase
 
-from mas_storage import load_stack_outputs, redact
+from mas_storage import TlsSettings, load_admin_outputs, load_stack_outputs, redact
 from mas_storage_neo4j import Neo4jAdapter
 from mas_storage_postgres import PostgresAdapter
 from mas_storage_qdrant import QdrantAdapter
@@ -279,7 +279,10 @@ class Sampler:
         self.pg = await psycopg.AsyncConnection.connect(
             self.outputs["postgres_url"], autocommit=True
         )
-        self.redis = aioredis.Redis.from_url(self.outputs["redis_url"])
+        # CLIENT LIST is the operator's (the adapter's ACL user may not send CLIENT): the admin
+        # outputs' user when there is one.
+        redis_url = load_admin_outputs().get("redis_admin_url") or self.outputs["redis_url"]
+        self.redis = aioredis.Redis.from_url(redis_url)
         self.neo4j = AsyncGraphDatabase.driver(
             self.outputs["neo4j_url"],
             auth=(self.outputs.get("neo4j_user") or "neo4j", self.outputs["neo4j_password"]),
@@ -647,6 +650,17 @@ async def _until_signalled(work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     return await task
 
 
+def _trust_stack_ca(outputs: dict[str, Any]) -> None:
+    """The sampler's bare drivers trust the stack's CA (libpq's PGSSLROOTCERT, OpenSSL's
+    SSL_CERT_FILE), as the adapters do through ``tls_ca``; a no-op on a plaintext stack."""
+    ca = outputs.get("tls_ca")
+    if ca:
+        path = TlsSettings.from_config({"tls_ca": ca}).ca_file()
+        assert path is not None
+        os.environ.setdefault("PGSSLROOTCERT", path)
+        os.environ.setdefault("SSL_CERT_FILE", path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30, help="minutes to run (default 30)")
@@ -661,6 +675,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes < 2:
         parser.error("--minutes must be at least 2 (minute 1 is the first steady sample)")
     outputs = load_stack_outputs()
+    _trust_stack_ca(outputs)
+    # The soak makes and drops a Typesense collection of its own, which the adapters' scoped
+    # key may not: the admin key when the admin outputs have one (every other backend runs on
+    # the adapters' least-privileged credentials).
+    admin_key = load_admin_outputs().get("typesense_admin_api_key")
+    if admin_key:
+        outputs = {**outputs, "typesense_api_key": admin_key}
     result = asyncio.run(_until_signalled(soak(outputs, args.minutes, args.rate, args.warmup)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

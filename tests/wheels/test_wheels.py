@@ -120,9 +120,10 @@ def venv(dist: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture
-def scratch_db(stack_outputs: dict[str, Any]) -> Iterator[str]:
-    """A new empty database on the local PostgreSQL (the ``mas`` role has CREATEDB)."""
-    admin_url = str(stack_outputs["postgres_url"])
+def scratch_db(stack_admin: dict[str, Any]) -> Iterator[str]:
+    """A new empty database on the local PostgreSQL, the schema owner's (the ``mas`` role has
+    CREATEDB; the adapter's role in ``postgres_url`` has no DDL at all)."""
+    admin_url = str(stack_admin["postgres_owner_url"])
     name = f"test_wheel_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         f"simulated by network namespaces on a private subnet (default: ${HOSTS_ENV}, else "
         "loopback); kept until down",
     )
+    up.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="run the servers without TLS, with plaintext URLs in the outputs (only for "
+        "measuring what TLS costs: scripts/bench --tls-cost); kept until down "
+        "(default: TLS, or $MAS_DEVSTACK_TLS=0)",
+    )
     down = commands.add_parser("down", help="stop what 'up' started (by PID)")
     down.add_argument("services", nargs="*", help=services_help)
     commands.add_parser("status", help="show each service: state, pid, address, version")
@@ -92,14 +99,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "prepare":
             raise SystemExit(_prepare())
-        stack = Stack(args.root, port_base=args.port_base, hosts=getattr(args, "hosts", None))
+        tls = False if getattr(args, "no_tls", False) else None
+        stack = Stack(
+            args.root, port_base=args.port_base, hosts=getattr(args, "hosts", None), tls=tls
+        )
         if args.command == "up":
             began = time.monotonic()
             result = stack.up(args.services or None)
             elapsed = time.monotonic() - began
             started = ", ".join(result.started) or "nothing (all were running)"
             print(f"up in {elapsed:.1f} s; started: {started}")
-            print(f"outputs: {stack.outputs_path}")
+            print(f"outputs: {stack.outputs_path} (admin: {stack.admin_outputs_path})")
+            print(f"tls: {'on, CA ' + str(stack.ca.ca_cert_path) if stack.ca else 'OFF'}")
         elif args.command == "down":
             stopped = stack.down(args.services or None)
             print(f"stopped: {', '.join(stopped) or 'nothing (none was running)'}")

@@ -25,10 +25,20 @@ class Secrets:
     """The stack's passwords and keys; ``repr`` never shows them."""
 
     postgres_admin_password: str
+    """The ``postgres`` superuser's (the stack's own use only)."""
     postgres_password: str
+    """The schema owner ``mas``'s (migrations; the admin outputs)."""
     redis_password: str
+    """The Redis ``admin`` ACL user's (the admin outputs)."""
     typesense_api_key: str
+    """Typesense's bootstrap admin key (the admin outputs)."""
     neo4j_password: str
+    postgres_app_password: str
+    """The least-privileged ``mas_app`` role's (the adapter's ``postgres_url``)."""
+    redis_app_password: str
+    """The ``mas_app`` ACL user's (the adapter's ``redis_url``)."""
+    typesense_app_api_key: str
+    """The scoped key's value (the adapter's ``typesense_api_key``)."""
 
     def __repr__(self) -> str:
         return "Secrets(***)"

@@ -6,6 +6,7 @@ the adapters", not merely "the port is open".
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -31,11 +32,19 @@ from ._runtime import (
     typesense_binary,
 )
 from ._secrets import Secrets
+from ._tls import StackCa
 
 PG_SUPERUSER = "postgres"
 PG_USER = "mas"
+"""The schema owner: migrations run as it (the admin outputs' ``postgres_owner_url``)."""
+PG_APP_USER = "mas_app"
+"""The adapter's login role: DML on the tables only (the outputs' ``postgres_url``)."""
+PG_APP_GROUP = "mas_memory_rw"
+"""The group role migration 0003 grants to; the app login role is its member."""
 PG_DATABASE = "mas_memory"
 NEO4J_USER = "neo4j"
+REDIS_ADMIN_USER = "admin"
+REDIS_APP_USER = "mas_app"
 
 log = logging.getLogger("mas_devstack")
 
@@ -65,10 +74,13 @@ class Service(ABC):
         *,
         host: str = LOOPBACK,
         clients: str = f"{LOOPBACK}/32",
+        ca: StackCa | None = None,
     ) -> None:
         self.layout = layout
         self.ports = ports
         self.secrets = secrets
+        self.ca = ca
+        """The stack's CA when the stack runs TLS (the default), ``None`` for plaintext."""
         self.host = host
         """The address it listens on and the outputs name: loopback, or its simulated host's."""
         self.clients = clients
@@ -114,6 +126,25 @@ class Service(ABC):
     @abstractmethod
     def outputs(self) -> dict[str, str | None]:
         """This backend's entries of the stack-outputs file."""
+
+    def admin_outputs(self) -> dict[str, str | None]:
+        """This backend's entries of the admin outputs file (owner and admin credentials)."""
+        return {}
+
+    @property
+    def tls(self) -> bool:
+        return self.ca is not None
+
+    def certificate(self) -> tuple[Path, Path]:
+        """(certificate, key) of this service, issued for its address (TLS stacks only)."""
+        assert self.ca is not None
+        issued = self.ca.issue(self.name, [self.host])
+        return issued.cert, issued.key
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA certificate's path for the stack's own clients, ``None`` without TLS."""
+        return str(self.ca.ca_cert_path) if self.ca is not None else None
 
 
 class ProcessService(Service):
@@ -182,7 +213,14 @@ class Postgres(ProcessService):
             "password": self.secrets.postgres_admin_password,
             "dbname": dbname,
             "connect_timeout": max(2, int(timeout)),
+            **self.tls_kwargs(),
         }
+
+    def tls_kwargs(self) -> dict[str, str]:
+        """libpq's TLS options for the stack's own connections (verify-full)."""
+        if self.ca_file is None:
+            return {"sslmode": "disable"}
+        return {"sslmode": "verify-full", "sslrootcert": self.ca_file}
 
     def popen_kwargs(self) -> dict[str, Any]:
         owner = self.owner
@@ -200,13 +238,22 @@ class Postgres(ProcessService):
         bin_dir = postgres_bin()
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(bin_dir, self._place_cluster())
+        # TLS: hostssl only (a plaintext connection finds no line and is refused); the app
+        # role reaches its database only, the owner and the superuser every one.
+        kind = "hostssl" if self.tls else "host"
         hba = (
             "# Written by mas-devstack at every start: TCP from the clients' network only, "
-            "SCRAM passwords.\n"
-            "local all all scram-sha-256\n"
-            f"host  all all {self.clients} scram-sha-256\n"
+            f"{'TLS only, ' if self.tls else ''}SCRAM passwords.\n"
+            f"{kind} {PG_DATABASE} {PG_APP_USER} {self.clients} scram-sha-256\n"
+            f"{kind} all {PG_USER},{PG_SUPERUSER} {self.clients} scram-sha-256\n"
         )
         _write_private(self.data_dir / "pg_hba.conf", hba, self.owner)
+        if self.tls:
+            cert, key = self.certificate()
+            # In the data directory: the postgres OS user can always read it there, and
+            # PostgreSQL refuses a key file that others can read.
+            _write_private(self.data_dir / "server.crt", cert.read_text(), self.owner)
+            _write_private(self.data_dir / "server.key", key.read_text(), self.owner)
         self._clear_stale_lock()
 
     def _unreachable_parent(self) -> Path | None:
@@ -324,6 +371,21 @@ class Postgres(ProcessService):
             "max_connections=200",
             "-c",
             "password_encryption=scram-sha-256",
+            *self._tls_flags(),
+        ]
+
+    def _tls_flags(self) -> list[str]:
+        if not self.tls:
+            return ["-c", "ssl=off"]
+        return [
+            "-c",
+            "ssl=on",
+            "-c",
+            "ssl_cert_file=server.crt",
+            "-c",
+            "ssl_key_file=server.key",
+            "-c",
+            "ssl_min_protocol_version=TLSv1.2",
         ]
 
     def probe(self, timeout: float) -> None:
@@ -337,13 +399,27 @@ class Postgres(ProcessService):
         from psycopg import sql
 
         with psycopg.connect(**self._admin(10), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_USER,))
-            verb = "ALTER" if exists.fetchone() else "CREATE"
+            roles = (
+                (PG_USER, "LOGIN CREATEDB", self.secrets.postgres_password),
+                (PG_APP_GROUP, "NOLOGIN", None),
+                (
+                    PG_APP_USER,
+                    "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT",
+                    self.secrets.postgres_app_password,
+                ),
+            )
+            for role, attributes, password in roles:
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if exists.fetchone() else "CREATE"
+                statement = sql.SQL("{} ROLE {} WITH " + attributes).format(
+                    sql.SQL(verb), sql.Identifier(role)
+                )
+                if password is not None:
+                    statement += sql.SQL(" PASSWORD {}").format(sql.Literal(password))
+                conn.execute(statement)
             conn.execute(
-                sql.SQL("{} ROLE {} WITH LOGIN CREATEDB PASSWORD {}").format(
-                    sql.SQL(verb),
-                    sql.Identifier(PG_USER),
-                    sql.Literal(self.secrets.postgres_password),
+                sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(PG_APP_GROUP), sql.Identifier(PG_APP_USER)
                 )
             )
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,))
@@ -361,17 +437,36 @@ class Postgres(ProcessService):
             row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]).split()[0] if row else None
 
+    def _url(self, user: str, password: str) -> str:
+        query = "?sslmode=verify-full" if self.tls else ""
+        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{PG_DATABASE}{query}"
+
     @property
     def url(self) -> str:
-        pw = self.secrets.postgres_password
-        return f"postgresql://{PG_USER}:{pw}@{self.host}:{self.port}/{PG_DATABASE}"
+        """The schema owner's URL (migrations), as the admin outputs hold it."""
+        return self._url(PG_USER, self.secrets.postgres_password)
+
+    @property
+    def app_url(self) -> str:
+        """The least-privileged role's URL: the adapter's ``postgres_url``."""
+        return self._url(PG_APP_USER, self.secrets.postgres_app_password)
+
+    @property
+    def migrate_url(self) -> str:
+        """The owner's URL with the CA file, for the stack's own ``yoyo apply``."""
+        if self.ca_file is None:
+            return self.url
+        return f"{self.url}&sslrootcert={self.ca_file}"
 
     def outputs(self) -> dict[str, str | None]:
-        return {"postgres_url": self.url}
+        return {"postgres_url": self.app_url}
+
+    def admin_outputs(self) -> dict[str, str | None]:
+        return {"postgres_owner_url": self.url}
 
 
 class Redis(ProcessService):
-    """Debian's ``redis-server``: ``requirepass``, AOF persistence, data in ``.mas/redis``."""
+    """Debian's ``redis-server``: TLS only, ACL users (default off), AOF, data in ``.mas/redis``."""
 
     name = "redis"
 
@@ -384,15 +479,39 @@ class Redis(ProcessService):
         return self.data_dir / "redis.conf"
 
     def prepare(self) -> None:
+        from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
+
         redis_server()
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            cert, key = self.certificate()
+            assert self.ca_file is not None
+            # TLS only: no plaintext port. Replication and the cluster bus over TLS too, so a
+            # replica or a cluster node (a cluster topology) needs nothing more.
+            listen = [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {cert}",
+                f"tls-key-file {key}",
+                f"tls-ca-cert-file {self.ca_file}",
+                "tls-auth-clients no",
+                "tls-replication yes",
+                "tls-cluster yes",
+                'tls-protocols "TLSv1.2 TLSv1.3"',
+            ]
+        else:
+            listen = [f"port {self.port}"]
         conf = "\n".join(
             [
-                "# Written by mas-devstack at every start (holds the password: mode 0600).",
+                "# Written by mas-devstack at every start (ACL users, hashed: mode 0600).",
                 f"bind {self.host}",
                 "protected-mode yes",
-                f"port {self.port}",
-                f"requirepass {self.secrets.redis_password}",
+                *listen,
+                # The default user is off: every client names its ACL user (the line keeps
+                # its permissions for the AOF replay: mas_storage_redis._acl says why).
+                DISABLED_DEFAULT_USER,
+                admin_acl_rule(REDIS_ADMIN_USER, self.secrets.redis_password),
+                adapter_acl_rule(REDIS_APP_USER, self.secrets.redis_app_password),
                 f"dir {self.data_dir / 'data'}",
                 "appendonly yes",
                 "appendfsync everysec",
@@ -409,12 +528,17 @@ class Redis(ProcessService):
     def _client(self, timeout: float) -> Any:
         import redis
 
+        tls: dict[str, Any] = {}
+        if self.ca_file is not None:
+            tls = {"ssl": True, "ssl_ca_certs": self.ca_file, "ssl_check_hostname": True}
         return redis.Redis(
             host=self.host,
             port=self.port,
+            username=REDIS_ADMIN_USER,
             password=self.secrets.redis_password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            **tls,
         )
 
     def probe(self, timeout: float) -> None:
@@ -432,12 +556,24 @@ class Redis(ProcessService):
         finally:
             client.close()
 
+    def _url(self, user: str, password: str) -> str:
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{user}:{password}@{self.host}:{self.port}/0"
+
     @property
     def url(self) -> str:
-        return f"redis://:{self.secrets.redis_password}@{self.host}:{self.port}/0"
+        """The adapter's URL: the least-privileged ACL user."""
+        return self._url(REDIS_APP_USER, self.secrets.redis_app_password)
+
+    @property
+    def admin_url(self) -> str:
+        return self._url(REDIS_ADMIN_USER, self.secrets.redis_password)
 
     def outputs(self) -> dict[str, str | None]:
         return {"redis_url": self.url}
+
+    def admin_outputs(self) -> dict[str, str | None]:
+        return {"redis_admin_url": self.admin_url}
 
 
 class Typesense(ProcessService):
@@ -476,11 +612,18 @@ class Typesense(ProcessService):
             # (default: hourly).  Test and benchmark runs churn collections, so an hourly
             # snapshot let the log reach 1 GB and a 60 s start; snapshot every minute instead.
             f"--snapshot-interval-seconds={self.snapshot_interval_s}",
+            *self._tls_flags(),
         ]
+
+    def _tls_flags(self) -> list[str]:
+        if not self.tls:
+            return []
+        cert, key = self.certificate()
+        return [f"--ssl-certificate={cert}", f"--ssl-certificate-key={key}"]
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     #: Never created: writes to it go through the Raft log and come back 404 (probe_ready).
     READY_PROBE_COLLECTION: ClassVar[str] = "_mas_devstack_ready_probe"
@@ -489,7 +632,13 @@ class Typesense(ProcessService):
         import httpx
 
         headers = {"X-TYPESENSE-API-KEY": self.secrets.typesense_api_key} if auth else {}
-        response = httpx.get(f"{self.url}{path}", headers=headers, timeout=timeout)
+        response = httpx.get(
+            f"{self.url}{path}",
+            headers=headers,
+            timeout=timeout,
+            verify=self._verify(),
+            trust_env=False,
+        )
         response.raise_for_status()
         return response.json()
 
@@ -502,8 +651,31 @@ class Typesense(ProcessService):
             headers={"X-TYPESENSE-API-KEY": self.secrets.typesense_api_key},
             json={},
             timeout=timeout,
+            verify=self._verify(),
+            trust_env=False,
         )
         return response.status_code
+
+    def _verify(self) -> Any:
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+
+    def after_start(self) -> None:
+        """Provision with the admin key: the adapter's collection and its scoped key."""
+        from mas_storage_typesense import TypesenseAdminSettings
+        from mas_storage_typesense.provision import provision
+
+        admin = TypesenseAdminSettings.from_config(
+            {"url": self.url, "api_key": self.secrets.typesense_api_key, "tls_ca": self.ca_file}
+        )
+        done = asyncio.run(provision(admin, adapter_key=self.secrets.typesense_app_api_key))
+        if done.collections_created or done.key_created:
+            log.info(
+                "typesense: provisioned (collections %s, scoped key %s)",
+                ", ".join(done.collections_created) or "kept",
+                "created" if done.key_created else "kept",
+            )
 
     def probe(self, timeout: float) -> None:
         if self._get("/health", timeout, auth=False).get("ok") is not True:
@@ -537,7 +709,13 @@ class Typesense(ProcessService):
         return str(found) if found else None
 
     def outputs(self) -> dict[str, str | None]:
-        return {"typesense_url": self.url, "typesense_api_key": self.secrets.typesense_api_key}
+        return {
+            "typesense_url": self.url,
+            "typesense_api_key": self.secrets.typesense_app_api_key,
+        }
+
+    def admin_outputs(self) -> dict[str, str | None]:
+        return {"typesense_admin_api_key": self.secrets.typesense_api_key}
 
 
 class Neo4j(ProcessService):
@@ -559,10 +737,21 @@ class Neo4j(ProcessService):
         """Written by the launcher once the generated password is set (holds its PID)."""
         return self.data_dir / "mas-ready"
 
+    @property
+    def tls_dir(self) -> Path:
+        """The Bolt SSL policy's base directory (``public.crt``, ``private.key``)."""
+        return self.data_dir / "certificates" / "bolt"
+
     def prepare(self) -> None:
         super().prepare()
         self._runtime: Neo4jRuntime = neo4j_runtime(log=self.layout.log_path(self.name))
         self.ready_path.unlink(missing_ok=True)
+        if self.tls:
+            cert, key = self.certificate()
+            for sub in ("trusted", "revoked"):
+                (self.tls_dir / sub).mkdir(parents=True, exist_ok=True)
+            _write_private(self.tls_dir / "public.crt", cert.read_text())
+            _write_private(self.tls_dir / "private.key", key.read_text())
 
     def command(self) -> list[str]:
         return [
@@ -586,6 +775,7 @@ class Neo4j(ProcessService):
             str(self.page_cache_mb),
             str(self.ready_path),
             self.host,
+            str(self.tls_dir) if self.tls else "-",
         ]
 
     def env(self) -> dict[str, str]:
@@ -593,17 +783,24 @@ class Neo4j(ProcessService):
 
     @property
     def url(self) -> str:
-        return f"bolt://{self.host}:{self.port}"
+        """The outputs' URL: ``bolt+s://`` (TLS, verified) or ``bolt://``."""
+        return f"bolt{'+s' if self.tls else ''}://{self.host}:{self.port}"
 
     def _query(self, cypher: str, timeout: float) -> list[Any]:
+        import ssl
+
         from neo4j import GraphDatabase
 
+        tls: dict[str, Any] = {}
+        if self.ca_file is not None:
+            tls = {"ssl_context": ssl.create_default_context(cafile=self.ca_file)}
         with GraphDatabase.driver(
-            self.url,
+            f"bolt://{self.host}:{self.port}",
             auth=(NEO4J_USER, self.secrets.neo4j_password),
             connection_timeout=timeout,
             connection_acquisition_timeout=timeout,
             max_transaction_retry_time=0,
+            **tls,
         ) as driver:
             return list(driver.execute_query(cypher).records)
 
@@ -672,7 +869,12 @@ class Qdrant(Service):
         return f"Qdrant Edge {dist_version('qdrant-edge-py')} (embedded)"
 
     def outputs(self) -> dict[str, str | None]:
-        return {"qdrant_url": None, "qdrant_api_key": None, "qdrant_path": str(self.data_dir)}
+        return {
+            "qdrant_url": None,
+            "qdrant_api_key": None,
+            "qdrant_read_only_api_key": None,
+            "qdrant_path": str(self.data_dir),
+        }
 
 
 SERVICE_CLASSES: dict[str, type[Service]] = {

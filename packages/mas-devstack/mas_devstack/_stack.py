@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -36,10 +37,13 @@ from ._process import (
 )
 from ._secrets import Secrets, load_or_create_secrets, write_private_json
 from ._services import SERVICE_CLASSES, Postgres, ProcessService, Service
+from ._tls import StackCa
 from ._versions import version_drift
 
 #: How many times a server that exits during its start is started (see ``_start_process``).
 START_ATTEMPTS = 3
+#: ``0``/``false``/``no``: run the stack without TLS (the TLS-cost benchmark's plaintext arm).
+TLS_ENV = "MAS_DEVSTACK_TLS"
 
 log = logging.getLogger("mas_devstack")
 
@@ -90,8 +94,10 @@ class Stack:
         *,
         port_base: int | None = None,
         hosts: Path | str | None = None,
+        tls: bool | None = None,
     ) -> None:
         self.root = resolve_root(root)
+        self._tls_wanted = tls
         self.layout = Layout(self.root)
         self.ports = Ports.resolve(port_base)
         named = hosts if hosts is not None else os.environ.get(HOSTS_ENV) or None
@@ -112,6 +118,32 @@ class Stack:
     def outputs_path(self) -> Path:
         """``<root>/.mas/stack-outputs.json``."""
         return self.layout.outputs_path
+
+    @property
+    def admin_outputs_path(self) -> Path:
+        """``<root>/.mas/stack-admin.json``: the owner and admin credentials (0600)."""
+        return self.layout.home / "stack-admin.json"
+
+    @property
+    def tls_path(self) -> Path:
+        """``<root>/.mas/run/tls.json``: whether the running stack uses TLS (kept until down)."""
+        return self.layout.run_dir / "tls.json"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the servers speak TLS: the running stack's choice, else the one asked for
+        (``tls=``, ``$MAS_DEVSTACK_TLS``), else True (the default)."""
+        if self.tls_path.is_file():
+            return bool(json.loads(self.tls_path.read_text(encoding="utf-8")).get("tls", True))
+        if self._tls_wanted is not None:
+            return self._tls_wanted
+        raw = os.environ.get(TLS_ENV, "").strip().lower()
+        return raw not in ("0", "false", "no", "off")
+
+    @property
+    def ca(self) -> StackCa | None:
+        """The stack's CA (``.mas/tls``), ``None`` when it runs without TLS."""
+        return StackCa(self.layout.home / "tls") if self.tls else None
 
     @property
     def network_path(self) -> Path:
@@ -147,6 +179,7 @@ class Stack:
         names = self._names(services)
         with self._exclusive():
             self._load_secrets()
+            self._fix_tls_mode()
             created = self._ensure_network()
             ran_before = {n for n in SERVICE_NAMES if self.pid(n) is not None}
             results: dict[str, bool] = {}
@@ -263,6 +296,7 @@ class Stack:
                 stopped = list(pool.map(self._stop_one, chosen, [False] * len(chosen)))
             if everything or not any(self.pid(n) for n in SERVICE_NAMES):
                 self._remove_network()  # the simulated hosts go with the last server
+                self.tls_path.unlink(missing_ok=True)  # the next up chooses again
         return [name for name, done in zip(chosen, stopped, strict=True) if done]
 
     def stop(self, name: str, *, kill: bool = False) -> bool:
@@ -311,10 +345,25 @@ class Stack:
         them (``mas_storage.stack_output_keys()``; a unit test holds the two together).
         """
         self._load_secrets()
-        merged: dict[str, Any] = {}
+        ca = self.ca
+        merged: dict[str, Any] = {"tls_ca": str(ca.ca_cert_path) if ca else None}
         for name in SERVICE_NAMES:
             merged.update(self._service(name).outputs())
         return dict(sorted(merged.items()))
+
+    def admin_outputs(self) -> dict[str, Any]:
+        """The admin outputs dict: the owner and admin credentials no adapter reads
+        (``postgres_owner_url``, ``redis_admin_url``, ``typesense_admin_api_key``)."""
+        self._load_secrets()
+        merged: dict[str, Any] = {}
+        for name in SERVICE_NAMES:
+            merged.update(self._service(name).admin_outputs())
+        return dict(sorted(merged.items()))
+
+    def private_key_files(self) -> list[Path]:
+        """Every private key of the stack's TLS (the CA's first): for secrets sweeps."""
+        ca = StackCa(self.layout.home / "tls")
+        return [p for p in ca.private_key_files() if p.is_file()]
 
     # -- internals -------------------------------------------------------------------------
 
@@ -349,6 +398,23 @@ class Stack:
                     self._lock_handle.close()
                     self._lock_handle = None
 
+    def _fix_tls_mode(self) -> None:
+        """Record the TLS choice for the stack's lifetime; a running stack keeps its own."""
+        if self.tls_path.is_file():
+            running = self.tls
+            if self._tls_wanted is not None and self._tls_wanted != running:
+                raise DevstackError(
+                    f"this stack runs {'with' if running else 'without'} TLS: mas-devstack "
+                    "down first to change it"
+                )
+            return
+        tls = self.tls  # what the services built so far were given too
+        write_private_json(self.tls_path, {"tls": tls})
+        if tls:
+            ca = self.ca
+            assert ca is not None
+            ca.ensure()
+
     def _load_secrets(self) -> Secrets:
         with self._state_lock:
             if self._secrets is None:
@@ -364,7 +430,9 @@ class Stack:
                 where: dict[str, str] = {}
                 if plan is not None and not cls.embedded:
                     where = {"host": plan.host_for(name).address, "clients": plan.subnet}
-                self._services[name] = cls(self.layout, self.ports, self._load_secrets(), **where)
+                self._services[name] = cls(
+                    self.layout, self.ports, self._load_secrets(), ca=self.ca, **where
+                )
             return self._services[name]
 
     def _process_service(self, name: str) -> ProcessService:
@@ -507,7 +575,7 @@ class Stack:
     def _migrate(self) -> list[str]:
         service = self._service("postgres")
         assert isinstance(service, Postgres)
-        applied = apply_migrations(service.url, self.root / "migrations")
+        applied = apply_migrations(service.migrate_url, self.root / "migrations")
         if applied:
             log.info("postgres: applied migrations %s", ", ".join(applied))
         return applied
@@ -515,6 +583,7 @@ class Stack:
     def _write_outputs(self) -> dict[str, Any]:
         outputs = self.outputs()
         write_private_json(self.outputs_path, outputs)
+        write_private_json(self.admin_outputs_path, self.admin_outputs())
         return outputs
 
     def _stopped(self, name: str) -> ServiceStatus:

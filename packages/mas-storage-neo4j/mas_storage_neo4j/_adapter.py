@@ -110,10 +110,12 @@ class Neo4jAdapter(StorageAdapter):
             password = self.config.password
             if password is None:  # only possible after an injected driver was dropped
                 raise StorageDataError("Neo4j needs a password to build its driver")
+            uri, tls = self.config.driver_target(f"neo4j at {self._server()}")
             self._driver = AsyncGraphDatabase.driver(
-                self.uri,
+                uri,
                 auth=(self.user, password.get_secret_value()),
                 **self.config.driver_options(),
+                **tls,
             )
         try:
             await self._driver.verify_connectivity()

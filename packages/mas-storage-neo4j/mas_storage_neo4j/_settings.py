@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mas_storage import AdapterSettings, Integer, Seconds, StackOutput
+from mas_storage import Integer, Seconds, StackOutput, TlsSettings
 
 from ._cypher import IDENTIFIER
 
@@ -26,15 +26,16 @@ _SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+s
 CONNECT_SHARE = 0.9
 
 
-class Neo4jSettings(AdapterSettings):
+class Neo4jSettings(TlsSettings):
     """Neo4j (L3 entity graph)."""
 
     model_config = SettingsConfigDict(env_prefix="NEO4J_")
+    tls_hint = "bolt+s:// or neo4j+s://"
 
     url: Annotated[str, StackOutput("neo4j_url")] = Field(
         "bolt://127.0.0.1:57687",
-        description="`bolt://` or `neo4j://` address (`+s`/`+ssc` for TLS); the spec's `uri` "
-        "is accepted in a mapping",
+        description="`bolt://` or `neo4j://` address; `+s` for TLS, verified against tls_ca "
+        "(`+ssc`: unverified, like tls_insecure); the spec's `uri` is accepted in a mapping",
     )
     user: Annotated[str, StackOutput("neo4j_user")] = Field(
         "neo4j", min_length=1, description="user name"
@@ -102,6 +103,9 @@ class Neo4jSettings(AdapterSettings):
             )
         return value
 
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme.endswith(("+s", "+ssc"))
+
     @field_validator("notifications_min_severity", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -112,6 +116,20 @@ class Neo4jSettings(AdapterSettings):
         if self.connection_acquisition_timeout is None:
             object.__setattr__(self, "connection_acquisition_timeout", self.timeout)
         return self
+
+    def driver_target(self, where: str = "") -> tuple[str, dict[str, Any]]:
+        """The URL for ``AsyncGraphDatabase.driver`` and its TLS option.
+
+        ``+s`` becomes the plain scheme with an ``ssl_context`` verified against ``tls_ca``
+        (the driver accepts a context only with the plain schemes); ``+ssc`` (or
+        ``tls_insecure``) one that verifies nothing, with a WARNING. A plain scheme: no TLS.
+        """
+        parts = urlsplit(self.url)
+        base, _, suffix = parts.scheme.partition("+")
+        if not suffix:
+            return self.url, {}
+        context = self.ssl_context(where, verify=suffix != "ssc")
+        return urlunsplit(parts._replace(scheme=base)), {"ssl_context": context}
 
     def driver_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AsyncGraphDatabase.driver``.

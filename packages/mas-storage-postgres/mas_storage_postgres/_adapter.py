@@ -182,6 +182,7 @@ class PostgresAdapter(StorageAdapter):
         if self.config.statement_timeout is not None:
             ms = max(1, round(self.config.statement_timeout * 1000))
             kwargs["options"] = f"-c statement_timeout={ms}"
+        kwargs.update(self.config.tls_options())  # sslmode, sslrootcert (docs/security.md)
         return kwargs
 
     async def connect(self) -> None:
@@ -198,6 +199,7 @@ class PostgresAdapter(StorageAdapter):
             if self._pool is not None:
                 return
             kwargs = self._connection_kwargs()
+            self.config.warn_if_insecure(f"postgres at {self._server()}")
             async with asyncio.timeout(self.config.timeout):
                 probe = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
             await probe.close()

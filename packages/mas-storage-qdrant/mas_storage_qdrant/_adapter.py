@@ -139,8 +139,9 @@ class QdrantAdapter(StorageAdapter):
     def _client_options(cfg: QdrantSettings) -> tuple[str, dict[str, Any]]:
         """``("server" | "embedded", AsyncQdrantClient kwargs)`` from the settings."""
         if cfg.mode == "server":
+            key = cfg.read_only_api_key if cfg.read_only and cfg.read_only_api_key else cfg.api_key
             kwargs: dict[str, Any] = {
-                "api_key": cfg.api_key.get_secret_value() if cfg.api_key else None,
+                "api_key": key.get_secret_value() if key else None,
                 # The client takes whole seconds (it rounds up itself).
                 "timeout": math.ceil(cfg.timeout),
                 "prefer_grpc": cfg.prefer_grpc,
@@ -215,7 +216,7 @@ class QdrantAdapter(StorageAdapter):
         """
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            client = AsyncQdrantClient(**self._client_kwargs)
+            client = AsyncQdrantClient(**self._client_kwargs, **self._tls_kwargs())
         for warning in caught:
             if _INSECURE_KEY_WARNING in str(warning.message):
                 logger.warning("qdrant api_key is sent over plain http to %s", self._address())
@@ -224,6 +225,19 @@ class QdrantAdapter(StorageAdapter):
                     warning.message, warning.category, warning.filename, warning.lineno
                 )
         return client
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """TLS for the server client: REST through httpx's ``verify`` (the core's verified
+        context, or the insecure one with a WARNING), gRPC through ``root_certificates``."""
+        cfg = self.config
+        if not cfg.uses_tls():
+            return {}
+        where = f"qdrant at {self._server()}"
+        options: dict[str, Any] = {"verify": cfg.ssl_context(where)}
+        pem = cfg.ca_pem()
+        if cfg.prefer_grpc and pem is not None:
+            options["grpc_options"] = {"root_certificates": pem.encode()}
+        return options
 
     async def _open_edge(self) -> None:
         """Open (or create) the embedded collection, refusing a mismatched one untouched."""
@@ -284,6 +298,10 @@ class QdrantAdapter(StorageAdapter):
 
     async def _ensure_collection(self) -> None:
         name = self.collection_name
+        if self.config.read_only:  # a reader creates nothing: the collection must be there
+            info = await self._run(self._qdrant.get_collection, collection_name=name)
+            self._check_vectors(info.config.params.vectors)
+            return
         if not await self._run(self._qdrant.collection_exists, collection_name=name):
             try:
                 await self._run(

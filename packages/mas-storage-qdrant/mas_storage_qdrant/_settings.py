@@ -11,12 +11,12 @@ Mode: **server** when ``url`` or ``host`` is set (the lab), else **embedded** at
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mas_storage import AdapterSettings, Integer, Seconds, StackOutput
+from mas_storage import Integer, Seconds, StackOutput, TlsSettings
 
 __all__ = ["DEFAULT_BATCH_SIZE", "QdrantSettings"]
 
@@ -25,10 +25,11 @@ DEFAULT_BATCH_SIZE = 128
 _DISTANCES = ("Cosine", "Euclid", "Dot", "Manhattan")
 
 
-class QdrantSettings(AdapterSettings):
+class QdrantSettings(TlsSettings):
     """Qdrant (L3 episodic vectors): server mode with ``url``, embedded mode with ``path``."""
 
     model_config = SettingsConfigDict(env_prefix="QDRANT_")
+    tls_hint = "https:// (or https: true with host)"
 
     url: Annotated[str | None, StackOutput("qdrant_url")] = Field(
         None, min_length=1, description="server mode: `http(s)://host:port` (wins over path)"
@@ -43,6 +44,16 @@ class QdrantSettings(AdapterSettings):
     prefix: str | None = Field(None, description="server mode: a path prefix of the REST API")
     api_key: Annotated[SecretStr | None, StackOutput("qdrant_api_key")] = Field(
         None, min_length=1, description="server mode: API key; never logged"
+    )
+    read_only: bool = Field(
+        False,
+        description="server mode: the caller only reads: connect() creates nothing, and "
+        "read_only_api_key (when set) is sent instead of api_key",
+    )
+    read_only_api_key: Annotated[SecretStr | None, StackOutput("qdrant_read_only_api_key")] = Field(
+        None,
+        min_length=1,
+        description="server mode: the server's read-only API key, used when read_only",
     )
     check_compatibility: bool = Field(
         False,
@@ -96,6 +107,22 @@ class QdrantSettings(AdapterSettings):
                 if name.lower() == value.lower():
                     return name
         return value
+
+    @model_validator(mode="after")
+    def _grpc_verifies(self) -> Self:
+        if self.tls_insecure and self.prefer_grpc:
+            raise ValueError(
+                "tls_insecure cannot be used with prefer_grpc: gRPC always verifies the server "
+                "certificate (give tls_ca instead)"
+            )
+        return self
+
+    def uses_tls(self) -> bool | None:
+        if self.mode == "embedded":
+            return None
+        if self.url:
+            return self.url.startswith("https://")
+        return bool(self.https)
 
     @property
     def mode(self) -> Literal["server", "embedded"]:

@@ -5,8 +5,26 @@ stack outputs). The key scheme helpers are public so that other layers can build
 ids the same way the adapter does.
 """
 
+from ._acl import (
+    ADAPTER_COMMANDS,
+    ADAPTER_KEY_PATTERNS,
+    DISABLED_DEFAULT_USER,
+    adapter_acl_rule,
+    admin_acl_rule,
+)
 from ._adapter import RedisAdapter
 from ._keys import parse_record_id, record_id, session_key
 from ._settings import RedisSettings
 
-__all__ = ["RedisAdapter", "RedisSettings", "parse_record_id", "record_id", "session_key"]
+__all__ = [
+    "ADAPTER_COMMANDS",
+    "ADAPTER_KEY_PATTERNS",
+    "DISABLED_DEFAULT_USER",
+    "RedisAdapter",
+    "RedisSettings",
+    "adapter_acl_rule",
+    "admin_acl_rule",
+    "parse_record_id",
+    "record_id",
+    "session_key",
+]

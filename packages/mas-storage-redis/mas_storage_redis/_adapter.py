@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -223,21 +224,39 @@ class RedisAdapter(StorageAdapter):
             options["username"] = cfg.username
         if cfg.password is not None:
             options["password"] = cfg.password.get_secret_value()
+        if cfg.uses_tls():
+            options.update(self._tls_options())
         url = cfg.url.get_secret_value() if cfg.url is not None else None
         if cfg.max_connections is None:
             if url:
                 return aioredis.Redis.from_url(url, **options)
-            return aioredis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, **options)
+            return aioredis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, ssl=cfg.tls, **options)
         # A bounded pool must make callers wait, not fail: redis-py's plain pool raises
         # MaxConnectionsError as soon as every connection is in use.
         options["timeout"] = cfg.pool_timeout
         if url:
             pool = aioredis.BlockingConnectionPool.from_url(url, **options)
         else:
+            if cfg.tls:
+                options["connection_class"] = aioredis.SSLConnection
             pool = aioredis.BlockingConnectionPool(
                 host=cfg.host, port=cfg.port, db=cfg.db, **options
             )
         return aioredis.Redis.from_pool(pool)
+
+    def _tls_options(self) -> dict[str, Any]:
+        """redis-py's TLS options: the CA of ``tls_ca`` (else the system's), the server's
+        name or IP checked, TLS 1.2 at least; with ``tls_insecure`` no check (and a WARNING)."""
+        cfg = self.config
+        options: dict[str, Any] = {"ssl_min_version": ssl.TLSVersion.TLSv1_2}
+        if cfg.tls_insecure:
+            cfg.warn_if_insecure(f"redis at {self._server()}")
+            options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+        else:
+            options.update(
+                ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_data=cfg.ca_pem()
+            )
+        return options
 
     async def connect(self) -> None:
         """Create the client (unless one was given) and check that Redis answers ``PING``."""

@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mas_storage import AdapterSettings, Integer, Seconds, StackOutput, mask_url
+from mas_storage import Integer, Seconds, StackOutput, TlsSettings, mask_url
 
 __all__ = ["MAX_TTL", "MAX_WINDOW", "RedisSettings"]
 
@@ -25,19 +25,22 @@ MAX_WINDOW = 2**31 - 1
 _SCHEMES = ("redis", "rediss", "unix")
 
 
-class RedisSettings(AdapterSettings):
+class RedisSettings(TlsSettings):
     """Redis (L1 turn cache). ``url`` wins over ``host``/``port``/``db`` when both are set."""
 
     model_config = SettingsConfigDict(env_prefix="REDIS_")
+    tls_hint = "rediss:// (or tls: true without url)"
 
     url: Annotated[SecretStr | None, StackOutput("redis_url")] = Field(
         None,
-        description="`redis://[user:password@]host:port/db` (or `rediss://`, `unix://`); "
-        "wins over host, port and db",
+        description="`rediss://[user:password@]host:port/db` (TLS; or `redis://`, `unix://`); "
+        "wins over host, port, db and tls. On the stacks: an ACL user limited to the "
+        "adapter's commands and keys",
     )
     host: str = Field("127.0.0.1", min_length=1, description="used without url")
     port: Integer = Field(56379, ge=1, le=65535, description="used without url")
     db: Integer = Field(0, ge=0, description="logical database, used without url")
+    tls: bool = Field(False, description="TLS, used without url (with a url: `rediss://`)")
     username: str | None = Field(None, description="ACL user (default: the URL's, if any)")
     password: SecretStr | None = Field(
         None, description="password; never logged, never in an error message"
@@ -79,6 +82,12 @@ class RedisSettings(AdapterSettings):
             if scheme not in _SCHEMES:
                 raise ValueError(f"must be a {', '.join(_SCHEMES)} URL (scheme://...)")
         return value
+
+    def uses_tls(self) -> bool | None:
+        if self.url is None:
+            return self.tls
+        scheme = self.url.get_secret_value().partition("://")[0].lower()
+        return None if scheme == "unix" else scheme == "rediss"
 
     @model_validator(mode="after")
     def _pool_timeout(self) -> Self:

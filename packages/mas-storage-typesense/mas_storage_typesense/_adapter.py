@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 from urllib.parse import quote
@@ -134,8 +135,11 @@ class TypesenseAdapter(StorageAdapter):
 
     def _new_client(self) -> Client:
         cfg = self.config
+        verify: ssl.SSLContext | bool = (
+            cfg.ssl_context(f"typesense at {self._server()}") if cfg.uses_tls() else True
+        )
         transport = self._transport or AiohttpTransport(
-            retries=cfg.retries, max_connections=cfg.max_connections
+            verify=verify, retries=cfg.retries, max_connections=cfg.max_connections
         )
         return Client(
             base_url=self.url,
@@ -208,9 +212,15 @@ class TypesenseAdapter(StorageAdapter):
                 "POST",
                 "/collections",
                 f"creating collection '{self.collection_name}'",
-                ok=(200, 201, 409),
+                ok=(200, 201, 409, 401, 403),
                 content=_dumps(self.schema),
             )
+            if created.status_code in (401, 403):
+                raise StorageConnectionError(
+                    f"Typesense collection '{self.collection_name}' does not exist and this API "
+                    "key may not create it (a scoped key): provision it with the admin key "
+                    "('python -m mas_storage_typesense.provision'; docs/security.md)"
+                )
             if created.status_code == 409:
                 response = await self._request("GET", path, "collection lookup")
             else:

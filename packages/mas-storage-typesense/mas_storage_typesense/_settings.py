@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mas_storage import AdapterSettings, Integer, Seconds, StackOutput
+from mas_storage import Integer, Seconds, StackOutput, TlsSettings
 
 from ._schema import DEFAULT_COLLECTION
 
-__all__ = ["DEFAULT_IMPORT_BATCH_SIZE", "TypesenseSettings"]
+__all__ = ["DEFAULT_IMPORT_BATCH_SIZE", "TypesenseAdminSettings", "TypesenseSettings"]
 
 #: Documents per import request. Measured on Typesense 0.24.1 (10,000 small facts, loopback):
 #: 500 -> ~42k docs/s, 1000 -> ~47k, 2500 -> ~54k, 5000 -> ~56k, 10000 -> ~59k. 2,500 is within
@@ -26,16 +26,41 @@ __all__ = ["DEFAULT_IMPORT_BATCH_SIZE", "TypesenseSettings"]
 DEFAULT_IMPORT_BATCH_SIZE = 2500
 
 
-class TypesenseSettings(AdapterSettings):
+class _TypesenseServer(TlsSettings):
+    """What every Typesense client of the project shares: the server's URL and its TLS."""
+
+    tls_hint = "https://"
+
+    url: Annotated[str, StackOutput("typesense_url")] = Field(
+        "http://127.0.0.1:58108", description="`http(s)://host:port` of the server (https: TLS)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be http(s)://host:port")
+        return value
+
+    def uses_tls(self) -> bool:
+        return self.url.startswith("https://")
+
+
+class TypesenseSettings(_TypesenseServer):
     """Typesense (L4 full-text facts)."""
 
     model_config = SettingsConfigDict(env_prefix="TYPESENSE_")
 
-    url: Annotated[str, StackOutput("typesense_url")] = Field(
-        "http://127.0.0.1:58108", description="`http(s)://host:port` of the server"
-    )
     api_key: Annotated[SecretStr, StackOutput("typesense_api_key")] = Field(
-        min_length=1, description="admin or scoped API key; never logged"
+        min_length=1,
+        description="API key; never logged. On the stacks: a key scoped to the adapter's "
+        "collections and to document actions (no collection may be created or dropped)",
     )
     collection_name: str = Field(
         DEFAULT_COLLECTION,
@@ -67,19 +92,6 @@ class TypesenseSettings(AdapterSettings):
             data["collection_name"] = schema["name"]
         return data
 
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        try:
-            parts = urlsplit(value)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError("must be http(s)://host:port")
-        return value
-
     @model_validator(mode="after")
     def _derived(self) -> Self:
         schema = self.collection_schema
@@ -91,3 +103,17 @@ class TypesenseSettings(AdapterSettings):
         if self.connect_timeout is None:
             object.__setattr__(self, "connect_timeout", min(5.0, self.timeout))
         return self
+
+
+class TypesenseAdminSettings(_TypesenseServer):
+    """The admin key's client, for provisioning only (collections, scoped keys): never the
+    adapter's. Read from ``TYPESENSE_ADMIN_*``, the **admin** outputs key
+    ``typesense_admin_api_key`` (``$MAS_STACK_ADMIN``), and the stack's ``typesense_url`` and
+    ``tls_ca``."""
+
+    model_config = SettingsConfigDict(env_prefix="TYPESENSE_ADMIN_")
+
+    api_key: Annotated[SecretStr, StackOutput("typesense_admin_api_key", admin=True)] = Field(
+        min_length=1, description="the bootstrap admin key; never logged"
+    )
+    timeout: Seconds = Field(30.0, description="seconds per request")

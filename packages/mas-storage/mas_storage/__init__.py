@@ -30,15 +30,27 @@ from ._registry import (
     stack_output_keys,
 )
 from ._settings import (
+    ADMIN_OUTPUTS_ENV,
+    DEFAULT_ADMIN_OUTPUTS,
     DEFAULT_STACK_OUTPUTS,
     STACK_OUTPUTS_ENV,
     AdapterSettings,
     StackOutput,
+    admin_outputs_path,
+    load_admin_outputs,
     load_stack_outputs,
     stack_outputs_path,
 )
 from ._settings_doc import render_settings_tables, settings_table
 from ._telemetry import DatabaseFacts, configure_telemetry
+from ._tls import (
+    CA_OUTPUT,
+    CaCertificate,
+    CertificateFailure,
+    TlsSettings,
+    certificate_error,
+    certificate_failure,
+)
 from ._types import Integer, NodeList, Seconds
 from ._validation import validate_field_types, validate_required_fields
 from ._version import __version__ as __version__
@@ -46,6 +58,9 @@ from ._versions import BackendVersion, backend_versions
 from .metrics import MetricsCollector, MetricsSettings
 
 __all__ = [
+    "ADMIN_OUTPUTS_ENV",
+    "CA_OUTPUT",
+    "DEFAULT_ADMIN_OUTPUTS",
     "DEFAULT_STACK_OUTPUTS",
     "ENTRY_POINT_GROUP",
     "HTTP_STATUS_ERRORS",
@@ -54,6 +69,8 @@ __all__ = [
     "AdapterNotFoundError",
     "AdapterSettings",
     "BackendVersion",
+    "CaCertificate",
+    "CertificateFailure",
     "DatabaseFacts",
     "Integer",
     "MetricsCollector",
@@ -68,12 +85,17 @@ __all__ = [
     "StorageNotFoundError",
     "StorageQueryError",
     "StorageTimeoutError",
+    "TlsSettings",
+    "admin_outputs_path",
     "available_adapters",
     "backend_versions",
+    "certificate_error",
+    "certificate_failure",
     "configure_telemetry",
     "create_adapter",
     "error_for_status",
     "get_adapter_class",
+    "load_admin_outputs",
     "load_stack_outputs",
     "mask_url",
     "operation",

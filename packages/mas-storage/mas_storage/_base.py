@@ -164,6 +164,15 @@ class StorageAdapter(ABC):
         """
         return DatabaseFacts(system=self.kind)
 
+    def _server(self) -> str:
+        """``host:port`` of the backend (from :meth:`_telemetry_facts`; never credentials),
+        or ``""`` when it has no network address: for TLS messages and warnings."""
+        facts = self._telemetry_facts()
+        if not facts.server_address:
+            return ""
+        port = f":{facts.server_port}" if facts.server_port else ""
+        return f"{facts.server_address}{port}"
+
     # -- metrics -----------------------------------------------------------------------------
 
     async def get_metrics(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ._exceptions import (
     StorageTimeoutError,
 )
 from ._redact import redact
+from ._tls import certificate_error
 
 if TYPE_CHECKING:
     from ._base import StorageAdapter
@@ -60,8 +61,15 @@ def default_error_class(exc: BaseException) -> type[StorageError]:
 
 
 def translate_error(adapter: StorageAdapter, exc: Exception, op: str) -> StorageError:
-    """Turn a driver exception into a :class:`StorageError`, secrets masked."""
-    mapped = adapter._map_error(exc, op)
+    """Turn a driver exception into a :class:`StorageError`, secrets masked.
+
+    A refused server certificate anywhere in the chain is recognised first, for every adapter
+    (:func:`~mas_storage.certificate_error`): its error says so, whatever the driver wrapped
+    it in.
+    """
+    mapped: type[StorageError] | StorageError | None = certificate_error(exc, adapter._server())
+    if mapped is None:
+        mapped = adapter._map_error(exc, op)
     if isinstance(mapped, StorageError):
         cls, detail = type(mapped), mapped.message
     else:

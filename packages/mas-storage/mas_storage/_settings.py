@@ -70,16 +70,23 @@ from ._redact import mask_url
 from .metrics._settings import MetricsSettings
 
 __all__ = [
+    "ADMIN_OUTPUTS_ENV",
+    "DEFAULT_ADMIN_OUTPUTS",
     "DEFAULT_STACK_OUTPUTS",
     "STACK_OUTPUTS_ENV",
     "AdapterSettings",
     "StackOutput",
+    "admin_outputs_path",
+    "load_admin_outputs",
     "load_stack_outputs",
     "stack_outputs_path",
 ]
 
 DEFAULT_STACK_OUTPUTS = ".mas/stack-outputs.json"
 STACK_OUTPUTS_ENV = "MAS_STACK_OUTPUTS"
+#: The admin outputs: owner and admin credentials, which no adapter reads (docs/security.md).
+DEFAULT_ADMIN_OUTPUTS = ".mas/stack-admin.json"
+ADMIN_OUTPUTS_ENV = "MAS_STACK_ADMIN"
 _OUTPUT_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _MASKED = "[secret]"
 
@@ -91,18 +98,21 @@ class StackOutput:
     """Field marker: the stack-outputs key that feeds this field.
 
     ``url: Annotated[SecretStr, StackOutput("redis_url")] = Field(...)``. A field without it
-    is never read from the outputs file.
+    is never read from the outputs file. ``admin=True``: the key lives in the **admin**
+    outputs file (``$MAS_STACK_ADMIN``, default ``.mas/stack-admin.json``), which holds the
+    owner and admin credentials that migrations and provisioning use and no adapter reads.
     """
 
-    __slots__ = ("key",)
+    __slots__ = ("admin", "key")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, admin: bool = False) -> None:
         if not _OUTPUT_KEY.match(key):
             raise ValueError(f"stack output key {key!r} must match {_OUTPUT_KEY.pattern}")
         self.key = key
+        self.admin = admin
 
     def __repr__(self) -> str:
-        return f"StackOutput({self.key!r})"
+        return f"StackOutput({self.key!r}{', admin=True' if self.admin else ''})"
 
 
 # -- the stack-outputs file ----------------------------------------------------------------------
@@ -112,6 +122,20 @@ def stack_outputs_path() -> tuple[Path, bool]:
     """The outputs file to read, and whether the user named it explicitly."""
     named = os.environ.get(STACK_OUTPUTS_ENV)
     return (Path(named), True) if named else (Path(DEFAULT_STACK_OUTPUTS), False)
+
+
+def admin_outputs_path() -> tuple[Path, bool]:
+    """The admin outputs file to read, and whether the user named it explicitly."""
+    named = os.environ.get(ADMIN_OUTPUTS_ENV)
+    return (Path(named), True) if named else (Path(DEFAULT_ADMIN_OUTPUTS), False)
+
+
+def load_admin_outputs(path: Path | None = None, *, required: bool | None = None) -> dict[str, Any]:
+    """Read the admin outputs file (same rules as :func:`load_stack_outputs`)."""
+    if path is None:
+        path, named = admin_outputs_path()
+        required = named if required is None else required
+    return load_stack_outputs(path, required=required)
 
 
 def load_stack_outputs(path: Path | None = None, *, required: bool | None = None) -> dict[str, Any]:
@@ -160,11 +184,13 @@ class _StackOutputsSource(PydanticBaseSettingsSource):
         return None, field_name, False  # unused: __call__ maps the whole file at once
 
     def __call__(self) -> dict[str, Any]:
-        keys = _output_keys(self.settings_cls)
-        if not keys:
-            return {}
-        outputs = load_stack_outputs()
-        return {field: outputs[key] for field, key in keys.items() if key in outputs}
+        found: dict[str, Any] = {}
+        for admin, load in ((False, load_stack_outputs), (True, load_admin_outputs)):
+            keys = _output_keys(self.settings_cls, admin=admin)
+            if keys:
+                outputs = load()
+                found.update({field: outputs[key] for field, key in keys.items() if key in outputs})
+        return found
 
 
 class _KnownDotEnvSource(DotEnvSettingsSource):
@@ -174,12 +200,13 @@ class _KnownDotEnvSource(DotEnvSettingsSource):
         return EnvSettingsSource.__call__(self)
 
 
-def _output_keys(cls: type[BaseSettings]) -> dict[str, str]:
-    """Field name -> stack-outputs key, for the fields marked :class:`StackOutput`."""
+def _output_keys(cls: type[BaseSettings], *, admin: bool = False) -> dict[str, str]:
+    """Field name -> outputs key, for the fields marked :class:`StackOutput` (those of the
+    admin file with ``admin=True``, else those of the stack-outputs file)."""
     keys: dict[str, str] = {}
     for name, field in cls.model_fields.items():
         for marker in field.metadata:
-            if isinstance(marker, StackOutput):
+            if isinstance(marker, StackOutput) and marker.admin == admin:
                 keys[name] = marker.key
     return keys
 
@@ -320,6 +347,11 @@ class AdapterSettings(BaseSettings):
         return _output_keys(cls)
 
     @classmethod
+    def admin_output_keys(cls) -> dict[str, str]:
+        """Field name -> key of the fields the admin outputs file feeds."""
+        return _output_keys(cls, admin=True)
+
+    @classmethod
     def env_name(cls, field: str) -> str | None:
         """The environment variable of ``field`` (``None`` when the model reads none)."""
         prefix = cls.model_config.get("env_prefix") or ""
@@ -384,6 +416,10 @@ def _describe(cls: type[AdapterSettings], err: ErrorDetails, *, sources: bool) -
         if output:
             path, _ = stack_outputs_path()
             origins.append(f"stack output '{output}' in {path}")
+        admin = _output_keys(cls, admin=True).get(loc[0])
+        if admin:
+            path, _ = admin_outputs_path()
+            origins.append(f"admin output '{admin}' in {path}")
         if origins:
             message += f" [from an argument, {' or '.join(origins)}]"
     return f"{where}: {message}"

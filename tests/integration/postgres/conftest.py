@@ -41,11 +41,21 @@ def apply_migrations(url: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_url(stack_outputs: dict[str, Any]) -> str:
+def pg_owner_url(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> str:
+    """The schema owner's URL (admin outputs): migrations, throwaway databases."""
+    url = stack_admin.get("postgres_owner_url") or stack_outputs.get("postgres_url")
+    if not url:
+        pytest.fail("the admin outputs hold no postgres_owner_url")
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def pg_url(stack_outputs: dict[str, Any], pg_owner_url: str) -> str:
+    """The adapter's URL (the least-privileged role), once the migrations are applied."""
     url = stack_outputs.get("postgres_url")
     if not url:
         pytest.fail("the stack outputs hold no postgres_url")
-    apply_migrations(url)
+    apply_migrations(pg_owner_url)
     return str(url)
 
 
@@ -97,16 +107,16 @@ async def l2(pg_url: str) -> AsyncIterator[PostgresAdapter]:
 
 
 @pytest.fixture
-def fresh_db(pg_url: str) -> Iterator[str]:
-    """The URL of a new, empty database (the ``mas`` role has CREATEDB); dropped afterwards."""
+def fresh_db(pg_owner_url: str) -> Iterator[str]:
+    """The URL of a new, empty database (the owner ``mas`` has CREATEDB); dropped afterwards."""
     name = f"test_mig_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
+    with psycopg.connect(pg_owner_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(pg_url)._replace(path=f"/{name}"))
+    url = urlunsplit(urlsplit(pg_owner_url)._replace(path=f"/{name}"))
     try:
         yield url
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
+        with psycopg.connect(pg_owner_url, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
@@ -118,6 +128,7 @@ def migrated_url(fresh_db: str) -> str:
     assert apply_migrations(fresh_db) == [
         "0001_active_context",
         "0002_fact_idempotency",
+        "0003_app_role_grants",
         "0004_fact_session_order",
     ]
     return fresh_db

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import psycopg.errors as pe
 import pytest
+from stack_tls import ca_file
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import ancestors, descendants
 
@@ -74,8 +75,9 @@ SNAPSHOT_QUERIES = {
 
 FIRST = "0001_active_context"
 SECOND = "0002_fact_idempotency"
-THIRD = "0004_fact_session_order"
-ALL = [FIRST, SECOND, THIRD]
+THIRD = "0003_app_role_grants"  # grants only: no object of its own (its test: test_0003_*)
+FOURTH = "0004_fact_session_order"
+ALL = [FIRST, SECOND, THIRD, FOURTH]
 
 TABLES = {"active_context", "working_memory"}
 VIEWS = {"v_active_context_stats", "v_working_memory_stats"}
@@ -294,7 +296,7 @@ def test_second_apply_is_a_no_op(fresh_db: str) -> None:
         log = conn.execute(
             "SELECT migration_id, operation FROM _yoyo_log ORDER BY created_at_utc, id"
         ).fetchall()
-    assert log == [(FIRST, "apply"), (SECOND, "apply"), (THIRD, "apply")]
+    assert log == [(migration, "apply") for migration in ALL]
 
 
 def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
@@ -302,7 +304,7 @@ def test_rollback_removes_everything_and_reapply_gives_the_same_schema(
 ) -> None:
     apply(fresh_db)
     first = snapshot(fresh_db)
-    assert rollback(fresh_db) == [THIRD, SECOND, FIRST]  # newest first
+    assert rollback(fresh_db) == [FOURTH, THIRD, SECOND, FIRST]  # newest first
     assert snapshot(fresh_db) == empty_schema
     with psycopg.connect(fresh_db) as conn:
         leftovers = conn.execute(
@@ -337,7 +339,8 @@ def test_rollback_refuses_to_cascade_into_foreign_objects(fresh_db: str) -> None
 
 def test_rollback_of_0002_refuses_to_cascade_into_a_view_on_the_key(fresh_db: str) -> None:
     apply(fresh_db)
-    rollback(fresh_db, THIRD)  # 0002's rollback takes 0004 first, in its own transaction
+    rollback(fresh_db, FOURTH)  # 0002's rollback takes 0004 and 0003 first, in their own
+    rollback(fresh_db, THIRD)  # transactions
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("CREATE VIEW keyed AS SELECT id, idempotency_key FROM working_memory")
     before = snapshot(fresh_db)
@@ -363,7 +366,7 @@ def test_rollback_of_0004_alone_restores_exactly_the_0002_schema(fresh_db: str) 
     before = snapshot(fresh_db)
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         ids = [insert_fact(conn, content=f"kept {i}") for i in range(3)]
-        assert apply(fresh_db) == [THIRD]
+        assert apply(fresh_db, FOURTH) == [FOURTH]
         after = snapshot(fresh_db)
         added = {row[1] for row in after["indexes"]} - {row[1] for row in before["indexes"]}
         assert added == {
@@ -373,10 +376,10 @@ def test_rollback_of_0004_alone_restores_exactly_the_0002_schema(fresh_db: str) 
         assert {k: v for k, v in after.items() if k != "indexes"} == {
             k: v for k, v in before.items() if k != "indexes"
         }
-        assert rollback(fresh_db, THIRD) == [THIRD]
+        assert rollback(fresh_db, FOURTH) == [FOURTH]
         assert snapshot(fresh_db) == before
         assert [r[0] for r in conn.execute("SELECT id FROM working_memory ORDER BY id")] == ids
-    assert apply(fresh_db) == [THIRD]
+    assert apply(fresh_db, FOURTH) == [FOURTH]
     assert snapshot(fresh_db) == after
 
 
@@ -394,10 +397,17 @@ def test_0002_on_a_table_with_facts_keeps_them_without_a_key(fresh_db: str) -> N
         assert conn.execute("SELECT count(*) FROM working_memory").fetchone() == (4,)
 
 
-def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> None:
-    """``yoyo list|apply|rollback`` with the repository's yoyo.ini and only POSTGRES_URL set."""
+def test_plain_yoyo_commands_from_the_root_use_the_settings(
+    fresh_db: str, stack_outputs: dict[str, Any]
+) -> None:
+    """``yoyo list|apply|rollback`` with the repository's yoyo.ini and only POSTGRES_URL set
+    (and POSTGRES_TLS_CA on a TLS stack: without MAS_STACK_OUTPUTS the settings would read the
+    CA of the checkout's own ``.mas/stack-outputs.json``, another stack's under test-hosts)."""
     env = {k: v for k, v in os.environ.items() if k != "MAS_STACK_OUTPUTS"}
     env["POSTGRES_URL"] = fresh_db
+    ca = ca_file(stack_outputs)
+    if ca:
+        env["POSTGRES_TLS_CA"] = ca
 
     def yoyo(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -418,10 +428,10 @@ def test_plain_yoyo_commands_from_the_root_use_the_settings(fresh_db: str) -> No
     for migration in ALL:
         assert f"A         {migration}" in listing
     assert {t for t, _ in snapshot(fresh_db)["tables"]} == TABLES | VIEWS
-    first = yoyo("rollback")  # batch mode: the last migration only
+    first = yoyo("rollback")  # batch mode: the last migration only (0004)
     listing = yoyo("list").stdout
-    assert f"A         {SECOND}" in listing
-    assert f"U         {THIRD}" in listing
+    assert f"A         {THIRD}" in listing
+    assert f"U         {FOURTH}" in listing
     assert "idx_working_memory_session_created" not in str(snapshot(fresh_db)["indexes"])
     result = yoyo("rollback", "--all")
     assert all(not rows for rows in snapshot(fresh_db).values())
@@ -666,11 +676,11 @@ def test_0004_applies_and_rolls_back_with_or_without_a_0003(fresh_db: str, tmp_p
 
     applied = run("apply")
     assert applied[:2] == [FIRST, SECOND]
-    assert applied.index("0003_standin") < applied.index(THIRD)
+    assert applied.index("0003_standin") < applied.index(FOURTH)
     assert present() == (True, True)
-    assert run("rollback", THIRD) == [THIRD]
+    assert run("rollback", FOURTH) == [FOURTH]
     assert present() == (True, False)
-    assert run("apply") == [THIRD]
+    assert run("apply") == [FOURTH]
     assert run("rollback", "0003_standin") == ["0003_standin"]
     assert present() == (False, True)
 
@@ -755,3 +765,23 @@ def test_without_0004_a_big_session_is_sorted_whole(fresh_db: str) -> None:
         n["Actual Rows"] * n.get("Actual Loops", 1) for n in nodes if "Scan" in n["Node Type"]
     )
     assert read >= 20_000
+
+
+def test_0003_grants_the_dml_and_its_rollback_revokes_it(fresh_db: str) -> None:
+    """0003 grants mas_memory_rw exactly the adapter's DML; its rollback takes all of it back."""
+    query = (
+        "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
+        "FROM information_schema.role_table_grants WHERE grantee = 'mas_memory_rw' "
+        "GROUP BY table_name ORDER BY table_name"
+    )
+    assert apply(fresh_db) == ALL
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute(query).fetchall() == [
+            ("active_context", "DELETE,INSERT,SELECT,UPDATE"),
+            ("v_active_context_stats", "SELECT"),
+            ("v_working_memory_stats", "SELECT"),
+            ("working_memory", "DELETE,INSERT,SELECT,UPDATE"),
+        ]
+    assert rollback(fresh_db, THIRD) == [THIRD]
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute(query).fetchall() == []

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from test_pg_migrations import ALL, FIRST, SECOND, THIRD, apply, snapshot
+from test_pg_migrations import ALL, FIRST, FOURTH, SECOND, THIRD, apply, snapshot
 
 from mas_storage import StorageConnectionError
 from mas_storage_postgres import MIGRATIONS_SOURCE, apply_migrations, rollback_migrations
@@ -37,9 +37,10 @@ def test_the_packaged_schema_is_the_repository_schema(fresh_db: str) -> None:
 
 def test_rollback_goes_one_migration_at_a_time_by_default(fresh_db: str) -> None:
     apply_migrations(fresh_db)
-    assert rollback_migrations(fresh_db) == [THIRD]
+    assert rollback_migrations(fresh_db) == [FOURTH]
     assert "idx_working_memory_session_created" not in str(snapshot(fresh_db)["indexes"])
     assert "idempotency_key" in str(snapshot(fresh_db)["columns"])
+    assert rollback_migrations(fresh_db) == [THIRD]  # grants only: the schema is unchanged
     assert rollback_migrations(fresh_db) == [SECOND]
     assert "idempotency_key" not in str(snapshot(fresh_db)["columns"])
     assert rollback_migrations(fresh_db, count=5) == [FIRST]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -32,10 +32,17 @@ def redis_url(stack_outputs: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
-async def run_guard(redis_url: str) -> AsyncIterator[None]:
+def redis_admin_url(stack_admin: dict[str, Any], redis_url: str) -> str:
+    """The operator's URL (admin outputs): the bare client that looks at and cleans up what
+    Redis holds (SCAN and the rest, which the adapter's ACL user may not send)."""
+    return str(stack_admin.get("redis_admin_url") or redis_url)
+
+
+@pytest.fixture(scope="session")
+async def run_guard(redis_admin_url: str) -> AsyncIterator[None]:
     """After the whole run: no key of this run is left in Redis."""
     yield
-    raw = aioredis.Redis.from_url(redis_url)
+    raw = aioredis.Redis.from_url(redis_admin_url)
     try:
         left = await _leftovers(raw, RUN)
         if left:
@@ -46,11 +53,26 @@ async def run_guard(redis_url: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain driver client, to look at what Redis really holds."""
-    client = aioredis.Redis.from_url(redis_url)
+async def raw(redis_admin_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain driver client (the admin user), to look at what Redis really holds."""
+    client = aioredis.Redis.from_url(redis_admin_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def app_connections(
+    raw: aioredis.Redis, redis_url: str
+) -> Callable[[], Coroutine[Any, Any, set[int]]]:
+    """``await app_connections()``: the ids of the server's connections of the adapter's user
+    (the URL's), read as the admin (the adapter's user may not send ``CLIENT``). A test takes
+    them before and after it connects an adapter: the difference is the adapter's."""
+    user = unquote(urlsplit(redis_url).username or "") or "default"
+
+    async def ids() -> set[int]:
+        return {int(c["id"]) for c in await raw.client_list() if c.get("user") == user}
+
+    return ids
 
 
 @pytest.fixture
@@ -86,10 +108,19 @@ def session_id(sessions: Callable[..., str]) -> str:
 
 @pytest.fixture
 async def make_adapter(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """``await make_adapter(**config)``: a connected adapter, disconnected after the test."""
+    """``await make_adapter(**config)``: a connected adapter, disconnected after the test.
+
+    An adapter given the loopback proxy's URL (:func:`proxied_url`) on a stack whose Redis is
+    on a simulated host connects with ``tls_insecure``: the server's certificate names its
+    host's IP, not the proxy's 127.0.0.1. Those tests are about outages; verification of the
+    certificate is ``tests/integration/test_tls.py``'s, and the loopback stack keeps it on."""
     made: list[RedisAdapter] = []
+    server = urlsplit(redis_url).hostname
 
     async def build(**config: Any) -> RedisAdapter:
+        url = str(config.get("url", redis_url))
+        if url.startswith("rediss://") and urlsplit(url).hostname != server:
+            config.setdefault("tls_insecure", True)
         adapter = RedisAdapter({"url": redis_url, **config})
         await adapter.connect()
         made.append(adapter)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -153,13 +154,20 @@ async def test_settings_and_stack_outputs(redis_url: str, session_id: str) -> No
         await adapter.clear_session(session_id)
 
 
-async def test_host_port_config(redis_url: str, raw: aioredis.Redis, session_id: str) -> None:
-    kwargs = raw.connection_pool.connection_kwargs
+async def test_host_port_config(
+    redis_url: str, stack_outputs: dict[str, Any], raw: aioredis.Redis, session_id: str
+) -> None:
+    """The adapter configured by host and port (no URL): the stack's user, over TLS when the
+    stack speaks it, trusting the CA given as ``tls_ca``."""
+    parts = urlsplit(redis_url)
     config = {
-        "host": kwargs["host"],
-        "port": kwargs["port"],
-        "db": kwargs.get("db", 0),
-        "password": kwargs.get("password"),
+        "host": parts.hostname,
+        "port": parts.port,
+        "db": int(parts.path.strip("/") or 0),
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "tls": parts.scheme == "rediss",
+        "tls_ca": stack_outputs.get("tls_ca") if parts.scheme == "rediss" else None,
     }
     async with RedisAdapter(config) as adapter:
         await adapter.cache_turn(session_id, 1, "via host and port")
@@ -200,25 +208,22 @@ async def test_backend_metrics(redis_adapter: RedisAdapter) -> None:
     assert backend["window_size"] == 5
 
 
-async def test_clients_are_closed(redis_url: str, raw: aioredis.Redis) -> None:
-    """disconnect() really closes the connections it opened (aclose)."""
-
-    async def names() -> list[str]:
-        clients = await raw.client_list()
-        return [c.get("name", "") for c in clients]
-
+async def test_clients_are_closed(
+    redis_url: str, app_connections: Callable[[], Awaitable[set[int]]]
+) -> None:
+    """disconnect() really closes the connections it opened (aclose): the server's client
+    list (read as the admin) no longer shows them."""
+    before = await app_connections()
     adapter = RedisAdapter({"url": redis_url})
     await adapter.connect()
-    client = adapter.client
-    assert client is not None
-    await client.client_setname("test-redis-close-check")
-    assert "test-redis-close-check" in await names()
+    opened = await app_connections() - before
+    assert opened  # the adapter's own connection, seen by the server
     await adapter.disconnect()
     for _ in range(40):  # the server notices the closed socket on its next loop turn
-        if "test-redis-close-check" not in await names():
+        if not opened & await app_connections():
             break
         await asyncio.sleep(0.05)
-    assert "test-redis-close-check" not in await names()
+    assert not opened & await app_connections()
 
 
 async def test_session_isolation(

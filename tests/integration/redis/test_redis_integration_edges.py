@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,9 +21,10 @@ async def held(raw: aioredis.Redis, session_id: str) -> list[dict[str, Any]]:
 
 
 def with_password(url: str, password: str | None) -> str:
+    """``url`` with its user's password replaced (``None``: no credentials at all)."""
     parts = urlsplit(url)
     host = f"{parts.hostname}:{parts.port}"
-    netloc = host if password is None else f":{password}@{host}"
+    netloc = host if password is None else f"{parts.username or ''}:{password}@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -469,14 +470,17 @@ async def test_outage_fails_then_the_same_adapter_recovers(
 
 
 async def test_killed_connection_is_recovered_by_the_driver(
-    make_adapter: Callable[..., Any], raw: aioredis.Redis, session_id: str
+    make_adapter: Callable[..., Any],
+    raw: aioredis.Redis,
+    app_connections: Callable[[], Awaitable[set[int]]],
+    session_id: str,
 ) -> None:
     """A server-side disconnect (as in a restart) is retried: the next call succeeds."""
+    before = await app_connections()
     adapter = await make_adapter()
     await adapter.cache_turn(session_id, 1, "before")
-    client = adapter.client
-    assert client is not None
-    killed = await raw.client_kill_filter(_id=await client.client_id())
+    [conn_id] = await app_connections() - before  # the adapter's one connection
+    killed = await raw.client_kill_filter(_id=conn_id)
     assert killed == 1
     assert [t["content"] for t in await adapter.get_cached_turns(session_id)] == ["before"]
     await adapter.cache_turn(session_id, 2, "after")

@@ -6,6 +6,7 @@ cleanup does not depend on the adapter under test).
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,11 +18,14 @@ from mas_storage_typesense import TypesenseAdapter
 
 
 @pytest.fixture(scope="session")
-def ts_config(stack_outputs: dict[str, Any]) -> dict[str, Any]:
-    """Adapter config for the stack's Typesense (no collection name yet)."""
-    if not stack_outputs.get("typesense_url") or not stack_outputs.get("typesense_api_key"):
-        pytest.fail("stack outputs have no typesense_url / typesense_api_key")
-    return {"url": stack_outputs["typesense_url"], "api_key": stack_outputs["typesense_api_key"]}
+def ts_config(stack_outputs: dict[str, Any], stack_admin: dict[str, Any]) -> dict[str, Any]:
+    """Adapter config for the stack's Typesense (no collection name yet), with the **admin**
+    key: these suites create and drop a collection per test, which the adapter's scoped key
+    may not (its own tests are in ``tests/integration/test_least_privilege.py``)."""
+    key = stack_admin.get("typesense_admin_api_key") or stack_outputs.get("typesense_api_key")
+    if not stack_outputs.get("typesense_url") or not key:
+        pytest.fail("stack outputs have no typesense_url / typesense_admin_api_key")
+    return {"url": stack_outputs["typesense_url"], "api_key": key}
 
 
 @pytest.fixture
@@ -32,6 +36,7 @@ async def raw(ts_config: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
         headers={"X-TYPESENSE-API-KEY": ts_config["api_key"]},
         timeout=60,
         trust_env=False,
+        verify=ssl.create_default_context(),  # the stack's CA: SSL_CERT_FILE (tests/conftest.py)
     ) as client:
         yield client
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from mas_storage import (
     StorageConnectionError,
@@ -95,16 +97,46 @@ async def test_connection_refused() -> None:
         await adapter.connect()
 
 
-async def test_tiny_timeout_is_a_timeout_error(ts, ts_config, collection) -> None:
-    await ts.store_many([fact(f"fact {i}") for i in range(2000)])
-    slow = TypesenseAdapter({**ts_config, "collection_name": collection})
-    await slow.connect()
-    slow._client.timeout = httpx.Timeout(0.000001)  # type: ignore[union-attr]
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_server_that_never_answers_is_a_timeout_error(scheme: str) -> None:
+    """A listener that accepts (and, for https, completes the handshake), reads the request
+    and never answers: the call ends as a ``StorageTimeoutError`` within its timeout.
+
+    Not a tiny timeout against the real server: whether a 1 us read timeout fires before a
+    loopback answer is read is a race in the event loop (the answer wins when the loop is
+    late, as under load), so such a test failed about 2 runs in 10 over TLS.
+    """
+    ca = trustme.CA()
+    context = None
+    if scheme == "https":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    config: dict[str, Any] = {
+        "url": f"{scheme}://127.0.0.1:{port}",
+        "api_key": "never-answered-key-31337",
+        "collection_name": "facts",
+        "timeout": 0.3,
+    }
+    if scheme == "https":
+        config["tls_ca"] = ca.cert_pem.bytes().decode()
+    adapter = TypesenseAdapter(config)
     try:
-        with pytest.raises(StorageTimeoutError):
-            await slow.search({"q": "fact", "limit": 250})
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(StorageTimeoutError) as caught:
+            await adapter.connect()
+        assert asyncio.get_running_loop().time() - began < 0.3 + 1.0
+        assert "never-answered-key-31337" not in str(caught.value)
     finally:
-        await slow.disconnect()
+        await adapter.disconnect()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_api_key_is_never_logged(

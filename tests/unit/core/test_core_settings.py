@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+import trustme
 from pydantic import Field, SecretStr
 
 from mas_storage import (
@@ -36,8 +37,10 @@ OUTPUT_KEYS = (
     "postgres_url",
     "qdrant_api_key",
     "qdrant_path",
+    "qdrant_read_only_api_key",
     "qdrant_url",
     "redis_url",
+    "tls_ca",
     "typesense_api_key",
     "typesense_url",
 )
@@ -113,36 +116,48 @@ def test_loopback_defaults_without_any_source() -> None:
 
 
 def test_every_outputs_key_reaches_its_settings(clean_env: Path) -> None:
+    """Every key of the contract feeds its field, in every model that reads it (``tls_ca``,
+    one key, feeds all five: a PEM text here, as on the lab)."""
+    ca_pem = trustme.CA().cert_pem.bytes().decode()
     write_outputs(
         clean_env / ".mas/stack-outputs.json",
-        postgres_url="postgresql://mas:pg-pw@127.0.0.1:5/db",
-        redis_url="redis://:redis-pw@127.0.0.1:6/0",
-        qdrant_url="http://127.0.0.1:7",
+        postgres_url="postgresql://mas:pg-pw@127.0.0.1:5/db?sslmode=verify-full",
+        redis_url="rediss://mas_app:redis-pw@127.0.0.1:6/0",
+        qdrant_url="https://127.0.0.1:7",
         qdrant_api_key="qdrant-key",
+        qdrant_read_only_api_key="qdrant-read-key",
         qdrant_path=None,
-        neo4j_url="bolt://127.0.0.1:8",
+        neo4j_url="bolt+s://127.0.0.1:8",
         neo4j_user="neo",
         neo4j_password="neo-pw",
-        typesense_url="http://127.0.0.1:9",
+        typesense_url="https://127.0.0.1:9",
         typesense_api_key="ts-key",
+        tls_ca=ca_pem,
         something_pulumi_exports=[1, 2],  # unknown keys are tolerated
     )
-    seen = {}
+    seen: dict[str, Any] = {}
+    tls_ca: dict[str, Any] = {}
     for kind in KINDS:
         settings = _settings(kind)
         for field, key in type(settings).stack_output_keys().items():
             value = getattr(settings, field)
-            seen[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+            value = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if key == "tls_ca":
+                tls_ca[kind] = value
+            else:
+                seen[key] = value
+    assert tls_ca == dict.fromkeys(KINDS, ca_pem)
     assert seen == {
-        "postgres_url": "postgresql://mas:pg-pw@127.0.0.1:5/db",
-        "redis_url": "redis://:redis-pw@127.0.0.1:6/0",
-        "qdrant_url": "http://127.0.0.1:7",
+        "postgres_url": "postgresql://mas:pg-pw@127.0.0.1:5/db?sslmode=verify-full",
+        "redis_url": "rediss://mas_app:redis-pw@127.0.0.1:6/0",
+        "qdrant_url": "https://127.0.0.1:7",
         "qdrant_api_key": "qdrant-key",
+        "qdrant_read_only_api_key": "qdrant-read-key",
         "qdrant_path": ".mas/qdrant",  # null in the file: the default
-        "neo4j_url": "bolt://127.0.0.1:8",
+        "neo4j_url": "bolt+s://127.0.0.1:8",
         "neo4j_user": "neo",
         "neo4j_password": "neo-pw",
-        "typesense_url": "http://127.0.0.1:9",
+        "typesense_url": "https://127.0.0.1:9",
         "typesense_api_key": "ts-key",
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,17 @@ import pytest
 from mas_devstack import SERVICE_NAMES
 from mas_devstack.__main__ import main
 from mas_storage import backend_versions
+
+
+@pytest.fixture(autouse=True)
+def _keep_logger_levels() -> Iterator[None]:
+    """``main()`` quiets the drivers' loggers for the process, as a command should; here it
+    runs inside the test process, whose later tests assert that httpx and httpcore log."""
+    loggers = [logging.getLogger(n) for n in ("neo4j", "httpx", "httpcore", "yoyo")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def test_status_prints_every_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

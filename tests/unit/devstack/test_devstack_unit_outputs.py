@@ -28,30 +28,58 @@ def test_outputs_hold_exactly_the_keys_the_adapters_read(stack: Stack) -> None:
 
 
 def test_outputs_point_at_loopback_ports_with_the_generated_secrets(stack: Stack) -> None:
+    """TLS by default: TLS URLs, the CA's path, and the least-privileged credentials only."""
     outputs = stack.outputs()
     secrets = json.loads(stack.layout.secrets_path.read_text())
     pg = urlsplit(outputs["postgres_url"])
     assert (pg.scheme, pg.hostname, pg.port) == ("postgresql", "127.0.0.1", BASE)
-    assert pg.path == "/mas_memory"
-    assert (pg.username, pg.password) == ("mas", secrets["postgres_password"])
+    assert (pg.path, pg.query) == ("/mas_memory", "sslmode=verify-full")
+    assert (pg.username, pg.password) == ("mas_app", secrets["postgres_app_password"])
     rd = urlsplit(outputs["redis_url"])
-    assert (rd.hostname, rd.port, rd.path, rd.password) == (
-        "127.0.0.1",
-        BASE + 1,
-        "/0",
-        secrets["redis_password"],
-    )
-    assert outputs["neo4j_url"] == f"bolt://127.0.0.1:{BASE + 2}"
+    assert (rd.scheme, rd.hostname, rd.port, rd.path) == ("rediss", "127.0.0.1", BASE + 1, "/0")
+    assert (rd.username, rd.password) == ("mas_app", secrets["redis_app_password"])
+    assert outputs["neo4j_url"] == f"bolt+s://127.0.0.1:{BASE + 2}"
     assert outputs["neo4j_user"] == "neo4j"
     assert outputs["neo4j_password"] == secrets["neo4j_password"]
-    assert outputs["typesense_url"] == f"http://127.0.0.1:{BASE + 3}"
-    assert outputs["typesense_api_key"] == secrets["typesense_api_key"]
+    assert outputs["typesense_url"] == f"https://127.0.0.1:{BASE + 3}"
+    assert outputs["typesense_api_key"] == secrets["typesense_app_api_key"]
+    assert outputs["tls_ca"] == str(stack.root / ".mas" / "tls" / "ca.pem")
     assert outputs["qdrant_url"] is None
     assert outputs["qdrant_api_key"] is None
     assert outputs["qdrant_path"] == str(stack.root / ".mas" / "qdrant")
     assert Path(outputs["qdrant_path"]).is_absolute()
-    # The superuser password is for the stack itself and never leaves secrets.json.
-    assert secrets["postgres_admin_password"] not in json.dumps(outputs)
+    # The owner's and admins' credentials, and the superuser's, never reach these outputs.
+    text = json.dumps(outputs)
+    for name in (
+        "postgres_admin_password",
+        "postgres_password",
+        "redis_password",
+        "typesense_api_key",
+    ):
+        assert secrets[name] not in text, name
+
+
+def test_admin_outputs_hold_the_owner_and_admin_credentials(stack: Stack) -> None:
+    admin = stack.admin_outputs()
+    secrets = json.loads(stack.layout.secrets_path.read_text())
+    assert sorted(admin) == ["postgres_owner_url", "redis_admin_url", "typesense_admin_api_key"]
+    owner = urlsplit(admin["postgres_owner_url"])
+    assert (owner.username, owner.password) == ("mas", secrets["postgres_password"])
+    redis_admin = urlsplit(admin["redis_admin_url"])
+    assert (redis_admin.username, redis_admin.password) == ("admin", secrets["redis_password"])
+    assert admin["typesense_admin_api_key"] == secrets["typesense_api_key"]
+    assert secrets["postgres_admin_password"] not in json.dumps(admin)
+    stack._write_outputs()
+    assert stat.S_IMODE(stack.admin_outputs_path.stat().st_mode) == 0o600
+
+
+def test_without_tls_the_urls_are_plaintext_and_there_is_no_ca(tmp_path: Path) -> None:
+    outputs = Stack(tmp_path, port_base=BASE, tls=False).outputs()
+    assert outputs["tls_ca"] is None
+    assert urlsplit(outputs["postgres_url"]).query == ""
+    assert outputs["redis_url"].startswith("redis://mas_app:")
+    assert outputs["neo4j_url"] == f"bolt://127.0.0.1:{BASE + 2}"
+    assert outputs["typesense_url"] == f"http://127.0.0.1:{BASE + 3}"
 
 
 def test_written_outputs_are_private_and_readable_by_the_core(stack: Stack) -> None:

@@ -15,13 +15,15 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
 
-from mas_storage import StorageConnectionError, StorageTimeoutError
+from mas_storage import StorageConnectionError, StorageTimeoutError, certificate_error
 from mas_storage_typesense import TypesenseAdapter
 from mas_storage_typesense._transport import AiohttpTransport, Client
 
@@ -210,6 +212,23 @@ async def test_tls_context_reaches_the_connector() -> None:
         assert session.connector._ssl is context  # type: ignore[attr-defined]
     finally:
         await session.close()
+
+
+def test_aiohttps_certificate_error_is_an_untrusted_certificate() -> None:
+    """aiohttp's ``ClientConnectorCertificateError`` subclasses ``ssl.SSLCertVerificationError``
+    without its attributes; the core finds the real one, its cause (was an AttributeError)."""
+    cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] verify failed")
+    cause.verify_code = 20
+    cause.verify_message = "unable to get local issuer certificate"
+    key = SimpleNamespace(host="127.0.0.1", port=8108, is_ssl=True, ssl=True)
+    wrapped = aiohttp.ClientConnectorCertificateError(key, cause)  # type: ignore[arg-type]
+    wrapped.__cause__ = cause
+    outer = httpx.ConnectError(str(wrapped))
+    outer.__cause__ = wrapped
+    error = certificate_error(outer, "typesense at 127.0.0.1:8108")
+    assert isinstance(error, StorageConnectionError)
+    assert "not trusted" in str(error)
+    assert "unable to get local issuer certificate" in str(error)
 
 
 async def test_adapter_maps_the_transport_failures(server: Server) -> None:

@@ -10,6 +10,9 @@ import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.connectors.HttpsConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.configuration.ssl.ClientAuth;
+import org.neo4j.configuration.ssl.SslPolicyConfig;
+import org.neo4j.configuration.ssl.SslPolicyScope;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.io.ByteUnit;
@@ -19,7 +22,10 @@ import org.neo4j.io.ByteUnit;
  * simulated host's), auth on, no HTTP.
  *
  * <p>Usage: {@code java -cp <classes>:<lib>/* Launcher <home-dir> <bolt-port> <pagecache-mb>
- * <ready-file> <address>}; the password comes from the environment variable {@code MAS_NEO4J_PASSWORD},
+ * <ready-file> <address> <tls-dir>}: with a {@code <tls-dir>} holding {@code public.crt} and
+ * {@code private.key} (PKCS#8 PEM), Bolt requires TLS ({@code server.bolt.tls_level=REQUIRED},
+ * the {@code dbms.ssl.policy.bolt.*} policy, no client certificates); {@code -} means no TLS
+ * (the TLS-cost benchmark's plaintext arm). The password comes from the environment variable {@code MAS_NEO4J_PASSWORD},
  * never from the command line (which {@code ps} shows). Once the password is set it writes its
  * PID to the ready file: mas-devstack's authenticated probe waits for that file, so it never
  * knocks with a password the server does not know yet (Neo4j locks a user out for a while
@@ -29,9 +35,9 @@ public final class Launcher {
     private Launcher() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 5) {
-            System.err.println(
-                    "usage: Launcher <home-dir> <bolt-port> <pagecache-mb> <ready-file> <address>");
+        if (args.length != 6) {
+            System.err.println("usage: Launcher <home-dir> <bolt-port> <pagecache-mb> <ready-file>"
+                    + " <address> <tls-dir|->");
             System.exit(2);
         }
         Path home = Path.of(args[0]).toAbsolutePath();
@@ -47,7 +53,20 @@ public final class Launcher {
         String address = args[4];
         SocketAddress bolt = new SocketAddress(address, port);
 
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(home);
+        if (!args[5].equals("-")) {
+            Path tls = Path.of(args[5]).toAbsolutePath();
+            SslPolicyConfig policy = SslPolicyConfig.forScope(SslPolicyScope.BOLT);
+            builder.setConfig(policy.enabled, true)
+                    .setConfig(policy.base_directory, tls)
+                    .setConfig(policy.private_key, tls.resolve("private.key"))
+                    .setConfig(policy.public_certificate, tls.resolve("public.crt"))
+                    .setConfig(policy.trusted_dir, tls.resolve("trusted"))
+                    .setConfig(policy.revoked_dir, tls.resolve("revoked"))
+                    .setConfig(policy.client_auth, ClientAuth.NONE)
+                    .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.REQUIRED);
+        }
+        DatabaseManagementService dbms = builder
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, bolt)
                 .setConfig(BoltConnector.advertised_address, bolt)
@@ -90,7 +109,8 @@ public final class Launcher {
             System.out.println("mas-devstack: password of user neo4j already set");
         }
         Files.writeString(ready, ProcessHandle.current().pid() + "\n");
-        System.out.println("mas-devstack: Neo4j ready on bolt://" + address + ":" + port);
+        String scheme = args[5].equals("-") ? "bolt://" : "bolt+s://";
+        System.out.println("mas-devstack: Neo4j ready on " + scheme + address + ":" + port);
         stopped.await();
     }
 }
