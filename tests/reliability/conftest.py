@@ -15,6 +15,9 @@
   ``$MAS_QDRANT_SERVER_COMMAND``; skipped, with the reason, when it started none.
 * ``qdrant_path``: a private directory for the embedded Qdrant (its lock admits one client per
   path, and other suites open the stack's own path).
+* ``cluster_stack`` / ``cluster_of(backend)``: the local stack when it runs the cluster topology
+  (``scripts/test-cluster``), and one backend's cluster (nodes, PIDs, outputs); the failover
+  tests skip, with the reason, against anything else.
 
 Every fault run appends a row to :data:`faults.REPORTS`; at the end of the session the rows are
 written to ``.mas/reliability/results.json`` (or ``$MAS_RELIABILITY_RESULTS``) and printed as a
@@ -25,7 +28,7 @@ followed by the sweep's one-line summary (records scanned per logger family, exc
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,29 @@ def qdrant_server_faults(
         yield control
     finally:
         control.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(local_stack: Any) -> Any:
+    """The local stack, when it runs the cluster topology and the outputs under test are its
+    own (``mas-devstack up --topology cluster``, as ``scripts/test-cluster`` runs it)."""
+    if local_stack.topology != "cluster":
+        pytest.skip("needs the cluster topology: scripts/test-cluster (up --topology cluster)")
+    return local_stack
+
+
+@pytest.fixture(scope="session")
+def cluster_of(cluster_stack: Any) -> Callable[[str], Any]:
+    """``cluster_of("redis")``: that backend's :class:`mas_devstack.ClusterBackend`; skips when
+    the backend runs single-node in this cluster topology."""
+
+    def get(backend: str) -> Any:
+        found = cluster_stack.clusters.get(backend)
+        if found is None:
+            pytest.skip(f"{backend} runs single-node in this cluster topology (no cluster module)")
+        return found
+
+    return get
 
 
 @pytest.fixture

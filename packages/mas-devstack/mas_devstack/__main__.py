@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._cluster import TOPOLOGIES, TOPOLOGY_ENV
 from ._errors import DevstackError
 from ._layout import HOME_ENV, PORT_BASE_ENV, SERVICE_NAMES
 from ._network import HOSTS_ENV
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         "loopback); kept until down",
     )
     up.add_argument(
+        "--topology",
+        choices=TOPOLOGIES,
+        help="single: one server per backend; cluster: Redis Cluster, a Typesense Raft "
+        "cluster and a PostgreSQL primary with a hot standby (the backends that have a cluster "
+        f"mode), the others single-node. Kept until down (default: ${TOPOLOGY_ENV}, else the "
+        "running stack's, else single)",
+    )
+    up.add_argument(
         "--no-tls",
         action="store_true",
         help="run the servers without TLS, with plaintext URLs in the outputs (only for "
@@ -67,12 +76,15 @@ def _status(stack: Stack) -> int:
     if plan is not None:
         hosts = ", ".join(f"{h.name} {h.address} (netns {h.namespace})" for h in plan.hosts)
         print(f"simulated hosts of {plan.stack_file} on {plan.subnet}: {hosts}")
+    if stack.topology != "single":
+        clustered = ", ".join(stack.clusters) or "none yet"
+        print(f"topology: {stack.topology} (clustered: {clustered})")
     print(f"{'service':<10} {'state':<13} {'pid':>7}  {'address':<44} {'version':<28} tested")
     for status in stack.status().values():
         pid = str(status.pid) if status.pid else "-"
         print(
             f"{status.name:<10} {status.state:<13} {pid:>7}  {status.address or '-':<44} "
-            f"{status.version or '-':<28} {tested[status.name].tested}"
+            f"{status.version or '-':<28} {tested[status.backend].tested}"
         )
     return 0
 
@@ -101,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(_prepare())
         tls = False if getattr(args, "no_tls", False) else None
         stack = Stack(
-            args.root, port_base=args.port_base, hosts=getattr(args, "hosts", None), tls=tls
+            args.root,
+            port_base=args.port_base,
+            hosts=getattr(args, "hosts", None),
+            tls=tls,
+            topology=getattr(args, "topology", None),
         )
         if args.command == "up":
             began = time.monotonic()
@@ -111,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"up in {elapsed:.1f} s; started: {started}")
             print(f"outputs: {stack.outputs_path} (admin: {stack.admin_outputs_path})")
             print(f"tls: {'on, CA ' + str(stack.ca.ca_cert_path) if stack.ca else 'OFF'}")
+            print(f"topology: {stack.topology}")
         elif args.command == "down":
             stopped = stack.down(args.services or None)
             print(f"stopped: {', '.join(stopped) or 'nothing (none was running)'}")

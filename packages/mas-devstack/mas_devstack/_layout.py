@@ -15,6 +15,14 @@ CACHE_ENV = "MAS_DEVSTACK_CACHE"
 SERVICE_NAMES: tuple[str, ...] = ("postgres", "redis", "typesense", "neo4j", "qdrant")
 """Every service the stack knows, in start order (the slow Neo4j is started concurrently)."""
 
+#: How many ports a stack owns from its base: the single-node ports (base + 0..4) and the
+#: cluster topology's nodes (below), each at a fixed offset, all set here and nowhere else.
+PORT_SPAN = 100
+#: Offsets from the base of the cluster topology's ports (see :class:`Ports`).
+REDIS_CLUSTER_OFFSET, REDIS_CLUSTER_BUS_OFFSET, REDIS_CLUSTER_SIZE = 10, 20, 6
+TYPESENSE_NODES_OFFSET, TYPESENSE_PEERING_OFFSET, TYPESENSE_NODES_SIZE = 30, 33, 3
+POSTGRES_STANDBY_OFFSET = 40
+
 
 def resolve_root(root: Path | str | None = None) -> Path:
     """The repository root that holds ``.mas/``: ``root`` if given, else ``$MAS_HOME``, else cwd."""
@@ -35,7 +43,13 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Ports:
-    """TCP ports on 127.0.0.1, away from every backend's system default."""
+    """TCP ports, away from every backend's system default.
+
+    The single-node servers have five ports (fields); the cluster topology's nodes sit at fixed
+    offsets from the base, which is the PostgreSQL port (properties): Redis Cluster nodes
+    base+10..15 and their cluster bus base+20..25, Typesense nodes base+30..32 and their
+    peering base+33..35, the PostgreSQL standby base+40. A stack owns base..base+99.
+    """
 
     postgres: int = 55432
     redis: int = 56379
@@ -45,10 +59,47 @@ class Ports:
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        """Five consecutive ports from ``base`` (for a second stack beside the default one)."""
-        if not 1024 <= base <= 65535 - 4:
-            raise DevstackError(f"port base {base} is out of range (1024..65531)")
+        """The ports of a stack based at ``base`` (a second stack beside the default one): the
+        five single-node ports are consecutive from it."""
+        top = 65535 - PORT_SPAN + 1
+        if not 1024 <= base <= top:
+            raise DevstackError(
+                f"port base {base} is out of range (1024..{top}: a stack owns {PORT_SPAN} ports)"
+            )
         return cls(base, base + 1, base + 2, base + 3, base + 4)
+
+    @property
+    def base(self) -> int:
+        """The first of the stack's ports (the PostgreSQL port)."""
+        return self.postgres
+
+    def _run(self, offset: int, count: int) -> tuple[int, ...]:
+        return tuple(range(self.base + offset, self.base + offset + count))
+
+    @property
+    def redis_cluster(self) -> tuple[int, ...]:
+        """The Redis Cluster nodes' client ports (base+10..15)."""
+        return self._run(REDIS_CLUSTER_OFFSET, REDIS_CLUSTER_SIZE)
+
+    @property
+    def redis_cluster_bus(self) -> tuple[int, ...]:
+        """The Redis Cluster nodes' bus ports (``cluster-port``, base+20..25)."""
+        return self._run(REDIS_CLUSTER_BUS_OFFSET, REDIS_CLUSTER_SIZE)
+
+    @property
+    def typesense_nodes(self) -> tuple[int, ...]:
+        """The Typesense cluster nodes' API ports (base+30..32)."""
+        return self._run(TYPESENSE_NODES_OFFSET, TYPESENSE_NODES_SIZE)
+
+    @property
+    def typesense_nodes_peering(self) -> tuple[int, ...]:
+        """The Typesense cluster nodes' peering (Raft) ports (base+33..35)."""
+        return self._run(TYPESENSE_PEERING_OFFSET, TYPESENSE_NODES_SIZE)
+
+    @property
+    def postgres_standby(self) -> int:
+        """The PostgreSQL hot standby's port (base+40)."""
+        return self.base + POSTGRES_STANDBY_OFFSET
 
     @classmethod
     def resolve(cls, base: int | None = None) -> Ports:

@@ -145,6 +145,13 @@ class NetworkPlan(BaseModel):
         """The host the placement puts ``backend`` on."""
         return self.host(self.placement[backend])
 
+    def host_at(self, address: str) -> SimHost:
+        """The host whose address is ``address`` (where a cluster node was placed)."""
+        for host in self.hosts:
+            if host.address == address:
+                return host
+        raise DevstackError(f"no simulated host has the address {address}")
+
 
 def network_prefix(root: Path, port_base: int) -> str:
     """``$MAS_DEVSTACK_NET_PREFIX``, else ``mas`` + 4 hex digits of the root and port base.

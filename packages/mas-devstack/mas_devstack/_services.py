@@ -62,7 +62,9 @@ def _write_private(path: Path, text: str, owner: tuple[int, int] | None = None) 
 class Service(ABC):
     """One backend of the stack."""
 
-    name: ClassVar[str]
+    name: str
+    """The service's name (its PID file, log and data directory); a cluster node's is its own
+    (``redis-0``), given by its cluster module."""
     embedded: ClassVar[bool] = False
     reuse_timeout: ClassVar[float] = 5.0
 
@@ -161,6 +163,10 @@ class ProcessService(Service):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def ports_used(self) -> list[int]:
+        """Every port it listens on (the stack checks that they are free before a start)."""
+        return [self.port]
 
     @abstractmethod
     def command(self) -> list[str]:
@@ -589,6 +595,9 @@ class Typesense(ProcessService):
     @property
     def config_path(self) -> Path:
         return self.data_dir / "typesense.ini"
+
+    def ports_used(self) -> list[int]:
+        return [self.port, self.ports.typesense_peering]
 
     def prepare(self) -> None:
         self._binary = typesense_binary()

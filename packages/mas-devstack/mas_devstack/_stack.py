@@ -19,11 +19,21 @@ from typing import IO, Any
 from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutExpired
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
+from ._cluster import (
+    TOPOLOGY_ENV,
+    ClusterBackend,
+    ClusterContext,
+    Topology,
+    cluster_class,
+    resolve_topology,
+    stop_node,
+)
 from ._errors import DevstackError, ServiceStartError
 from ._layout import PORT_BASE_ENV, SERVICE_NAMES, Layout, Ports, resolve_root
 from ._migrate import apply_migrations
 from ._network import HOSTS_ENV, HostNetwork, NetworkPlan, network_prefix, plan_network
 from ._process import (
+    LOOPBACK,
     DetachedExecutor,
     is_alive,
     kill_group,
@@ -60,6 +70,12 @@ class ServiceStatus:
     version: str | None
     state: str
     """``running``, ``stopped``, ``unresponsive`` (PID alive, no answer) or ``embedded``."""
+    backend: str = ""
+    """The backend it serves: its own name, or its cluster's for a node (``redis-0``)."""
+
+    def __post_init__(self) -> None:
+        if not self.backend:
+            object.__setattr__(self, "backend", self.name)
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,11 @@ class Stack:
     sticks until ``down``: it is kept in ``.mas/run/network.json``, so ``status``, ``stop``,
     ``start`` and ``down`` need not repeat it.
 
+    ``topology="cluster"`` (``$MAS_DEVSTACK_TOPOLOGY``) runs each backend that has a cluster
+    module as a cluster of node processes (see :mod:`._cluster`); it sticks until ``down`` too
+    (``.mas/run/topology.json``). ``stop``, ``start`` and ``pid`` take node names as well
+    (``"redis-0"``); :meth:`cluster` gives a backend's cluster.
+
     Every method is safe to call again: ``up`` reuses what runs and answers, ``down`` and
     ``stop`` touch only processes whose PID file this stack wrote. Calls from several
     processes are serialised by a lock file. Blocking: from async code use
@@ -95,9 +116,14 @@ class Stack:
         port_base: int | None = None,
         hosts: Path | str | None = None,
         tls: bool | None = None,
+        topology: str | None = None,
     ) -> None:
         self.root = resolve_root(root)
         self._tls_wanted = tls
+        if topology is None and os.environ.get(TOPOLOGY_ENV):
+            topology = resolve_topology(None)
+        self._topology_wanted = resolve_topology(topology) if topology is not None else None
+        self._clusters: dict[str, ClusterBackend] | None = None
         self.layout = Layout(self.root)
         self.ports = Ports.resolve(port_base)
         named = hosts if hosts is not None else os.environ.get(HOSTS_ENV) or None
@@ -146,6 +172,53 @@ class Stack:
         return StackCa(self.layout.home / "tls") if self.tls else None
 
     @property
+    def topology_path(self) -> Path:
+        """``<root>/.mas/run/topology.json``: the running stack's topology (kept until down)."""
+        return self.layout.run_dir / "topology.json"
+
+    @property
+    def topology(self) -> Topology:
+        """``single`` or ``cluster``: the running stack's, else the one asked for
+        (``topology=``, ``$MAS_DEVSTACK_TOPOLOGY``), else ``single``."""
+        if self.topology_path.is_file():
+            recorded = json.loads(self.topology_path.read_text(encoding="utf-8"))
+            return resolve_topology(str(recorded.get("topology", "single")))
+        return self._topology_wanted or resolve_topology(None)
+
+    @property
+    def clusters(self) -> dict[str, ClusterBackend]:
+        """The backends that run as clusters in this topology (none in ``single``)."""
+        with self._state_lock:
+            if self._clusters is None:
+                found: dict[str, ClusterBackend] = {}
+                if self.topology == "cluster":
+                    plan = self.plan
+                    context = ClusterContext(
+                        self.layout,
+                        self.ports,
+                        self._load_secrets(),
+                        self.ca,
+                        hosts=tuple(h.address for h in plan.hosts) if plan else (LOOPBACK,),
+                        clients=plan.subnet if plan else f"{LOOPBACK}/32",
+                    )
+                    for name in SERVICE_NAMES:
+                        cls = cluster_class(name)
+                        if cls is not None:
+                            found[name] = cls(context)
+                self._clusters = found
+            return self._clusters
+
+    def cluster(self, backend: str) -> ClusterBackend:
+        """``backend``'s cluster (its nodes, PIDs, outputs); an error when it runs single-node."""
+        self._names([backend])
+        found = self.clusters.get(backend)
+        if found is None:
+            raise DevstackError(
+                f"{backend} runs single-node in the {self.topology} topology of {self.root}"
+            )
+        return found
+
+    @property
     def network_path(self) -> Path:
         """``<root>/.mas/run/network.json``: the simulated hosts of the running stack."""
         return self.layout.run_dir / "network.json"
@@ -180,19 +253,22 @@ class Stack:
         with self._exclusive():
             self._load_secrets()
             self._fix_tls_mode()
+            self._fix_topology()
             created = self._ensure_network()
-            ran_before = {n for n in SERVICE_NAMES if self.pid(n) is not None}
+            ran_before = set(self._running())
             results: dict[str, bool] = {}
             try:
                 self._start_all(names, results)
             except BaseException:
                 # All or nothing: what this call started stops (a server that runs but failed
                 # its setup included), and the network it built goes.
-                for name in SERVICE_NAMES:
-                    if name not in ran_before and self.pid(name) is not None:
+                for name in self._running():
+                    if name not in ran_before:
                         self._stop_one(name)
                 if created:
                     self._remove_network()
+                if not self._running():
+                    self.topology_path.unlink(missing_ok=True)
                 raise
             # The servers run: a failing migration is the schema's problem, not the stack's. It
             # is raised, and the outputs are written all the same (to inspect the database).
@@ -211,9 +287,16 @@ class Stack:
         """Start the servers (concurrently) and check the embedded Qdrant; ``results`` gets
         each server's "started now"."""
         procs = [n for n in names if not SERVICE_CLASSES[n].embedded]
+        clusters = self.clusters
         errors: list[DevstackError] = []
+
+        def start(name: str) -> bool:
+            if name in clusters:
+                return bool(clusters[name].start(self._ensure_service))
+            return self._ensure_running(name)
+
         with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
-            futures = {n: pool.submit(self._ensure_running, n) for n in procs}
+            futures = {n: pool.submit(start, n) for n in procs}
             for name, future in futures.items():
                 try:
                     results[name] = future.result()
@@ -248,7 +331,7 @@ class Stack:
                     "mas-devstack down, then up again"
                 )
             return False
-        running = [n for n in SERVICE_NAMES if self.pid(n) is not None]
+        running = self._running()
         if running:
             raise DevstackError(
                 f"{', '.join(running)} run(s) on loopback in {self.root}: mas-devstack down "
@@ -293,39 +376,68 @@ class Stack:
             return []  # never started here: nothing to stop, nothing to create
         with self._exclusive():
             with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
-                stopped = list(pool.map(self._stop_one, chosen, [False] * len(chosen)))
-            if everything or not any(self.pid(n) for n in SERVICE_NAMES):
+                stopped = list(pool.map(self._stop_service, chosen))
+            if everything or not self._running():
                 self._remove_network()  # the simulated hosts go with the last server
                 self.tls_path.unlink(missing_ok=True)  # the next up chooses again
+                self.topology_path.unlink(missing_ok=True)
+                with self._state_lock:
+                    self._clusters = None
         return [name for name, done in zip(chosen, stopped, strict=True) if done]
+
+    def _stop_service(self, name: str) -> bool:
+        """Stop a service: its process, or every node of its cluster (and a single-node
+        process left from the other topology)."""
+        cluster = self.clusters.get(name)
+        stopped = bool(cluster.stop()) if cluster is not None else False
+        return self._stop_one(name) or stopped
 
     def stop(self, name: str, *, kill: bool = False) -> bool:
         """Stop one service by PID: graceful, or SIGKILL (its whole process group) if ``kill``.
 
-        Returns False when it was not running. The embedded Qdrant has nothing to stop.
+        Returns False when it was not running. The embedded Qdrant has nothing to stop. A
+        clustered backend's name stops all its nodes; a node's name (``"redis-0"``) that node.
         """
-        self._names([name])
-        if SERVICE_CLASSES[name].embedded or not self.layout.run_dir.is_dir():
+        node = self._node(name)
+        if node is None:
+            self._names([name])
+        if not self.layout.run_dir.is_dir():
             return False
         with self._exclusive():
+            if node is not None:
+                return stop_node(self.layout, node, kill=kill)
+            if SERVICE_CLASSES[name].embedded:
+                return False
+            cluster = self.clusters.get(name)
+            if cluster is not None:
+                return bool(cluster.stop(kill=kill))
             return self._stop_one(name, kill)
 
     def start(self, name: str) -> bool:
-        """Start one service again, on its existing data and secrets; False if it already ran."""
-        self._names([name])
+        """Start one service (or cluster node) again, on its existing data and secrets; False
+        if it already ran. A clustered backend's name starts its missing nodes."""
+        node = self._node(name)
+        if node is None:
+            self._names([name])
         with self._exclusive():
             self._load_secrets()
-            if SERVICE_CLASSES[name].embedded:
+            if node is not None:
+                started = self._ensure_service(node)
+            elif SERVICE_CLASSES[name].embedded:
                 self._ensure_embedded(name)
                 return False
-            started = self._ensure_running(name)
+            elif name in self.clusters:
+                started = bool(self.clusters[name].start(self._ensure_service))
+            else:
+                started = self._ensure_running(name)
             if not self.outputs_path.exists():
                 self._write_outputs()
             return started
 
     def pid(self, name: str) -> int | None:
-        """The PID of the running service, None when stopped (or embedded)."""
-        self._names([name])
+        """The PID of the running service or cluster node, None when stopped (or embedded)."""
+        if self._node(name) is None:
+            self._names([name])
         record = read_pid_file(self.layout.pid_path(name))
         return record.pid if record else None
 
@@ -334,9 +446,14 @@ class Stack:
         if not self.layout.secrets_path.exists():
             return {name: self._stopped(name) for name in SERVICE_NAMES}
         self._load_secrets()
-        with ThreadPoolExecutor(max_workers=len(SERVICE_NAMES)) as pool:
-            found = pool.map(self._status_one, SERVICE_NAMES)
-        return dict(zip(SERVICE_NAMES, found, strict=True))
+        clusters = self.clusters
+        rows: list[tuple[Service, str]] = []
+        for name in SERVICE_NAMES:
+            members = clusters[name].nodes() if name in clusters else [self._service(name)]
+            rows.extend((member, name) for member in members)
+        with ThreadPoolExecutor(max_workers=len(rows)) as pool:
+            found = list(pool.map(lambda row: self._status_one(*row), rows))
+        return {status.name: status for status in found}
 
     def outputs(self) -> dict[str, Any]:
         """The stack-outputs dict (what ``up`` writes), from the secrets and ports.
@@ -347,8 +464,10 @@ class Stack:
         self._load_secrets()
         ca = self.ca
         merged: dict[str, Any] = {"tls_ca": str(ca.ca_cert_path) if ca else None}
+        clusters = self.clusters
         for name in SERVICE_NAMES:
-            merged.update(self._service(name).outputs())
+            service = clusters.get(name) or self._service(name)
+            merged.update(service.outputs())
         return dict(sorted(merged.items()))
 
     def admin_outputs(self) -> dict[str, Any]:
@@ -356,8 +475,10 @@ class Stack:
         (``postgres_owner_url``, ``redis_admin_url``, ``typesense_admin_api_key``)."""
         self._load_secrets()
         merged: dict[str, Any] = {}
+        clusters = self.clusters
         for name in SERVICE_NAMES:
-            merged.update(self._service(name).admin_outputs())
+            service = clusters.get(name) or self._service(name)
+            merged.update(service.admin_outputs())
         return dict(sorted(merged.items()))
 
     def private_key_files(self) -> list[Path]:
@@ -440,9 +561,51 @@ class Stack:
         assert isinstance(service, ProcessService)
         return service
 
+    def _running(self) -> list[str]:
+        """The services and cluster nodes of this stack whose process runs now."""
+        names = [n for n in SERVICE_NAMES if not SERVICE_CLASSES[n].embedded]
+        for cluster in self.clusters.values():
+            names.extend(node.name for node in cluster.nodes())
+        return [n for n in names if read_pid_file(self.layout.pid_path(n)) is not None]
+
+    def _node(self, name: str) -> ProcessService | None:
+        """The cluster node called ``name`` in this topology; None for a service name."""
+        if name in SERVICE_CLASSES:
+            return None
+        for cluster in self.clusters.values():
+            for node in cluster.nodes():
+                if node.name == name:
+                    return node
+        return None
+
+    def _fix_topology(self) -> None:
+        """Record the topology for the stack's lifetime; a running stack keeps its own."""
+        wanted = self._topology_wanted
+        running = self._running()
+        if self.topology_path.is_file() or running:
+            # A stack that runs without a record was started before topologies: single.
+            current = self.topology if self.topology_path.is_file() else "single"
+            if wanted is None or wanted == current:
+                if not self.topology_path.is_file():
+                    write_private_json(self.topology_path, {"topology": current})
+                return
+            if running:
+                raise DevstackError(
+                    f"this stack runs the {current} topology ({', '.join(running)}): "
+                    f"mas-devstack down first to run the {wanted} topology"
+                )
+        write_private_json(self.topology_path, {"topology": wanted or "single"})
+        with self._state_lock:
+            self._clusters = None
+
     def _ensure_running(self, name: str) -> bool:
         """Reuse the service if its PID lives and it answers; else (re)start it. True: started."""
-        service = self._process_service(name)
+        return self._ensure_service(self._process_service(name))
+
+    def _ensure_service(self, service: ProcessService) -> bool:
+        """Reuse a service or cluster node if its PID lives and it answers; else (re)start it.
+        True: started now."""
+        name = service.name
         pid_path = self.layout.pid_path(name)
         stale = load_pid_file(pid_path)
         if stale is not None and not is_alive(stale):
@@ -464,10 +627,7 @@ class Stack:
         name = service.name
         began = time.monotonic()
         service.prepare()
-        ports = [service.port]
-        if name == "typesense":
-            ports.append(self.ports.typesense_peering)
-        for port in ports:
+        for port in service.ports_used():
             if port_open(port, service.host):
                 raise DevstackError(
                     f"{name}: {service.host}:{port} is already taken by {port_owner(port)}, "
@@ -478,7 +638,7 @@ class Stack:
         plan = self.plan
         if plan is not None:
             command, popen_kwargs = HostNetwork(plan).wrap(
-                plan.host_for(name), command, popen_kwargs
+                plan.host_at(service.host), command, popen_kwargs
             )
         log_path = self.layout.log_path(name)
         secrets = self._load_secrets().values()
@@ -554,23 +714,14 @@ class Stack:
         log.info("%s: embedded, %s", name, service.address)
 
     def _stop_one(self, name: str, kill: bool = False) -> bool:
+        node = self._node(name)
+        if node is not None:
+            return stop_node(self.layout, node, kill=kill)
         # The class suffices (no secrets needed to stop); a configured instance may differ.
         found = self._services.get(name)
         service = type(found) if found is not None else SERVICE_CLASSES[name]
         assert issubclass(service, ProcessService)
-        pid_path = self.layout.pid_path(name)
-        record = read_pid_file(pid_path)
-        if record is None:
-            return False
-        if kill:
-            kill_group(record)
-            log.info("%s: killed (pid %d)", name, record.pid)
-        elif terminate(record, service.stop_signal, service.stop_timeout):
-            log.info("%s: stopped (pid %d)", name, record.pid)
-        else:
-            log.warning("%s: pid %d ignored the stop signal: killed", name, record.pid)
-        pid_path.unlink(missing_ok=True)
-        return True
+        return stop_node(self.layout, service, kill=kill)
 
     def _migrate(self) -> list[str]:
         service = self._service("postgres")
@@ -590,19 +741,19 @@ class Stack:
         state = "embedded" if SERVICE_CLASSES[name].embedded else "stopped"
         return ServiceStatus(name, False, None, "", None, state)
 
-    def _status_one(self, name: str) -> ServiceStatus:
-        service = self._service(name)
+    def _status_one(self, service: Service, backend: str) -> ServiceStatus:
+        name, address = service.name, service.address
         if service.embedded:
             ok = service.check(10.0)
             version = service.version() if ok else None
-            return ServiceStatus(name, ok, None, service.address, version, "embedded")
+            return ServiceStatus(name, ok, None, address, version, "embedded", backend)
         record = read_pid_file(self.layout.pid_path(name))
         if record is None:
-            return ServiceStatus(name, False, None, service.address, None, "stopped")
+            return ServiceStatus(name, False, None, address, None, "stopped", backend)
         if not service.check(2.0):
-            return ServiceStatus(name, False, record.pid, service.address, None, "unresponsive")
+            return ServiceStatus(name, False, record.pid, address, None, "unresponsive", backend)
         try:
             version = service.version(2.0)
         except Exception:
             version = None
-        return ServiceStatus(name, True, record.pid, service.address, version, "running")
+        return ServiceStatus(name, True, record.pid, address, version, "running", backend)

@@ -3,16 +3,21 @@
 It takes the ``redis`` slot of a :class:`Stack` (PID file, log, port), so the stack's start,
 reuse, restart and stop logic runs for real, in milliseconds, without any real backend.
 Also runnable as a script: ``python devstack_fakes.py ROOT PORT_BASE`` starts it and exits.
+
+:class:`EchoCluster` is a cluster module (``CLUSTER``) of two echo nodes for ``redis``: point
+``mas_devstack._cluster.CLUSTER_MODULES["redis"]`` at this module to run the cluster topology's
+plumbing for real.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from mas_devstack import Stack
+from mas_devstack import ClusterBackend, ClusterContext, Stack
 from mas_devstack._services import ProcessService
 
 ECHO = """
@@ -65,6 +70,49 @@ class EchoService(ProcessService):
 
     def outputs(self) -> dict[str, str | None]:
         return {"redis_url": f"redis://127.0.0.1:{self.port}/0"}
+
+
+class EchoNode(EchoService):
+    """One node of :class:`EchoCluster`: ``redis-<i>`` on the i-th Redis Cluster port."""
+
+    def __init__(self, context: ClusterContext, index: int) -> None:
+        super().__init__(
+            context.layout, context.ports, context.secrets, **context.node_options("127.0.0.1")
+        )
+        self.index = index
+        self.name = f"redis-{index}"
+
+    @property
+    def port(self) -> int:
+        return self.ports.redis_cluster[self.index]
+
+
+class EchoCluster(ClusterBackend):
+    """Two echo nodes "forming a cluster": a marker file written once both answer."""
+
+    backend = "redis"
+
+    def __init__(self, context: ClusterContext) -> None:
+        super().__init__(context)
+        self._nodes = [EchoNode(context, i) for i in range(2)]
+        self.formed = context.layout.run_dir / "echo-cluster-formed"
+
+    def nodes(self) -> list[EchoNode]:
+        return self._nodes
+
+    def start(self, ensure: Callable[[ProcessService], bool]) -> list[str]:
+        started = [node.name for node in self._nodes if ensure(node)]
+        self.formed.write_text(",".join(n.address for n in self._nodes))
+        return started
+
+    def outputs(self) -> dict[str, str | None]:
+        return {"redis_url": f"redis://127.0.0.1:{self._nodes[0].port}/0"}
+
+    def admin_outputs(self) -> dict[str, str | None]:
+        return {"redis_admin_url": f"redis://admin@127.0.0.1:{self._nodes[0].port}/0"}
+
+
+CLUSTER = EchoCluster
 
 
 def with_echo(stack: Stack, service_class: type[EchoService] = EchoService) -> EchoService:
