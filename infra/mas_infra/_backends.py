@@ -444,6 +444,8 @@ class TypesenseService(BackendService):
     def stack_outputs(self) -> dict[str, pulumi.Output[str]]:
         return {
             "typesense_url": self._url("https", "http"),
+            # The node list (a comma-separated string): this one node (a cluster lists all).
+            "typesense_nodes": self._url("https", "http"),
             "typesense_api_key": pulumi.Output.secret(self.credentials["scoped"]),
         }
 

@@ -126,8 +126,8 @@ class Service(ABC):
         """The version the running backend reports."""
 
     @abstractmethod
-    def outputs(self) -> dict[str, str | None]:
-        """This backend's entries of the stack-outputs file."""
+    def outputs(self) -> dict[str, Any]:
+        """This backend's entries of the stack-outputs file (strings, node lists, nulls)."""
 
     def admin_outputs(self) -> dict[str, str | None]:
         """This backend's entries of the admin outputs file (owner and admin credentials)."""
@@ -596,8 +596,13 @@ class Typesense(ProcessService):
     def config_path(self) -> Path:
         return self.data_dir / "typesense.ini"
 
+    @property
+    def peering_port(self) -> int:
+        """The Raft peering port (brpc; no TLS in 0.24.1)."""
+        return self.ports.typesense_peering
+
     def ports_used(self) -> list[int]:
-        return [self.port, self.ports.typesense_peering]
+        return [self.port, self.peering_port]
 
     def prepare(self) -> None:
         self._binary = typesense_binary()
@@ -616,7 +621,7 @@ class Typesense(ProcessService):
             f"--api-address={self.host}",
             f"--api-port={self.port}",
             f"--peering-address={self.host}",
-            f"--peering-port={self.ports.typesense_peering}",
+            f"--peering-port={self.peering_port}",
             # Typesense replays its Raft log at start and truncates it only at a snapshot
             # (default: hourly).  Test and benchmark runs churn collections, so an hourly
             # snapshot let the log reach 1 GB and a 60 s start; snapshot every minute instead.
@@ -717,9 +722,10 @@ class Typesense(ProcessService):
         found = self._get("/debug", timeout).get("version")
         return str(found) if found else None
 
-    def outputs(self) -> dict[str, str | None]:
+    def outputs(self) -> dict[str, Any]:
         return {
             "typesense_url": self.url,
+            "typesense_nodes": [self.url],  # one node: the cluster topology lists three
             "typesense_api_key": self.secrets.typesense_app_api_key,
         }
 

@@ -1,9 +1,11 @@
 """TypesenseAdapter: L4 semantic memory, typo-tolerant full-text search over distilled facts.
 
 One :class:`~._transport.Client` per adapter talks to Typesense's REST API (httpx's request and
-response model over aiohttp, for the CPU it saves: see :mod:`._transport`). The server's collection
-schema, read at connect time, drives document validation and the fields a ``filters`` mapping may
-name. Errors are classified in :mod:`._errors`; the core's operation wrapper does the rest.
+response model over aiohttp, for the CPU it saves: see :mod:`._transport`): to the one server at
+``url``, or to the nodes of a cluster (``nodes``), with failover by health and retries on the next
+node (:mod:`._nodes`). The server's collection schema, read at connect time, drives document
+validation and the fields a ``filters`` mapping may name. Errors are classified in
+:mod:`._errors`; the core's operation wrapper does the rest.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mas_storage import (
 
 from ._errors import TypesenseImportError, error_for_response, map_httpx_error, server_message
 from ._filters import build_filter, matches_exactly
+from ._nodes import Failover
 from ._schema import (
     DocumentRules,
     check_schema,
@@ -44,6 +47,8 @@ __all__ = ["TypesenseAdapter"]
 logger = logging.getLogger(__name__)
 
 _IMPORT_ACTIONS = frozenset({"create", "upsert", "update", "emplace"})
+#: Import actions that give the same result when a batch is sent twice (every line keyed by id).
+_IDEMPOTENT_IMPORTS = frozenset({"upsert", "update", "emplace"})
 #: Typesense's own search parameters passed through as given (besides q, query_by, filter_by).
 _PASSTHROUGH = frozenset(
     {
@@ -121,6 +126,7 @@ class TypesenseAdapter(StorageAdapter):
         )
         self._transport = transport
         self._client: Client | None = None
+        self._failover: Failover | None = None  # a cluster (``nodes``); None: one server
         self._fields: dict[str, dict[str, Any]] = {}
         self._rules = DocumentRules({})
         self._docs_path = f"/collections/{quote(self.collection_name, safe='')}/documents"
@@ -134,13 +140,29 @@ class TypesenseAdapter(StorageAdapter):
         return map_httpx_error(exc, self.url)
 
     def _new_client(self) -> Client:
+        """The one client: ``base_url`` is the one server; a cluster's requests name their node
+        (one pool holds every node's connections; the TLS context verifies them all)."""
         cfg = self.config
+        nodes = cfg.node_urls
         verify: ssl.SSLContext | bool = (
             cfg.ssl_context(f"typesense at {self._server()}") if cfg.uses_tls() else True
         )
         transport = self._transport or AiohttpTransport(
-            verify=verify, retries=cfg.retries, max_connections=cfg.max_connections
+            verify=verify,
+            # One server: the transport retries a refused connect. A cluster: the next node.
+            retries=cfg.retries if len(nodes) == 1 else 0,
+            max_connections=cfg.max_connections,
         )
+        if len(nodes) > 1:
+            assert cfg.connect_timeout is not None  # derived by the settings
+            self._failover = Failover(
+                nodes,
+                timeout=cfg.timeout,
+                connect_timeout=cfg.connect_timeout,
+                num_retries=cfg.num_retries,
+                retry_interval=cfg.retry_interval_seconds,
+                healthcheck_interval=cfg.healthcheck_interval_seconds,
+            )
         return Client(
             base_url=self.url,
             headers={"X-TYPESENSE-API-KEY": cfg.api_key.get_secret_value()},
@@ -155,10 +177,26 @@ class TypesenseAdapter(StorageAdapter):
         return self._client
 
     async def _request(
-        self, method: str, path: str, what: str, *, ok: Iterable[int] = (200, 201), **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        ok: Iterable[int] = (200, 201),
+        idempotent: bool | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Send a request; any status outside ``ok`` raises the mapped storage error."""
-        response = await self._http.request(method, path, **kwargs)
+        """Send a request; any status outside ``ok`` raises the mapped storage error.
+
+        ``idempotent``: sending it twice changes nothing (default: a GET), so a cluster may
+        send it again to the next node after any failure; see :mod:`._nodes`.
+        """
+        failover = self._failover
+        if failover is None:
+            response = await self._http.request(method, path, **kwargs)
+        else:
+            again = method == "GET" if idempotent is None else idempotent
+            response = await failover.send(self._http, method, path, again, kwargs)
         if response.status_code not in ok:
             raise error_for_response(response, what)
         return response
@@ -199,9 +237,11 @@ class TypesenseAdapter(StorageAdapter):
             await self._close_client()
             raise
         self._connected = True
-        logger.info(
-            "Connected to Typesense at %s (collection %s)", mask_url(self.url), self.collection_name
+        nodes = self.config.node_urls
+        where = (
+            mask_url(self.url) if len(nodes) == 1 else f"{len(nodes)} nodes ({', '.join(nodes)})"
         )
+        logger.info("Connected to Typesense at %s (collection %s)", where, self.collection_name)
 
     async def _ensure_collection(self) -> None:
         """Create the collection when absent (a concurrent creator's 409 is fine), then check it."""
@@ -233,6 +273,7 @@ class TypesenseAdapter(StorageAdapter):
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
+        self._failover = None
         if client is not None:
             await client.aclose()
 
@@ -262,6 +303,7 @@ class TypesenseAdapter(StorageAdapter):
             "POST",
             self._docs_path,
             f"{action} of document {doc['id']!r}",
+            idempotent=action == "upsert",  # keyed by its id: a second send replaces
             params=params,
             content=_dumps(doc),
             headers={"Content-Type": "application/json"},
@@ -314,6 +356,7 @@ class TypesenseAdapter(StorageAdapter):
             "POST",
             f"{self._docs_path}/import",
             f"import of {len(lines)} documents",
+            idempotent=action in _IDEMPOTENT_IMPORTS,
             params={"action": action},
             content="\n".join(lines).encode(),
             headers={"Content-Type": "text/plain"},

@@ -4,6 +4,8 @@ HTTP statuses follow the core's table (:func:`mas_storage.error_for_status`), wi
 Typesense's own meanings on top:
 
 HTTP 401/403            -> StorageConnectionError (authentication failed; never the key)
+HTTP 500 "Could not find a leader." or empty -> StorageConnectionError (a cluster follower had no
+                           Raft leader to forward a write to, or lost it while forwarding)
 HTTP 400/422            -> StorageQueryError (Typesense: a malformed query; the server's message)
 HTTP 404 "Could not find a field named" -> StorageQueryError (0.24 answers 404 for that)
 HTTP 404 otherwise      -> StorageNotFoundError (where a 404 is not an answer)
@@ -30,9 +32,18 @@ from mas_storage import (
     error_for_status,
 )
 
-__all__ = ["TypesenseImportError", "error_for_response", "map_httpx_error", "server_message"]
+__all__ = [
+    "TypesenseImportError",
+    "error_for_response",
+    "leader_lost",
+    "map_httpx_error",
+    "no_leader",
+    "server_message",
+]
 
 _UNKNOWN_FIELD = re.compile(r"^Could not find a (\w+ )?field named")
+#: What a Typesense 0.24 follower answers (HTTP 500) for a write while the cluster has no leader.
+_NO_LEADER = "Could not find a leader."
 #: How many failed lines an import error's message lists (all are in ``.failures``).
 _MAX_LISTED = 20
 
@@ -115,6 +126,18 @@ _STATUS_OVERRIDES: Mapping[int, type[StorageError]] = MappingProxyType(
 )
 
 
+def no_leader(response: httpx.Response) -> bool:
+    """A follower refused a write because the cluster has no Raft leader (an election runs):
+    nothing was applied."""
+    return response.status_code == 500 and _NO_LEADER in response.text
+
+
+def leader_lost(response: httpx.Response) -> bool:
+    """HTTP 500 with an empty body: a follower's forward of a write to the leader failed (0.24
+    answers so when its HTTP call to the leader breaks off). The leader may have applied it."""
+    return response.status_code == 500 and not response.content.strip()
+
+
 def error_for_response(response: httpx.Response, what: str) -> StorageError:
     """The storage error for an unexpected HTTP status; ``what`` names the request."""
     status = response.status_code
@@ -122,6 +145,12 @@ def error_for_response(response: httpx.Response, what: str) -> StorageError:
         return StorageConnectionError(
             f"Typesense authentication failed during {what} (HTTP {status}): the API key was "
             "rejected or lacks permission"
+        )
+    if no_leader(response) or leader_lost(response):
+        return StorageConnectionError(
+            f"{what}: HTTP 500 from {_answered_by(response)}: the Typesense cluster has no "
+            "reachable Raft leader (an election runs after a leader failed); a write may be "
+            "retried once a leader is elected (keyed writes are safe to repeat)"
         )
     detail = server_message(response)
     message = f"{what}: HTTP {status}: {detail}"
@@ -131,12 +160,37 @@ def error_for_response(response: httpx.Response, what: str) -> StorageError:
     return error_for_status(status, _STATUS_OVERRIDES)(message)
 
 
+def _origin(request: httpx.Request | None, fallback: str = "the node") -> str:
+    """``scheme://host:port`` of ``request`` (never a credential: the key is a header)."""
+    if request is None:
+        return fallback
+    url = request.url
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+
+
+def _answered_by(response: httpx.Response) -> str:
+    try:
+        return _origin(response.request)
+    except RuntimeError:  # a response built without its request
+        return "the node"
+
+
 def map_httpx_error(exc: Exception, url: str) -> StorageError | None:
-    """The storage error for an httpx transport exception; ``None`` for anything else."""
+    """The storage error for an httpx transport exception; ``None`` for anything else.
+
+    It names the node the failed request went to (``url`` when the exception has no request),
+    and the notes the failover added (how many attempts, over how many nodes)."""
+    if not isinstance(exc, httpx.TransportError):
+        return None
+    try:
+        where = _origin(exc.request, url)
+    except RuntimeError:  # raised outside a request
+        where = url
+    notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
     if isinstance(exc, httpx.TimeoutException):
-        return StorageTimeoutError(f"Typesense at {url} timed out: {type(exc).__name__}: {exc}")
-    if isinstance(exc, httpx.TransportError):
-        return StorageConnectionError(
-            f"Cannot reach Typesense at {url}: {type(exc).__name__}: {exc}"
+        return StorageTimeoutError(
+            f"Typesense at {where} timed out: {type(exc).__name__}: {exc}{notes}"
         )
-    return None
+    return StorageConnectionError(
+        f"Cannot reach Typesense at {where}: {type(exc).__name__}: {exc}{notes}"
+    )

@@ -37,6 +37,11 @@ Rules every model inherits:
   (:data:`Integer`, :data:`Seconds`), although Python's bool is an int.
 * **Node lists** (:data:`NodeList`) come as a JSON array or a comma-separated string, from the
   environment and from the outputs file alike.
+* **Key groups** (:attr:`AdapterSettings.key_groups`) come from one source: keys that say one
+  thing together (a node's ``url`` and a cluster's ``nodes``) are taken from the highest source
+  that gives any of them, and a lower source's values for the group are ignored. So
+  ``TYPESENSE_URL`` in the environment names the server, whatever cluster the outputs file
+  lists.
 
 Adding a setting is one declaration in the package's model; its environment variable follows
 from the field name, and ``Annotated[..., StackOutput("<key>")]`` makes the outputs file feed it.
@@ -193,6 +198,35 @@ class _StackOutputsSource(PydanticBaseSettingsSource):
         return found
 
 
+class _GroupedSource(PydanticBaseSettingsSource):
+    """A source whose values for a key group are dropped when a higher source gave any key of
+    that group (:attr:`AdapterSettings.key_groups`)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        inner: PydanticBaseSettingsSource,
+        groups: tuple[frozenset[str], ...],
+    ) -> None:
+        super().__init__(settings_cls)
+        self._inner = inner
+        self._groups = groups
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ asks the wrapped source
+
+    def __call__(self) -> dict[str, Any]:
+        found = self._inner()
+        higher = self.current_state  # what the sources above this one gave, merged
+        for group in self._groups:
+            if not group.isdisjoint(higher):
+                found = {key: value for key, value in found.items() if key not in group}
+        return found
+
+    def __repr__(self) -> str:
+        return f"_GroupedSource({self._inner!r})"
+
+
 class _KnownDotEnvSource(DotEnvSettingsSource):
     """``.env`` read like the environment: the model's own variables only, the rest ignored."""
 
@@ -245,6 +279,10 @@ class AdapterSettings(BaseSettings):
 
     #: Other names a mapping may give a key (the spec's, e.g. ``{"uri": "url"}``).
     key_aliases: ClassVar[dict[str, str]] = {}
+    #: Keys that come from one source: the highest source that gives any key of a group gives
+    #: the group, and lower sources' values for it are ignored (``url`` and ``nodes``: a
+    #: server named in the environment is not mixed with a cluster listed in the outputs).
+    key_groups: ClassVar[tuple[frozenset[str], ...]] = ()
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -294,12 +332,15 @@ class AdapterSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         if not settings_cls.model_config.get("env_prefix"):
             return (init_settings,)
-        return (
-            init_settings,
+        lower: tuple[PydanticBaseSettingsSource, ...] = (
             env_settings,
             _KnownDotEnvSource(settings_cls),
             _StackOutputsSource(settings_cls),
         )
+        groups = getattr(settings_cls, "key_groups", ())
+        if groups:
+            lower = tuple(_GroupedSource(settings_cls, source, groups) for source in lower)
+        return (init_settings, *lower)
 
     # -- building it from what a caller passed ------------------------------------------------
 

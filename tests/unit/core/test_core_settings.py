@@ -42,6 +42,7 @@ OUTPUT_KEYS = (
     "redis_url",
     "tls_ca",
     "typesense_api_key",
+    "typesense_nodes",
     "typesense_url",
 )
 
@@ -131,6 +132,7 @@ def test_every_outputs_key_reaches_its_settings(clean_env: Path) -> None:
         neo4j_user="neo",
         neo4j_password="neo-pw",
         typesense_url="https://127.0.0.1:9",
+        typesense_nodes=["https://127.0.0.1:9", "https://127.0.0.1:10"],
         typesense_api_key="ts-key",
         tls_ca=ca_pem,
         something_pulumi_exports=[1, 2],  # unknown keys are tolerated
@@ -158,6 +160,7 @@ def test_every_outputs_key_reaches_its_settings(clean_env: Path) -> None:
         "neo4j_user": "neo",
         "neo4j_password": "neo-pw",
         "typesense_url": "https://127.0.0.1:9",
+        "typesense_nodes": ("https://127.0.0.1:9", "https://127.0.0.1:10"),
         "typesense_api_key": "ts-key",
     }
 
@@ -386,3 +389,31 @@ def test_outputs_file_keeps_unknown_keys_and_drops_nulls(clean_env: Path) -> Non
         clean_env / "o.json", something_else=[1], redis_url="redis://h/0", qdrant_url=None
     )
     assert load_stack_outputs(path) == {"something_else": [1], "redis_url": "redis://h/0"}
+
+
+class PairedWidgetSettings(WidgetSettings):
+    """A model whose ``url`` and ``nodes`` come from one source (``key_groups``)."""
+
+    key_groups = (frozenset({"url", "nodes"}),)
+
+
+def test_a_key_group_comes_from_the_highest_source_that_gives_any_of_it(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_outputs(
+        clean_env / "o.json", widget_url="http://out:1", widget_nodes=["out:1", "out:2"]
+    )
+    monkeypatch.setenv("MAS_STACK_OUTPUTS", str(path))
+    both = PairedWidgetSettings()
+    assert (both.url, both.nodes) == ("http://out:1", ("out:1", "out:2"))
+    monkeypatch.setenv("WIDGET_URL", "http://env:1")  # the environment names one server
+    env = PairedWidgetSettings()
+    assert (env.url, env.nodes) == ("http://env:1", ())  # not mixed with the outputs' nodes
+    unpaired = WidgetSettings()  # without the group, each key comes from its own best source
+    assert (unpaired.url, unpaired.nodes) == ("http://env:1", ("out:1", "out:2"))
+    arg = PairedWidgetSettings(nodes="arg:1")  # type: ignore[arg-type]
+    assert (arg.url, arg.nodes) == ("http://127.0.0.1:1", ("arg:1",))
+    monkeypatch.delenv("WIDGET_URL")
+    (clean_env / ".env").write_text("WIDGET_NODES=dot:1\n")
+    dotenv = PairedWidgetSettings()
+    assert (dotenv.url, dotenv.nodes) == ("http://127.0.0.1:1", ("dot:1",))

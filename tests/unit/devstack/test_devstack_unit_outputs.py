@@ -42,6 +42,7 @@ def test_outputs_point_at_loopback_ports_with_the_generated_secrets(stack: Stack
     assert outputs["neo4j_user"] == "neo4j"
     assert outputs["neo4j_password"] == secrets["neo4j_password"]
     assert outputs["typesense_url"] == f"https://127.0.0.1:{BASE + 3}"
+    assert outputs["typesense_nodes"] == [outputs["typesense_url"]]  # one node
     assert outputs["typesense_api_key"] == secrets["typesense_app_api_key"]
     assert outputs["tls_ca"] == str(stack.root / ".mas" / "tls" / "ca.pem")
     assert outputs["qdrant_url"] is None
