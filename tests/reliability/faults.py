@@ -23,6 +23,7 @@ Every report is kept in :data:`REPORTS`; the suite's ``conftest.py`` writes them
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import itertools
@@ -68,6 +69,7 @@ __all__ = [
     "reopen",
     "run_outage",
     "table_lines",
+    "typesense_fact",
     "write_results",
 ]
 
@@ -179,17 +181,29 @@ class Workload:
     backend may or may not have applied it), to be retried by the caller after the outage.
     Like a real caller, a worker pauses ``pause`` s between rounds and ``backoff`` s after a
     failed write (a refused connection fails in microseconds).
+
+    ``read_lag``: reads pick among the keys acknowledged at least that many seconds ago (a
+    replica that serves reads applies a write some time after it was acknowledged: a Typesense
+    follower up to one Raft heartbeat, 0.5 s). 0: any acknowledged key.
     """
 
     def __init__(
-        self, target: Target, *, workers: int = 4, pause: float = 0.02, backoff: float = 0.1
+        self,
+        target: Target,
+        *,
+        workers: int = 4,
+        pause: float = 0.02,
+        backoff: float = 0.1,
+        read_lag: float = 0.0,
     ) -> None:
         self.target = target
         self.workers = workers
         self.pause = pause
         self.backoff = backoff
+        self.read_lag = read_lag
         self.calls: list[Call] = []
         self.acked: set[int] = set()
+        self._acked_at: list[tuple[float, int]] = []  # (monotonic time, key), in ack order
         self.attempted: set[int] = set()
         self._keys = itertools.count()
         self._stop = asyncio.Event()
@@ -212,12 +226,20 @@ class Workload:
             self.attempted.add(key)
             if await self._timed("write", key, self.target.write):
                 self.acked.add(key)
+                self._acked_at.append((time.monotonic(), key))
             else:
                 await asyncio.sleep(self.backoff)
-            if self.acked:
-                old = self._random.choice(tuple(self.acked))
+            old = self._readable()
+            if old is not None:
                 await self._timed("read", old, self.target.read)
             await asyncio.sleep(self.pause)
+
+    def _readable(self) -> int | None:
+        """A random key acknowledged at least ``read_lag`` s ago, None when there is none."""
+        if not self.read_lag:
+            return self._random.choice(tuple(self.acked)) if self.acked else None
+        ready = bisect.bisect_right(self._acked_at, (time.monotonic() - self.read_lag, -1))
+        return self._acked_at[self._random.randrange(ready)][1] if ready else None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
@@ -423,6 +445,13 @@ class OutageReport:
     """Median duration of the calls that started before the fault, in ms."""
     median_call_ms_during: float = 0.0
     """Median duration of the calls that started while the fault lasted, in ms."""
+    failed_by_kind: dict[str, int] = field(default_factory=dict)
+    """Failed calls by kind (``write``, ``read``)."""
+    served_during: dict[str, int] = field(default_factory=dict)
+    """Calls by kind that started during the fault (``down`` to ``up``) and succeeded."""
+    longest_gap_s: dict[str, float] = field(default_factory=dict)
+    """By kind, the longest time without a successful call from the fault on (from the last
+    success before it): what a caller saw of the outage, whatever ``up`` says."""
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -457,6 +486,20 @@ class OutageReport:
         assert not self.behind_replay_still_missing, (
             f"{where}: reads behind the replay never caught up: {self.behind_replay_still_missing}"
         )
+
+
+def _longest_gaps(calls: list[Call], down: float) -> dict[str, float]:
+    """By kind: the longest interval between two successive successful calls' ends, from the
+    last success before ``down`` on."""
+    gaps: dict[str, float] = {}
+    for kind in sorted({c.kind for c in calls}):
+        ends = sorted(c.ended for c in calls if c.kind == kind and c.error is None)
+        before = [e for e in ends if e < down]
+        after = [e for e in ends if e >= down]
+        marks = before[-1:] + after
+        if len(marks) > 1:
+            gaps[kind] = round(max(b - a for a, b in itertools.pairwise(marks)), 2)
+    return gaps
 
 
 def _median_ms(seconds: list[float]) -> float:
@@ -494,6 +537,7 @@ async def run_outage(
     warmup_writes: int = 40,
     settle_calls: int = 40,
     recovery_within: float = 120.0,
+    read_lag: float = 0.0,
 ) -> OutageReport:
     """Run the load, inject ``fault`` mid-load, wait for recovery, retry, count; report.
 
@@ -503,7 +547,7 @@ async def run_outage(
     """
     spy = ConnectSpy(target.adapter)
     handle = target.handle()
-    load = Workload(target)
+    load = Workload(target, read_lag=read_lag)
     load.start()
     try:
         await load.wait_for(lambda: len(load.acked) >= warmup_writes, 60, "no warm-up")
@@ -575,6 +619,13 @@ async def run_outage(
         same_handle=same_handle,
         median_call_ms_before=_median_ms(before),
         median_call_ms_during=_median_ms(during),
+        failed_by_kind=dict(Counter(c.kind for c in failed)),
+        served_during=dict(
+            Counter(
+                c.kind for c in load.calls if c.error is None and times.down <= c.started < times.up
+            )
+        ),
+        longest_gap_s=_longest_gaps(load.calls, times.down),
     )
     REPORTS.append(report.row())
     return report
@@ -777,6 +828,18 @@ async def _redis(
             await raw.aclose()
 
 
+def typesense_fact(k: int, session: str) -> dict[str, Any]:
+    """Item ``k`` of a Typesense workload: keyed by its id (``k<k>``), searchable by "number"."""
+    return {
+        "id": f"k{k}",
+        "content": f"fact number {k}",
+        "session_id": session,
+        "fact_type": "reliability",
+        "confidence": 1.0,
+        "created_at": k,
+    }
+
+
 @contextlib.asynccontextmanager
 async def _typesense(
     outputs: dict[str, Any], _: Path | None, overrides: dict[str, Any]
@@ -802,15 +865,7 @@ async def _typesense(
 
         async def write(k: int) -> None:
             # upsert by id: a retry replaces the document, never adds one.
-            doc = {
-                "id": f"k{k}",
-                "content": f"fact number {k}",
-                "session_id": collection,
-                "fact_type": "reliability",
-                "confidence": 1.0,
-                "created_at": k,
-            }
-            assert await adapter.upsert(doc) == f"k{k}"
+            assert await adapter.upsert(typesense_fact(k, collection)) == f"k{k}"
 
         async def read(k: int) -> None:
             doc = await adapter.retrieve(f"k{k}")
