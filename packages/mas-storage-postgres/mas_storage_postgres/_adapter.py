@@ -2,19 +2,19 @@
 
 One ``psycopg_pool.AsyncConnectionPool`` of autocommit connections (most recently used first,
 checked without a round trip: :mod:`._pool`): a single statement is one round trip, and
-multi-statement work opens an explicit transaction (pipelined where it can be).
-The statements live in :mod:`._sql` (whitelisted names, bind parameters only), validation in
-:mod:`._records`, error classification in :mod:`._errors`, the replay rule of facts written
-with an ``idempotency_key`` in :mod:`._facts`. The core wraps every public coroutine here
-(connection check, metrics, error translation through ``_map_error``), so no method catches
-driver errors itself.
+multi-statement work opens an explicit transaction (pipelined where it can be). With
+``read_from="prefer-standby"`` a second pool serves the reads from a standby; the pools'
+connections, checks and failover rules live in :mod:`._pool`. The statements live in
+:mod:`._sql` (whitelisted names, bind parameters only), validation in :mod:`._records`, error
+classification in :mod:`._errors`, the replay rule of facts written with an ``idempotency_key``
+in :mod:`._facts`. The core wraps every public coroutine here (connection check, metrics, error
+translation through ``_map_error``), so no method catches driver errors itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -39,7 +39,14 @@ from ._config import ACTIVE_CONTEXT, WORKING_MEMORY
 from ._errors import map_error
 from ._facts import batch_has_keys, insert_keyed_fact, move_fact_batch
 from ._isotime import register as register_iso_timestamptz
-from ._pool import BoundedConnection, LifoPool, check_connection
+from ._pool import (
+    WRITABLE_TARGETS,
+    BoundedConnection,
+    LifoPool,
+    check_connection,
+    check_writable,
+    connect_timeout,
+)
 from ._records import (
     FactRow,
     Row,
@@ -104,10 +111,11 @@ class PostgresAdapter(StorageAdapter):
     """PostgreSQL adapter for active context (L1, ``active_context``) and working memory (L2).
 
     Configuration: a :class:`~mas_storage_postgres.PostgresSettings` (every key: ``url``,
-    ``pool_size``, ``min_size``, ``timeout``, ``statement_timeout``, ``query_timeout`` and
-    ``table``, the table of the generic API; ``None`` reads it from ``POSTGRES_*``, ``.env``
-    and the stack outputs), or a mapping or URL string validated by it. The domain methods
-    name their table themselves.
+    ``pool_size``, ``min_size``, ``timeout``, ``statement_timeout``, ``query_timeout``,
+    ``read_from`` and ``table``, the table of the generic API; ``None`` reads it from
+    ``POSTGRES_*``, ``.env`` and the stack outputs), or a mapping or URL string validated by
+    it. The domain methods name their table themselves. A URL of several hosts (a primary and
+    its standby) fails over by libpq's ``target_session_attrs`` (see :mod:`._pool`).
 
     Example::
 
@@ -123,6 +131,7 @@ class PostgresAdapter(StorageAdapter):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self._pool: LifoPool | None = None
+        self._read_pool: LifoPool | None = None
         self._lifecycle = asyncio.Lock()
 
     @property
@@ -145,6 +154,11 @@ class PostgresAdapter(StorageAdapter):
         """The open pool, or ``None`` before ``connect()`` and after ``disconnect()``."""
         return self._pool
 
+    @property
+    def read_pool(self) -> LifoPool | None:
+        """The standby reads' pool (``read_from="prefer-standby"``), else ``None``."""
+        return self._read_pool
+
     def _telemetry_facts(self) -> DatabaseFacts:
         """Span/metric facts: server and database from the conninfo (URL or ``key=value``),
         the configured table for the generic API, each domain method's own table."""
@@ -152,11 +166,13 @@ class PostgresAdapter(StorageAdapter):
             info = conninfo_to_dict(self._conninfo)
         except psycopg.Error:
             info = {}
-        host, port = info.get("host"), str(info.get("port") or "5432")
+        # Several hosts: the first (the primary as configured; libpq may use another).
+        hosts = self.config.hosts
+        host, port = hosts[0] if hosts else ("", None)
         return DatabaseFacts(
             "postgresql",
-            str(host) if host else None,
-            int(port) if host and port.isdigit() else None,
+            host or None,
+            (port or 5432) if host else None,
             str(info["dbname"]) if info.get("dbname") else None,
             self.config.table,
             _OPERATION_TABLES,
@@ -171,19 +187,54 @@ class PostgresAdapter(StorageAdapter):
             raise PoolClosed("the adapter was disconnected")
         return self._pool
 
+    def _reads(self) -> LifoPool:
+        """The pool of the read-only methods: the standby reads' pool when configured."""
+        pool = self._open_pool()
+        return self._read_pool or pool
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _connection_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "autocommit": True,
             # libpq counts whole seconds (and treats 1 as 2): round up, never below 2.
-            "connect_timeout": max(2, math.ceil(self.config.timeout)),
+            "connect_timeout": connect_timeout(self.config.timeout),
         }
         if self.config.statement_timeout is not None:
             ms = max(1, round(self.config.statement_timeout * 1000))
             kwargs["options"] = f"-c statement_timeout={ms}"
         kwargs.update(self.config.tls_options())  # sslmode, sslrootcert (docs/security.md)
+        kwargs.update(self.config.session_options())  # several hosts: read-write
         return kwargs
+
+    def _new_pool(self, kwargs: dict[str, Any], *, reads: bool = False) -> LifoPool:
+        """A closed pool: the write pool, or (``reads``) the standby reads' one."""
+        target = kwargs.get("target_session_attrs") or self.config.conninfo_params().get(
+            "target_session_attrs"
+        )
+        # No round trip unless the socket or the idle time calls for one (._pool).
+        check: Any = check_connection
+        if reads:
+            kwargs = {**kwargs, "target_session_attrs": "prefer-standby"}
+        elif target in WRITABLE_TARGETS:
+            check = check_writable  # alive, and still the primary (see ._pool)
+        suffix = "-standby-reads" if reads else ""
+        return LifoPool(
+            self._conninfo,
+            min_size=self.config.min_size,
+            max_size=self.config.pool_size,
+            timeout=self.config.timeout,
+            kwargs=kwargs,
+            connection_class=BoundedConnection,
+            configure=self._configure_connection,
+            check=check,
+            # Background reconnection backs off exponentially (1, 2, 4, ... s): after a long
+            # outage a slot could wait long after the server is back. Give a slot up after
+            # `timeout` instead; the pool then grows again on demand, trying at once.
+            reconnect_timeout=self.config.timeout,
+            name=f"mas-postgres-{self.config.table}{suffix}",
+            open=False,
+        )
 
     async def connect(self) -> None:
         """Open the pool and check that the server answers. Calling it again is harmless.
@@ -191,8 +242,9 @@ class PostgresAdapter(StorageAdapter):
         One direct connection is tried first, so an unreachable server or refused credentials
         fail at once with the server's own reason, instead of a pool retrying in the background
         until ``timeout``. The pool then opens, waits for ``min_size`` connections and answers
-        ``SELECT 1``. Pooled connections are checked at every checkout, without a round trip
-        (:mod:`._pool`), so after a server restart dead ones are replaced without a new
+        ``SELECT 1`` (and so does the standby reads' pool, when configured). Pooled connections
+        are checked at every checkout, without a round trip (:mod:`._pool`), so after a server
+        restart, or a failover to a promoted standby, dead ones are replaced without a new
         ``connect()``.
         """
         async with self._lifecycle:
@@ -203,30 +255,20 @@ class PostgresAdapter(StorageAdapter):
             async with asyncio.timeout(self.config.timeout):
                 probe = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
             await probe.close()
-            pool = LifoPool(
-                self._conninfo,
-                min_size=self.config.min_size,
-                max_size=self.config.pool_size,
-                timeout=self.config.timeout,
-                kwargs=kwargs,
-                connection_class=BoundedConnection,
-                configure=self._configure_connection,
-                # No round trip unless the socket or the idle time calls for one (._pool).
-                check=check_connection,
-                # Background reconnection backs off exponentially (1, 2, 4, ... s): after a long
-                # outage a slot could wait long after the server is back. Give a slot up after
-                # `timeout` instead; the pool then grows again on demand, trying at once.
-                reconnect_timeout=self.config.timeout,
-                name=f"mas-postgres-{self.config.table}",
-                open=False,
-            )
+            pools = [self._new_pool(kwargs)]
+            if self.config.read_from == "prefer-standby":
+                pools.append(self._new_pool(kwargs, reads=True))
             try:
-                await pool.open(wait=True, timeout=self.config.timeout)
-                async with pool.connection() as conn:
-                    await conn.execute("SELECT 1")
+                for pool in pools:
+                    await pool.open(wait=True, timeout=self.config.timeout)
+                    async with pool.connection() as conn:
+                        await conn.execute("SELECT 1")
             except BaseException:
-                await pool.close()
+                for pool in pools:
+                    await pool.close()
                 raise
+            pool = pools[0]
+            self._read_pool = pools[1] if len(pools) > 1 else None
             self._pool = pool
             self._connected = True
             logger.info("Connected to PostgreSQL at %s", self._where)
@@ -243,7 +285,10 @@ class PostgresAdapter(StorageAdapter):
         """Close the pool. Safe before ``connect()`` and when called twice."""
         async with self._lifecycle:
             pool, self._pool = self._pool, None
+            reads, self._read_pool = self._read_pool, None
             self._connected = False
+            if reads is not None:
+                await reads.close()
             if pool is not None:
                 await pool.close()
                 logger.info("Disconnected from PostgreSQL at %s", self._where)
@@ -278,7 +323,7 @@ class PostgresAdapter(StorageAdapter):
         """
         table = self.config.table
         record_id = parse_id(id)
-        async with self._open_pool().checkout() as conn:
+        async with self._reads().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(_sql.select_by_id(table, include_expired), (record_id,))
             row = await cur.fetchone()
@@ -295,7 +340,7 @@ class PostgresAdapter(StorageAdapter):
         allowed values. Ties are broken by ``id``, so pages never overlap.
         """
         statement, params = _sql.search(self.config.table, query)
-        async with self._open_pool().checkout() as conn:
+        async with self._reads().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
             rows = await cur.fetchall()
@@ -321,7 +366,7 @@ class PostgresAdapter(StorageAdapter):
     async def count(self, session_id: str | None = None, *, include_expired: bool = False) -> int:
         """Rows of the configured table (of one session if given), expired ones left out."""
         statement, params = _sql.count(self.config.table, session_id, include_expired)
-        async with self._open_pool().checkout() as conn:
+        async with self._reads().checkout() as conn:
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
         assert row is not None
@@ -443,7 +488,7 @@ class PostgresAdapter(StorageAdapter):
     ) -> list[dict[str, Any]]:
         """The last ``limit`` turns of a session, oldest first (ready to replay as context)."""
         params = (validate_session_id(session_id), _sql.int_in(limit, "limit", 1, _sql.MAX_LIMIT))
-        async with self._open_pool().checkout() as conn:
+        async with self._reads().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(_sql.recent_turns(include_expired), params)
             rows = await cur.fetchall()
@@ -531,7 +576,7 @@ class PostgresAdapter(StorageAdapter):
         statement, params = _sql.facts(
             session_id, fact_type, min_confidence, limit, include_expired
         )
-        async with self._open_pool().checkout() as conn:
+        async with self._reads().checkout() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(statement, params)
             rows = await cur.fetchall()
@@ -638,18 +683,27 @@ class PostgresAdapter(StorageAdapter):
         raise StorageDataError(f"'ttl' must be a datetime or a timedelta, got {type(ttl).__name__}")
 
     async def _get_backend_metrics(self) -> dict[str, Any] | None:
-        """Pool figures and the configured table's live and expired rows (on request only)."""
-        pool = self._pool
+        """Pool figures, the server each pool's connections reach (``host:port``: after a
+        failover, the promoted standby), and the configured table's live and expired rows
+        (on request only)."""
+        pool, reads = self._pool, self._read_pool
         if pool is None:
             return None
         async with pool.connection() as conn:
             cur = await conn.execute(_sql.table_stats(self.config.table))
             row = await cur.fetchone()
+            server = f"{conn.info.host}:{conn.info.port}"
         assert row is not None
-        return {
+        figures: dict[str, Any] = {
             "table": self.config.table,
             "active_rows": int(row[0]),
             "expired_rows": int(row[1]),
             "server_version": row[2],
+            "server": server,
             "pool": dict(pool.get_stats()),
         }
+        if reads is not None:
+            async with reads.connection() as conn:
+                figures["read_server"] = f"{conn.info.host}:{conn.info.port}"
+            figures["read_pool"] = dict(reads.get_stats())
+        return figures

@@ -21,6 +21,8 @@ from mas_storage import (
     StorageTimeoutError,
 )
 
+from ._pool import READ_ONLY_SQLSTATE
+
 __all__ = ["CONSTRAINT_RULES", "map_error"]
 
 #: What each constraint of the migration means, for messages a caller can act on.
@@ -89,6 +91,12 @@ def map_error(
     code = exc.sqlstate or ""
     if code in _TIMEOUT_CODES:
         return StorageTimeoutError
+    if code == READ_ONLY_SQLSTATE:
+        return StorageConnectionError(
+            f"{exc.diag.message_primary or exc}: the server takes no writes (a standby, or a "
+            "primary being demoted: a failover in progress); the adapter's connections find "
+            "the primary by target_session_attrs=read-write, so retry"
+        )
     if code.startswith("23"):
         return StorageDataError(_integrity_message(exc))
     if code.startswith(_DATA_CLASSES):

@@ -1,4 +1,5 @@
-"""The adapter's connection pool: psycopg_pool, most recently used first, checked without a ping.
+"""The adapter's connection pools: psycopg_pool, most recently used first, checked without a
+ping, and failover to a promoted standby.
 
 Three choices, measured in ``tests/benchmarks/bench_postgres.py`` (see ``docs/benchmarks.md``):
 
@@ -24,10 +25,28 @@ Three choices, measured in ``tests/benchmarks/bench_postgres.py`` (see ``docs/be
   which measured twice as slow as one connection. :class:`LifoPool` takes the newest one, so a
   light load keeps reusing the same warm connections and the others stay idle (and pinged, or
   closed by ``max_idle``, when they are needed again).
+
+**Failover is libpq's.** ``PostgresAdapter`` keeps one pool for everything it writes (and, by
+default, reads), and with ``read_from="prefer-standby"`` a second one for the reads that
+tolerate staleness. With a URL of several hosts, a new connection tries them in order and keeps
+the first whose session matches ``target_session_attrs``: ``read-write`` for the write pool
+(added by the settings when the URL names several hosts and no target), so after the primary
+dies and a standby is promoted (by Patroni, or by the test harness playing it) the pool's *new*
+connections land on the new primary, with no ``connect()`` of the adapter. What this module
+adds is the other half: pooled connections to the old primary must not be handed out again.
+One whose server died has a closed socket, fails :func:`check_connection`'s ping and empties
+the pool; one whose server is alive but no longer takes writes (a primary fenced with
+``default_transaction_read_only``, or a connection of a pool that asked for ``any``) is refused
+by :func:`check_writable` without a round trip: PostgreSQL 14+ reports ``in_hot_standby`` and
+``default_transaction_read_only`` to the client whenever they change (``ParameterStatus``, which
+also makes the idle socket ready, so the ping reads it), and libpq keeps the last values.
+``READ_ONLY_SQLSTATE`` (a write refused by a read-only server) is a ``StorageConnectionError``
+(:mod:`._errors`): such a connection can never take a write again.
 """
 
 from __future__ import annotations
 
+import math
 import select
 from time import monotonic
 from types import TracebackType
@@ -36,10 +55,25 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["PING_AFTER_IDLE", "BoundedConnection", "Checkout", "LifoPool", "check_connection"]
+__all__ = [
+    "PING_AFTER_IDLE",
+    "READ_ONLY_SQLSTATE",
+    "WRITABLE_TARGETS",
+    "BoundedConnection",
+    "Checkout",
+    "LifoPool",
+    "check_connection",
+    "check_writable",
+    "connect_timeout",
+    "refuses_writes",
+]
 
 #: A connection idle longer than this (seconds) is pinged at checkout.
 PING_AFTER_IDLE: Final = 5.0
+#: SQLSTATE ``read_only_sql_transaction``: a write sent to a server that takes no writes.
+READ_ONLY_SQLSTATE: Final = "25006"
+#: ``target_session_attrs`` values after which a write pool must hold writable sessions only.
+WRITABLE_TARGETS: Final = frozenset({"read-write", "primary"})
 
 
 class BoundedConnection(psycopg.AsyncConnection[Any]):
@@ -50,6 +84,12 @@ class BoundedConnection(psycopg.AsyncConnection[Any]):
     forever. On expiry the connection is closed at once (the pool then discards it, and no
     cancel request is waited for) and ``ConnectionTimeout`` raised: a ``StorageTimeoutError``.
     ``last_reply`` is when the server last answered (``time.monotonic``), for the check.
+
+    This is also what bounds a commit that waits for a synchronous standby that is gone: the
+    server holds the reply until the standby confirms, and the call ends here, typed, after
+    ``query_timeout`` (the transaction is then committed on the primary but unacknowledged;
+    see the README's *Primary and hot standby*). Closing, not cancelling, matters there: a
+    cancelled wait for synchronous replication is reported to the client as a success.
     """
 
     reply_timeout: float = 30.0
@@ -95,6 +135,37 @@ async def check_connection(conn: BoundedConnection) -> None:
             if isinstance(pool, AsyncConnectionPool):
                 await pool.drain()
             raise
+
+
+def refuses_writes(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the connection's server said it takes no writes (no round trip: the last
+    ``in_hot_standby`` / ``default_transaction_read_only`` it reported)."""
+    info = conn.info
+    return "on" in (
+        info.parameter_status("in_hot_standby"),
+        info.parameter_status("default_transaction_read_only"),
+    )
+
+
+async def check_writable(conn: BoundedConnection) -> None:
+    """The write pool's checkout check when it asked for a writable server: alive (as
+    :func:`check_connection` sees it), and still writable. Raising discards the connection
+    and empties the pool; its next one finds the primary."""
+    await check_connection(conn)
+    if refuses_writes(conn):
+        pool = conn._pool
+        if isinstance(pool, AsyncConnectionPool):
+            await pool.drain()
+        raise psycopg.OperationalError(
+            f"the server at {conn.info.host}:{conn.info.port} takes no writes now "
+            "(a standby, or a demoted primary): connection discarded"
+        )
+
+
+def connect_timeout(timeout: float) -> int:
+    """libpq's ``connect_timeout`` for ``timeout`` s: whole seconds (it treats 1 as 2), per
+    host of the URL (psycopg makes one attempt per host)."""
+    return max(2, math.ceil(timeout))
 
 
 class Checkout:

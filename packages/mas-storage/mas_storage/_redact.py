@@ -24,11 +24,11 @@ def mask_url(url: str) -> str:
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    # The host part as written: it may list several hosts (libpq's ``@h1:5432,h2:5433``),
+    # which ``parts.port`` cannot parse.
+    hosts = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hosts}"))
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -71,9 +71,22 @@ class FakeCopy:
         self.rows.append(row)
 
 
+class FakeInfo:
+    """``conn.info``: where the connection goes and what the server reported."""
+
+    def __init__(self) -> None:
+        self.host = "127.0.0.1"
+        self.port = 55432
+        self.status: dict[str, str] = {"in_hot_standby": "off"}
+
+    def parameter_status(self, name: str) -> str | None:
+        return self.status.get(name)
+
+
 class FakeConn:
     def __init__(self, pool: FakePool) -> None:
         self.pool = pool
+        self.info = FakeInfo()
         self.copies: list[FakeCopy] = []
         self.copy_error: BaseException | None = None
 
