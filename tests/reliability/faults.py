@@ -336,20 +336,37 @@ class StackFaults:
     async def kill(self, name: str, hold: float) -> FaultTimes:
         """SIGKILL the server (all its processes) mid-load, keep it down ``hold`` s, restart."""
         async with self.locked():
-            procs = self.processes(name)
-            self._down.add(name)
-            down = time.monotonic()
             try:
-                for proc in procs:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        proc.send_signal(signal.SIGKILL)
-                await self._run(psutil.wait_procs, procs, 15)
-                await self._run(self.stack.stop, name, kill=True)  # PID file, stray group members
+                down = await self.kill_only(name)
                 await asyncio.sleep(max(0.0, down + hold - time.monotonic()))
             finally:
                 await self._run(self.stack.start, name)
                 self._down.discard(name)
             return FaultTimes(down, time.monotonic())
+
+    async def kill_only(self, name: str) -> float:
+        """SIGKILL the server or cluster node ``name`` (all its processes) and leave it down:
+        bringing it back (a failover manager, a rejoin) is the caller's, then
+        :meth:`revived`; :meth:`close` starts it again if nobody did. Returns the moment it
+        was killed (monotonic seconds). Call it with the lock held (:meth:`locked`)."""
+        procs = self.processes(name)
+        self._down.add(name)
+        down = time.monotonic()
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        await self._run(psutil.wait_procs, procs, 15)
+        await self._run(self.stack.stop, name, kill=True)  # PID file, stray group members
+        return down
+
+    def revived(self, name: str) -> None:
+        """``name``, killed by :meth:`kill_only`, runs again (nothing to restart at close)."""
+        self._down.discard(name)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking stack call on the thread that holds the devstack lock: the lock is
+        re-entrant for that thread only, so from any other one the call would wait for it."""
+        return await self._run(fn, *args, **kwargs)
 
     async def restart(self, name: str, hold: float) -> FaultTimes:
         """Stop the server gracefully (its own stop signal), keep it down ``hold`` s, restart."""

@@ -39,6 +39,9 @@ class Secrets:
     """The ``mas_app`` ACL user's (the adapter's ``redis_url``)."""
     typesense_app_api_key: str
     """The scoped key's value (the adapter's ``typesense_api_key``)."""
+    postgres_replication_password: str
+    """The ``mas_replicator`` role's (streaming replication in the cluster topology; the
+    admin outputs' ``postgres_replication_url``)."""
 
     def __repr__(self) -> str:
         return "Secrets(***)"

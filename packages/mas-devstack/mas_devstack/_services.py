@@ -244,14 +244,10 @@ class Postgres(ProcessService):
         bin_dir = postgres_bin()
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb(bin_dir, self._place_cluster())
-        # TLS: hostssl only (a plaintext connection finds no line and is refused); the app
-        # role reaches its database only, the owner and the superuser every one.
-        kind = "hostssl" if self.tls else "host"
         hba = (
             "# Written by mas-devstack at every start: TCP from the clients' network only, "
             f"{'TLS only, ' if self.tls else ''}SCRAM passwords.\n"
-            f"{kind} {PG_DATABASE} {PG_APP_USER} {self.clients} scram-sha-256\n"
-            f"{kind} all {PG_USER},{PG_SUPERUSER} {self.clients} scram-sha-256\n"
+            + "".join(f"{line}\n" for line in self.hba_lines())
         )
         _write_private(self.data_dir / "pg_hba.conf", hba, self.owner)
         if self.tls:
@@ -261,6 +257,16 @@ class Postgres(ProcessService):
             _write_private(self.data_dir / "server.crt", cert.read_text(), self.owner)
             _write_private(self.data_dir / "server.key", key.read_text(), self.owner)
         self._clear_stale_lock()
+
+    def hba_lines(self) -> list[str]:
+        """``pg_hba.conf``: hostssl only with TLS (a plaintext connection finds no line and is
+        refused); the app role reaches its database only, the owner and the superuser every
+        one."""
+        kind = "hostssl" if self.tls else "host"
+        return [
+            f"{kind} {PG_DATABASE} {PG_APP_USER} {self.clients} scram-sha-256",
+            f"{kind} all {PG_USER},{PG_SUPERUSER} {self.clients} scram-sha-256",
+        ]
 
     def _unreachable_parent(self) -> Path | None:
         """As root: the first parent of ``.mas`` the postgres OS user cannot enter, if any."""

@@ -28,6 +28,7 @@ from ._cluster import (
     resolve_topology,
     stop_node,
 )
+from ._cluster_postgres import PostgresCluster
 from ._errors import DevstackError, ServiceStartError
 from ._layout import PORT_BASE_ENV, SERVICE_NAMES, Layout, Ports, resolve_root
 from ._migrate import apply_migrations
@@ -724,8 +725,9 @@ class Stack:
         return stop_node(self.layout, service, kill=kill)
 
     def _migrate(self) -> list[str]:
-        service = self._service("postgres")
-        assert isinstance(service, Postgres)
+        # The cluster's URL names every node (target_session_attrs=read-write: the primary).
+        service = self.clusters.get("postgres") or self._service("postgres")
+        assert isinstance(service, Postgres | PostgresCluster)
         applied = apply_migrations(service.migrate_url, self.root / "migrations")
         if applied:
             log.info("postgres: applied migrations %s", ", ".join(applied))

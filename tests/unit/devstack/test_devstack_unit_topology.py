@@ -93,8 +93,8 @@ def test_a_broken_cluster_module_fails_alone_with_its_name(
 
 @pytest.fixture
 def cluster_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """A stack whose Redis is the two-node echo cluster (the other backends' cluster modules
-    left out: ``json`` has no ``CLUSTER``); everything stopped afterwards."""
+    """A stack whose Redis is the two-node echo cluster (the other backends' real cluster
+    modules switched off: ``json`` has no ``CLUSTER``); everything stopped afterwards."""
     monkeypatch.delenv(TOPOLOGY_ENV, raising=False)
     monkeypatch.setitem(CLUSTER_MODULES, "redis", "devstack_fakes")
     for other in set(CLUSTER_MODULES) - {"redis"}:

@@ -1,0 +1,148 @@
+"""PostgreSQL primary and hot standby under faults (the cluster topology, issue 17).
+
+* **Failover.** kill -9 of the primary mid-load; the harness plays the failover manager (as
+  Patroni would, after its detection time ``HOLD``): ``pg_ctl promote`` on the standby. The
+  same adapter, with no new ``connect()``, writes to the promoted standby (libpq's
+  ``target_session_attrs=read-write`` over the multi-host URL finds it), and every
+  acknowledged write is on it: synchronous replication (``remote_apply``) acknowledged none
+  that the standby did not have. With ``read_from="prefer-standby"`` the reads go to the
+  standby all along: they keep succeeding while the primary is dead, and (``remote_apply``)
+  every read finds the write acknowledged before it.
+* **A dead standby.** kill -9 of the standby mid-load: a synchronous primary holds every
+  commit until a standby confirms it, so writes end by the adapter's ``query_timeout`` with a
+  ``StorageTimeoutError`` (nothing hangs), reads go on; once the standby is back, the held
+  commits complete and writes resume; the caller's keyed retries find each key once.
+
+After each run the pair is healed as an operator would: the old node is cloned again from the
+current primary and made its synchronous standby (``mas-devstack``'s cluster start). The roles
+stay swapped after a failover, as on a real cluster; the URL names both nodes.
+Skipped, with the reason, unless the outputs are the cluster topology's this machine runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from faults import HOLD, REPORTS, FaultTimes, StackFaults, open_target, run_outage
+
+from mas_storage import StorageTimeoutError
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def pg_cluster(cluster_of: Callable[[str], Any], faults: StackFaults) -> Iterator[Any]:
+    """The PostgreSQL pair; healthy before the test (primary, standby streaming, sync), and
+    healed after it whatever happened."""
+    cluster = cluster_of("postgres")
+    faults.stack.start("postgres")
+    yield cluster
+    faults.stack.start("postgres")  # rejoin: clone the old primary, sync again
+    for name in cluster.pids():
+        faults.revived(name)
+
+
+def _sync_state(cluster: Any) -> tuple[str, str, str] | None:
+    """(primary, standby, sync_state) as the primary reports its standby."""
+    primary, standby = cluster.primary, cluster.standby
+    with psycopg.connect(**primary._admin(5)) as conn:
+        row = conn.execute(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s "
+            "AND state = 'streaming'",
+            (standby.name,),
+        ).fetchone()
+    return (primary.name, standby.name, row[0]) if row else None
+
+
+class WriteLog:
+    """Wraps a target's ``write`` to time the acknowledged writes (the outage as a writer
+    sees it: from the kill to the first write that started after it and was acknowledged)."""
+
+    def __init__(self, write: Callable[[int], Awaitable[Any]]) -> None:
+        self._write = write
+        self.acked: list[tuple[float, float]] = []
+
+    async def __call__(self, k: int) -> Any:
+        started = time.monotonic()
+        result = await self._write(k)
+        self.acked.append((started, time.monotonic()))
+        return result
+
+    def outage_from(self, moment: float) -> float | None:
+        later = [ended for started, ended in self.acked if started >= moment]
+        return round(min(later) - moment, 2) if later else None
+
+
+@pytest.mark.parametrize("read_from", ["primary", "prefer-standby"])
+async def test_postgres_fails_over_to_the_promoted_standby(
+    read_from: str, pg_cluster: Any, faults: StackFaults, stack_outputs: dict[str, Any]
+) -> None:
+    old, new = pg_cluster.primary, pg_cluster.standby
+    assert _sync_state(pg_cluster) == (old.name, new.name, "sync")
+    promote_s: list[float] = []
+    report_kill_time: list[float] = []
+
+    async def failover() -> FaultTimes:
+        down = await faults.kill_only(old.name)
+        report_kill_time.append(down)
+        await asyncio.sleep(max(0.0, down + HOLD - time.monotonic()))  # detection
+        promote_s.append(await faults.call(pg_cluster.promote, new.name))
+        return FaultTimes(down, time.monotonic())
+
+    fault = f"failover: kill -9 primary, promote (reads: {read_from})"
+    async with faults.locked(), open_target("postgres", stack_outputs, read_from=read_from) as t:
+        writes = WriteLog(t.write)
+        t.write = writes
+        report = await run_outage(t, failover, fault)
+        # The same adapter's pools now reach the promoted node, for writes and reads.
+        backend = (await t.adapter.get_metrics())["backend_specific"]
+        assert backend["server"] == new.address
+        if read_from == "prefer-standby":
+            assert backend["read_server"] == new.address  # no standby left: the primary
+    killed = report_kill_time[0]
+    REPORTS[-1]["notes"] = [
+        f"promote (pg_ctl promote -w) {promote_s[0]:.2f} s",
+        f"writes: first acknowledged write {writes.outage_from(killed)} s after the kill",
+    ]
+    report.check()
+    assert pg_cluster.primary_name == new.name
+
+
+async def test_postgres_writes_wait_for_a_dead_standby(
+    pg_cluster: Any, faults: StackFaults, stack_outputs: dict[str, Any]
+) -> None:
+    primary, standby = pg_cluster.primary, pg_cluster.standby
+    assert _sync_state(pg_cluster) == (primary.name, standby.name, "sync")
+
+    async def standby_down() -> FaultTimes:
+        down = await faults.kill_only(standby.name)
+        await asyncio.sleep(max(0.0, down + HOLD - time.monotonic()))
+        await faults.call(faults.stack.start, "postgres")  # back, streaming, sync again
+        faults.revived(standby.name)
+        return FaultTimes(down, time.monotonic())
+
+    async with faults.locked(), open_target("postgres", stack_outputs) as target:
+        load_errors: list[tuple[str, BaseException]] = []
+
+        def logged(kind: str, call: Callable[[int], Awaitable[Any]]) -> Callable[[int], Any]:
+            async def run(k: int) -> Any:
+                try:
+                    return await call(k)
+                except Exception as exc:
+                    load_errors.append((kind, exc))
+                    raise
+
+            return run
+
+        target.write, target.read = logged("write", target.write), logged("read", target.read)
+        report = await run_outage(target, standby_down, "standby kill -9 (synchronous)")
+    report.check()
+    # Only writes waited, each ended by query_timeout as a StorageTimeoutError; reads went on.
+    assert load_errors
+    assert {(kind, type(exc)) for kind, exc in load_errors} == {("write", StorageTimeoutError)}
+    assert _sync_state(pg_cluster) == (primary.name, standby.name, "sync")
