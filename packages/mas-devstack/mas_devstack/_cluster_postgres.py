@@ -177,6 +177,25 @@ class PostgresNode(Postgres):
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         return f"{found} ({'standby' if row and row[0] else 'primary'})"
 
+    def upstream(self) -> tuple[str, str] | None:
+        """(host, port) of the ``primary_conninfo`` that ``pg_basebackup -R`` wrote, if any."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            text = (self.data_dir / "postgresql.auto.conf").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        found: tuple[str, str] | None = None
+        for line in text.splitlines():  # the last setting wins, as in PostgreSQL
+            key, _, value = line.partition("=")
+            if key.strip() == "primary_conninfo":
+                raw = value.strip()
+                if raw.startswith("'") and raw.endswith("'"):
+                    raw = raw[1:-1].replace("''", "'")
+                params = conninfo_to_dict(raw)
+                found = str(params.get("host")), str(params.get("port"))
+        return found
+
     def system_identifier(self) -> int | None:
         """The cluster's system identifier from ``global/pg_control`` (its first 8 bytes),
         ``None`` without data."""
@@ -287,6 +306,9 @@ class PostgresCluster(ClusterBackend):
             )
         took = time.monotonic() - began
         write_private_json(self.state_path, {"primary": name})
+        with self._session(node) as conn:  # a primary follows nobody (a clone copies this)
+            conn.execute("ALTER SYSTEM RESET primary_conninfo")
+            conn.execute("ALTER SYSTEM RESET primary_slot_name")
         log.info("postgres: %s promoted in %.2f s (the primary now)", name, took)
         return took
 
@@ -296,9 +318,12 @@ class PostgresCluster(ClusterBackend):
             return "no data yet"
         if not (node.data_dir / "standby.signal").is_file():
             return "it was a primary (it may hold WAL the new primary never got)"
-        mine, theirs = node.system_identifier(), self.other(node).system_identifier()
+        primary = self.other(node)
+        mine, theirs = node.system_identifier(), primary.system_identifier()
         if theirs is not None and mine != theirs:
             return "its data belongs to another cluster"
+        if node.upstream() != (primary.host, str(primary.port)):
+            return "it streams from another address (the hosts changed)"
         return None
 
     def clone(self, node: PostgresNode, reason: str) -> None:

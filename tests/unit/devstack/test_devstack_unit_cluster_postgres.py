@@ -126,7 +126,18 @@ def test_when_a_node_is_cloned_again(pair: PostgresCluster) -> None:
     reason = pair.clone_reason(other)
     assert reason is not None and reason.startswith("it was a primary")  # the old primary
     (other.data_dir / "standby.signal").write_text("")
+    auto = other.data_dir / "postgresql.auto.conf"
+    conninfo = "user=mas_replicator password=x host={} port={} sslmode=''verify-full''"
+    auto.write_text(f"primary_conninfo = '{conninfo.format('127.0.0.1', BASE)}'\n")
+    assert other.upstream() == ("127.0.0.1", str(BASE))
     assert pair.clone_reason(other) is None  # a standby of this primary: it catches up
+    auto.write_text(f"primary_conninfo = '{conninfo.format('10.9.0.10', BASE)}'\n")
+    assert pair.clone_reason(other) == "it streams from another address (the hosts changed)"
+    # A clone copies its primary's file: an older primary_conninfo, then -R's (the last wins).
+    older = f"primary_conninfo = '{conninfo.format('10.9.0.10', BASE + 40)}'\n"
+    auto.write_text(older + f"primary_conninfo = '{conninfo.format('127.0.0.1', BASE)}'\n")
+    assert pair.clone_reason(other) is None
+    auto.write_text(f"primary_conninfo = '{conninfo.format('127.0.0.1', BASE)}'\n")
     _data(other, standby=True, identifier=42)
     assert pair.clone_reason(other) == "its data belongs to another cluster"
     assert other.system_identifier() == 42
