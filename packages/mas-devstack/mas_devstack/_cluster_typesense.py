@@ -41,7 +41,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._cluster import ClusterBackend, ClusterContext, Ensure
 from ._errors import DevstackError
@@ -62,6 +62,9 @@ VOTE_TIMEOUT = 30.0
 
 class TypesenseNode(Typesense):
     """One Raft node: its own name, data, ports and certificate, and the shared ``--nodes``."""
+
+    #: A node is ready only once the group has formed (a leader needs 2 of the 3 nodes).
+    start_timeout: ClassVar[float] = FORM_TIMEOUT
 
     def __init__(self, context: ClusterContext, index: int, host: str, peers: Path) -> None:
         super().__init__(
@@ -94,6 +97,18 @@ class TypesenseNode(Typesense):
         that."""
         if self._get("/debug", timeout).get("state") is None:
             raise RuntimeError("/debug has no Raft state")
+
+    def probe_ready(self, timeout: float) -> None:
+        """A started node is up once the group serves it: ``/health`` ok (it has a leader and
+        is within ``healthy-read-lag`` of it), then the single node's test
+        (:meth:`Typesense.probe_ready`: a write through the Raft log answered 404, and this
+        node's ``pending_write_batches`` 0). A follower forwards that write to the leader, so
+        the 404 says the log is writable through it; the empty queue says what this node
+        received is indexed. A restarted node serves reads while it replays: a start waits for
+        this, and the failover tests also wait until it holds what the leader holds."""
+        if not self.healthy(timeout):
+            raise RuntimeError("/health is not ok: no leader yet, or lagging behind it")
+        super().probe_ready(timeout)
 
     def after_start(self) -> None:
         """Nothing per node: the cluster provisions once it has a leader."""

@@ -123,3 +123,59 @@ def test_a_cluster_that_does_not_form_is_an_error_naming_the_nodes(tmp_path: Pat
         cluster.wait_formed(0.1)
     assert cluster.leader() is None
     assert isinstance(cluster.node("typesense-1"), TypesenseNode)
+
+
+def _answering_node(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    healthy: bool,
+    pending: int,
+    write_status: int = 404,
+) -> TypesenseNode:
+    node = TypesenseCluster(_context(tmp_path)).nodes()[1]
+    answers: dict[str, Any] = {
+        "/debug": {"state": 4},  # a follower
+        "/health": {"ok": healthy},
+        "/stats.json": {"pending_write_batches": pending},
+    }
+
+    def fake_get(path: str, timeout: float, *, auth: bool = True) -> Any:
+        return answers[path]
+
+    monkeypatch.setattr(node, "_get", fake_get)
+    monkeypatch.setattr(node, "_write_through_log", lambda timeout: write_status)
+    return node
+
+
+@pytest.mark.parametrize(
+    ("healthy", "pending", "write_status", "why"),
+    [
+        (False, 0, 404, "no leader yet, or lagging"),
+        (True, 0, 500, "HTTP 500"),  # 'Could not find a leader.'
+        (True, 0, 503, "HTTP 503"),  # replaying its log
+        (True, 12, 404, "12 write batches queued"),
+    ],
+)
+def test_a_node_is_up_only_once_the_group_serves_it_and_its_queue_is_empty(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    healthy: bool,
+    pending: int,
+    write_status: int,
+    why: str,
+) -> None:
+    """A node's start keeps the single node's test (a write through the Raft log, an empty
+    write queue) and adds a leader: /debug alone answers on a node that has none."""
+    node = _answering_node(
+        tmp_path, monkeypatch, healthy=healthy, pending=pending, write_status=write_status
+    )
+    assert node.check(2.0) is True  # status and reuse: it answers
+    assert node.check(2.0, ready=True) is False
+    with pytest.raises(RuntimeError, match=why):
+        node.probe_ready(2.0)
+    assert _answering_node(tmp_path, monkeypatch, healthy=True, pending=0).check(2.0, ready=True)
+
+
+def test_a_node_waits_as_long_as_the_group_may_take_to_form() -> None:
+    assert TypesenseNode.start_timeout >= 120.0
