@@ -192,8 +192,9 @@ def _where(outputs: dict[str, Any], ownership: Ownership) -> list[str]:
     for backend, key in _KEYS.items():
         url = outputs.get(key)
         if url:
-            parts = urlsplit(str(url))
-            lines.append(f"  {backend:<10} {parts.hostname}:{parts.port}{owner(backend)}")
+            # host:port, or several (a primary and its standby); never the credentials
+            where = urlsplit(str(url)).netloc.rpartition("@")[2]
+            lines.append(f"  {backend:<10} {where}{owner(backend)}")
         else:
             lines.append(f"  {backend:<10} not in the outputs")
     qdrant = []

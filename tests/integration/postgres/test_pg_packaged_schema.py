@@ -83,7 +83,8 @@ def test_an_unreachable_database_is_a_connection_error_without_the_password(
 ) -> None:
     parts = urlsplit(fresh_db)
     password = "wrong-Secret-4242"
-    netloc = f"{parts.username}:{password}@{parts.hostname}:{parts.port}"
+    hosts = parts.netloc.rpartition("@")[2]  # one host:port, or a primary and its standby
+    netloc = f"{parts.username}:{password}@{hosts}"
     bad = urlunsplit(parts._replace(netloc=netloc))
     with pytest.raises(StorageConnectionError, match="migrations: cannot connect") as info:
         apply_migrations(bad)
