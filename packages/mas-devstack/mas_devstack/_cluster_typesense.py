@@ -31,11 +31,18 @@ private network (docs/security.md).
 
 With simulated hosts (``--hosts``), node *i* runs on host *i mod n*: three nodes on the lab's
 two hosts means two of them share the first host, and losing that host loses the majority.
+
+A Raft group keeps its membership in its data: nodes started with other addresses (loopback,
+then the simulated hosts) find the old members there, refuse to elect among the new ones, and
+0.24.1 resets the peers of a single node only. So each member list (addresses and ports) has
+its own data directory, ``.mas/typesense-<i>/group-<digest of the list>``: switching between
+loopback and simulated hosts switches between two clusters, and neither's data is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -74,6 +81,13 @@ class TypesenseNode(Typesense):
         self.index = index
         self.peers = peers
         """The ``--nodes`` file every node reads (Typesense re-reads it every few seconds)."""
+        self.group = ""
+        """The digest of the member list: its data directory (set by the cluster)."""
+
+    @property
+    def data_dir(self) -> Path:
+        """``.mas/typesense-<i>/group-<digest>``: one directory per member list."""
+        return self.layout.data_dir(self.name) / f"group-{self.group}"
 
     @property
     def port(self) -> int:
@@ -163,6 +177,14 @@ class TypesenseCluster(ClusterBackend):
             for index in range(len(context.ports.typesense_nodes))
         )
         self.peers = peers
+        members = self.members.encode()
+        for node in self._nodes:
+            node.group = hashlib.sha256(members).hexdigest()[:12]
+
+    @property
+    def members(self) -> str:
+        """The ``--nodes`` list: ``address:peering_port:api_port`` of each node."""
+        return ",".join(node.peer_id for node in self._nodes)
 
     def nodes(self) -> Sequence[TypesenseNode]:
         return self._nodes
@@ -174,7 +196,7 @@ class TypesenseCluster(ClusterBackend):
 
     def start(self, ensure: Ensure) -> list[str]:
         self.context.layout.ensure()
-        self.peers.write_text(",".join(node.peer_id for node in self._nodes), encoding="utf-8")
+        self.peers.write_text(self.members, encoding="utf-8")
         with ThreadPoolExecutor(max_workers=len(self._nodes)) as pool:
             started = list(pool.map(ensure, self._nodes))
         self.wait_formed(FORM_TIMEOUT)

@@ -44,7 +44,11 @@ def test_three_nodes_with_their_own_names_ports_data_and_one_nodes_list(tmp_path
     assert [n.port for n in nodes] == [BASE + 30, BASE + 31, BASE + 32]
     assert [n.peering_port for n in nodes] == [BASE + 33, BASE + 34, BASE + 35]
     assert [n.ports_used() for n in nodes][1] == [BASE + 31, BASE + 34]
-    assert [n.data_dir for n in nodes] == [tmp_path / ".mas" / f"typesense-{i}" for i in range(3)]
+    group = nodes[0].data_dir.name
+    assert group.startswith("group-") and len(group) == 18
+    assert [n.data_dir for n in nodes] == [
+        tmp_path / ".mas" / f"typesense-{i}" / group for i in range(3)
+    ]
     assert [n.peer_id for n in nodes] == [
         f"127.0.0.1:{BASE + 33}:{BASE + 30}",
         f"127.0.0.1:{BASE + 34}:{BASE + 31}",
@@ -65,6 +69,10 @@ def test_three_nodes_on_two_hosts_put_two_on_the_first(tmp_path: Path) -> None:
     nodes = TypesenseCluster(_context(tmp_path, hosts=hosts)).nodes()
     assert [n.host for n in nodes] == [hosts[0], hosts[1], hosts[0]]
     assert nodes[1].peer_id.startswith("10.216.7.11:") and nodes[1].url.startswith("https://10.")
+    # Another member list is another Raft group: its own data, the loopback one's untouched.
+    loopback = TypesenseCluster(_context(tmp_path)).nodes()
+    assert nodes[0].data_dir.parent == loopback[0].data_dir.parent
+    assert nodes[0].data_dir != loopback[0].data_dir
 
 
 def test_outputs_list_every_node_the_first_as_the_single_url(tmp_path: Path) -> None:
