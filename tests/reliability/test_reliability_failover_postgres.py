@@ -8,6 +8,10 @@
   that the standby did not have. With ``read_from="prefer-standby"`` the reads go to the
   standby all along: they keep succeeding while the primary is dead, and (``remote_apply``)
   every read finds the write acknowledged before it.
+* **Read-your-writes on the standby.** With ``remote_apply`` a turn acknowledged by the
+  primary is already applied on the standby: a ``read_from="prefer-standby"`` read issued
+  after the acknowledgement finds it, every time (with ``on`` it is flushed there, not yet
+  applied, and such reads miss some).
 * **A dead standby.** kill -9 of the standby mid-load: a synchronous primary holds every
   commit until a standby confirms it, so writes end by the adapter's ``query_timeout`` with a
   ``StorageTimeoutError`` (nothing hangs), reads go on; once the standby is back, the held
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -31,6 +36,7 @@ import pytest
 from faults import HOLD, REPORTS, FaultTimes, StackFaults, open_target, run_outage
 
 from mas_storage import StorageTimeoutError
+from mas_storage_postgres import PostgresAdapter
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -146,3 +152,49 @@ async def test_postgres_writes_wait_for_a_dead_standby(
     assert load_errors
     assert {(kind, type(exc)) for kind, exc in load_errors} == {("write", StorageTimeoutError)}
     assert _sync_state(pg_cluster) == (primary.name, standby.name, "sync")
+
+
+async def test_a_standby_read_sees_every_acknowledged_write(
+    pg_cluster: Any, stack_outputs: dict[str, Any]
+) -> None:
+    primary, standby = pg_cluster.primary, pg_cluster.standby
+    url = stack_outputs["postgres_url"]
+    session = f"test-rel-pg-ryw-{uuid.uuid4().hex[:10]}"
+    config = {"url": url, "read_from": "prefer-standby", "pool_size": 2, "min_size": 1}
+    try:
+        async with PostgresAdapter(config) as adapter:
+            backend = (await adapter.get_metrics())["backend_specific"]
+            assert (backend["server"], backend["read_server"]) == (
+                primary.address,
+                standby.address,
+            )
+            missed = []
+            for k in range(300):
+                await adapter.add_turn(session, f"turn {k}", turn_id=k)
+                rows = await adapter.search({"session_id": session, "turn_id": k})
+                if [r["content"] for r in rows] != [f"turn {k}"]:
+                    missed.append(k)
+            assert missed == [], f"{len(missed)} of 300 standby reads missed the write just made"
+            assert await adapter.count(session) == 300  # on the standby too
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("DELETE FROM active_context WHERE session_id = %s", (session,))
+
+
+async def test_the_replication_role_replicates_and_nothing_else(
+    pg_cluster: Any, stack_admin: dict[str, Any], stack_outputs: dict[str, Any]
+) -> None:
+    """``mas_replicator`` streams WAL (a replication connection answers IDENTIFY_SYSTEM with
+    the cluster's identifier) and reaches no database (pg_hba.conf admits it to
+    ``replication`` only); the adapters' outputs do not hold it."""
+    url = stack_admin["postgres_replication_url"]
+    assert "mas_replicator" not in str(dict(stack_outputs))
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, replication="true"
+    ) as conn:
+        cur = await conn.execute("IDENTIFY_SYSTEM")
+        row = await cur.fetchone()
+    assert row is not None  # the system identifier, as text (a walsender sends no types)
+    assert int(row[0]) == pg_cluster.primary.system_identifier()
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+        await psycopg.AsyncConnection.connect(url, dbname="mas_memory")
