@@ -8,9 +8,12 @@ ids the same way the adapter does.
 from ._acl import (
     ADAPTER_COMMANDS,
     ADAPTER_KEY_PATTERNS,
+    CLUSTER_COMMANDS,
     DISABLED_DEFAULT_USER,
+    REPLICATION_COMMANDS,
     adapter_acl_rule,
     admin_acl_rule,
+    replication_acl_rule,
 )
 from ._adapter import RedisAdapter
 from ._keys import parse_record_id, record_id, session_key
@@ -19,12 +22,15 @@ from ._settings import RedisSettings
 __all__ = [
     "ADAPTER_COMMANDS",
     "ADAPTER_KEY_PATTERNS",
+    "CLUSTER_COMMANDS",
     "DISABLED_DEFAULT_USER",
+    "REPLICATION_COMMANDS",
     "RedisAdapter",
     "RedisSettings",
     "adapter_acl_rule",
     "admin_acl_rule",
     "parse_record_id",
     "record_id",
+    "replication_acl_rule",
     "session_key",
 ]

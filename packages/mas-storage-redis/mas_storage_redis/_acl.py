@@ -6,17 +6,22 @@ added here, and the integration suite (which runs as this user) fails until it i
 
 * **Commands**: the connection handshake (``AUTH``/``HELLO``; ``SELECT`` for a database other
   than 0), ``PING`` (health checks), the write script (``EVAL``) and every command the script
-  calls (ACLs apply inside scripts too: ``TYPE``, ``LREM``, ``LPUSH``, ``LTRIM``, ``EXPIRE``),
-  the reads and deletes (``LRANGE``, ``LLEN``, ``EXISTS``, ``DEL``), ``MULTI``/``EXEC`` (a
-  turn's delete), and ``INFO`` (the backend metrics). Nothing else: no ``FLUSHALL``, ``KEYS``,
-  ``CONFIG``, ``DEBUG``, ``SHUTDOWN``. Not ``CLIENT SETINFO`` either: redis-py sends it and
-  ignores a refusal, and Redis 7.0 does not know it (naming it makes 7.0 refuse the rule).
+  calls (ACLs apply inside scripts too: ``TYPE``, ``LREM``, ``LRANGE``, ``DEL``, ``RPUSH``,
+  ``LPUSH``, ``LTRIM``, ``EXPIRE``),
+  ``WAIT`` (``wait_replicas``), the reads and deletes (``LRANGE``, ``LLEN``, ``EXISTS``,
+  ``DEL``), ``MULTI``/``EXEC`` (a turn's delete), and ``INFO`` (the backend metrics, and the
+  check at connect whether the server runs in cluster mode). Nothing else: no ``FLUSHALL``,
+  ``KEYS``, ``CONFIG``, ``DEBUG``, ``SHUTDOWN``. Not ``CLIENT SETINFO`` either: redis-py sends
+  it and ignores a refusal, and Redis 7.0 does not know it (naming it makes 7.0 refuse the rule).
 * **Keys**: ``session:*`` only (:data:`~mas_storage_redis._keys.KEY_PREFIX`); no Pub/Sub
   channel.
 
-A cluster topology adds the commands its client needs (:data:`CLUSTER_COMMANDS` is the place)
-with ``extra_commands``. The password goes into the rule as its SHA-256 (``#<hex>``), so an
-ACL file or a ``redis.conf`` holds no clear password.
+A Redis Cluster adds what redis-py's cluster client sends (:data:`CLUSTER_COMMANDS`, given as
+``extra_commands``): ``CLUSTER SLOTS`` (the topology, at connect and after a failover or a
+``MOVED``), ``COMMAND`` (the client's key-position table, at connect), ``ASKING`` (a slot in
+migration), ``CLUSTER INFO`` (the backend metrics). Its replicas log in to their primary with
+:func:`replication_acl_rule`'s user, which may only replicate. The password goes into a rule
+as its SHA-256 (``#<hex>``), so an ACL file or a ``redis.conf`` holds no clear password.
 
 **The default user** (:data:`DISABLED_DEFAULT_USER`) is off and has no password, so no client
 can log in as it, but it keeps every permission: Redis replays its append-only file as the
@@ -38,9 +43,12 @@ from ._keys import KEY_PREFIX
 __all__ = [
     "ADAPTER_COMMANDS",
     "ADAPTER_KEY_PATTERNS",
+    "CLUSTER_COMMANDS",
     "DISABLED_DEFAULT_USER",
+    "REPLICATION_COMMANDS",
     "adapter_acl_rule",
     "admin_acl_rule",
+    "replication_acl_rule",
 ]
 
 #: Every command the adapter (and redis-py on its behalf) sends, and those its script calls.
@@ -58,6 +66,8 @@ ADAPTER_COMMANDS: tuple[str, ...] = (
     "rpush",
     "ltrim",
     "expire",
+    # acknowledge a write once replicas have it (wait_replicas)
+    "wait",
     # reads, deletes, session utilities
     "lrange",
     "llen",
@@ -65,9 +75,13 @@ ADAPTER_COMMANDS: tuple[str, ...] = (
     "del",
     "multi",
     "exec",
-    # backend metrics (get_metrics)
+    # backend metrics (get_metrics), and whether the server runs in cluster mode (connect)
     "info",
 )
+#: What redis-py's cluster client sends besides: the topology, its key table, redirections.
+CLUSTER_COMMANDS: tuple[str, ...] = ("cluster|slots", "cluster|info", "command", "asking")
+#: What a replica sends its primary (``masteruser``): the handshake and the stream.
+REPLICATION_COMMANDS: tuple[str, ...] = ("psync", "replconf", "ping")
 #: The keys the adapter touches: its sessions' lists.
 ADAPTER_KEY_PATTERNS: tuple[str, ...] = (f"{KEY_PREFIX}*",)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -91,6 +105,14 @@ def adapter_acl_rule(username: str, password: str, *, extra_commands: Iterable[s
     return (
         f"user {username} reset on {_password_hash(password)} resetchannels {keys} -@all {commands}"
     )
+
+
+def replication_acl_rule(username: str, password: str) -> str:
+    """The ``user ...`` line of the replicas' user (``masteruser``): replication only, no key."""
+    if not _NAME.match(username) or username == "default":
+        raise ValueError(f"invalid ACL user name {username!r}")
+    commands = " ".join(f"+{c}" for c in REPLICATION_COMMANDS)
+    return f"user {username} reset on {_password_hash(password)} resetchannels -@all {commands}"
 
 
 def admin_acl_rule(username: str, password: str) -> str:

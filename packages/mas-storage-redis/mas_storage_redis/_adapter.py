@@ -1,10 +1,15 @@
 """Redis adapter: the L1 turn cache, a sliding window of each session's recent turns with a TTL.
 
 Each session's recent turns live in one Redis LIST, ``session:{session_id}:turns``, most recent
-first, as compact JSON objects. A write is one ``EVAL`` of :data:`_PUSH_SCRIPT` (one for a
-whole ``store_many`` batch): atomic on the server, it de-duplicates, pushes, trims to
-``window_size`` and sets the TTL. A read is one ``LRANGE`` (plus ``EXPIRE`` in the same round
-trip when ``refresh_ttl_on_read`` is on).
+first, as compact JSON objects. A write is one ``EVAL`` of the write script
+(:mod:`._writes`; one for a whole ``store_many`` batch on one server, one per hash slot on a
+Redis Cluster): atomic on the server, it de-duplicates, pushes, trims to ``window_size`` and
+sets the TTL. A read is one ``LRANGE`` (plus ``EXPIRE`` in the same round trip when
+``refresh_ttl_on_read`` is on).
+
+**One server or a Redis Cluster** (:mod:`._connection`): the same adapter, the same keys and
+the same calls; redis-py's ``RedisCluster`` routes each command to its slot's primary and
+follows ``MOVED``/``ASK`` and failovers by itself, with no new ``connect()``.
 
 Performance is measured by ``tests/benchmarks/bench_redis.py`` against the raw driver doing the
 same work (``scripts/bench`` writes the report, ``docs/benchmarks.md``).
@@ -12,9 +17,9 @@ same work (``scripts/bench`` writes the report, ``docs/benchmarks.md``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,8 +27,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from mas_storage import (
     DatabaseFacts,
@@ -36,9 +40,18 @@ from mas_storage import (
     validate_required_fields,
 )
 
+from ._connection import (
+    Client,
+    close,
+    cluster_client,
+    open_cluster,
+    runs_cluster,
+    single_client,
+)
 from ._keys import KEY_PREFIX, KEY_SUFFIX, parse_record_id, session_key
 from ._settings import MAX_TTL, RedisSettings
 from ._turns import decode_turn, decode_turns, encode_turn, list_range
+from ._writes import PUSH_SCRIPT, Wait, push
 
 __all__ = ["RedisAdapter"]
 
@@ -47,69 +60,12 @@ logger = logging.getLogger(__name__)
 _REQUIRED = ("session_id", "turn_id", "content")
 _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
 
-#: Payloads of one key de-duplicated by one LREM each; more are checked in one LRANGE pass.
-_LREM_UP_TO = 8
-#: Every write, one atomic script run (EVAL) for any number of sessions. KEYS are the session
-#: lists; ARGV is ``window, ttl, n_1 .. n_k, payloads of key 1 .. payloads of key k`` (each
-#: key's payloads oldest first). It first refuses, before writing anything, a key that holds
-#: something other than a list (a MULTI/EXEC would apply the other commands and half-write).
-#: Then, per key: drop entries identical to a payload (a replayed write, e.g. a retry after a
-#: lost reply, keeps one copy), LPUSH the payloads in chunks (Lua's unpack() is bounded), LTRIM
-#: to the window, EXPIRE. One command per call instead of 3 + one LREM per turn: measured in
-#: ``tests/benchmarks/bench_redis.py``. EVAL, not EVALSHA: Redis caches the compiled script by
-#: its SHA1 anyway, and a restarted server needs no SCRIPT LOAD.
-#:
-#: The de-duplication stays O(window) per key, whatever the batch: up to
-#: :data:`_LREM_UP_TO` payloads it is one ``LREM`` each (each scans the list in place); beyond,
-#: one ``LRANGE`` of the list is checked against a Lua set of the payloads, and the list is
-#: rebuilt without the duplicates only when there are some. One LREM per payload made a batch
-#: of k turns into a full window cost k x window: 1,000 turns into a 16,000-turn window held
-#: the single-threaded server for seconds (``scripts/bench --scaling``, ``store_many_w``).
-_PUSH_SCRIPT = """
-local window, ttl, nkeys = tonumber(ARGV[1]), ARGV[2], #KEYS
-for k = 1, nkeys do
-  local kind = redis.call('TYPE', KEYS[k]).ok
-  if kind ~= 'list' and kind ~= 'none' then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. kind .. ', not a list')
-  end
-end
-local first = 3 + nkeys
-for k = 1, nkeys do
-  local key, last = KEYS[k], first + tonumber(ARGV[2 + k]) - 1
-  if last - first < LREM_UP_TO then
-    for i = first, last do
-      redis.call('LREM', key, 0, ARGV[i])
-    end
-  else
-    local new = {}
-    for i = first, last do
-      new[ARGV[i]] = true
-    end
-    local kept, dropped = {}, false
-    for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
-      if new[item] then dropped = true else kept[#kept + 1] = item end
-    end
-    if dropped then
-      redis.call('DEL', key)
-      for i = 1, #kept, 1000 do
-        redis.call('RPUSH', key, unpack(kept, i, math.min(i + 999, #kept)))
-      end
-    end
-  end
-  for i = first, last, 1000 do
-    redis.call('LPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
-  end
-  redis.call('LTRIM', key, 0, window - 1)
-  redis.call('EXPIRE', key, ttl)
-  first = last + 1
-end
-return nkeys
-""".replace("LREM_UP_TO", str(_LREM_UP_TO))
-
 #: Driver exception -> storage error; the first match wins (subclasses before their bases).
 _ERROR_RULES: tuple[tuple[type[Exception], type[StorageError]], ...] = (
     (rx.TimeoutError, StorageTimeoutError),
     (rx.ConnectionError, StorageConnectionError),  # includes AuthenticationError, BusyLoading
+    (rx.ClusterDownError, StorageConnectionError),  # a cluster failing over: unavailable now
+    (rx.TryAgainError, StorageConnectionError),  # a slot in migration: transient
     (rx.NoPermissionError, StorageConnectionError),  # ACL refused these credentials the command
     (rx.InvalidResponse, StorageConnectionError),  # protocol garbage: the connection is unusable
     (rx.DataError, StorageDataError),  # the driver refused an argument
@@ -170,21 +126,28 @@ class RedisAdapter(StorageAdapter):
     settings_model = RedisSettings
     config: RedisSettings
 
-    def __init__(self, config: Any = None, *, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, config: Any = None, *, client: Client | None = None) -> None:
         super().__init__(config)
+        cfg = self.config
         # Read on every call: plain attributes (a property lookup per call costs measurably).
-        self.window_size = self.config.window_size
-        self.ttl_seconds = self.config.ttl_seconds
-        self.refresh_ttl_on_read = self.config.refresh_ttl_on_read
-        self._client: aioredis.Redis | None = client
+        self.window_size = cfg.window_size
+        self.ttl_seconds = cfg.ttl_seconds
+        self.refresh_ttl_on_read = cfg.refresh_ttl_on_read
+        self._wait = Wait(cfg.wait_replicas, cfg.wait_timeout) if cfg.wait_replicas else None
+        self._client: Client | None = client
         self._owns_client = client is None
+        # The writes' fast path: one server, no WAIT (one EVAL, nothing to decide per call).
+        self._plain = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _telemetry_facts(self) -> DatabaseFacts:
-        """Span/metric facts: the server, and the database index as ``db.namespace`` (the
-        URL's path when a URL is given)."""
+        """Span/metric facts: the server (a cluster's first seed), and the database index as
+        ``db.namespace`` (the URL's path when a URL is given)."""
         cfg = self.config
+        if cfg.cluster_nodes:
+            host, port = cfg.seed_nodes()[0]
+            return DatabaseFacts("redis", host, port, "0", namespace_in_span_name=False)
         if cfg.url is None:
             return DatabaseFacts(
                 "redis", cfg.host, cfg.port, str(cfg.db), namespace_in_span_name=False
@@ -196,9 +159,15 @@ class RedisAdapter(StorageAdapter):
         )
 
     @property
-    def client(self) -> aioredis.Redis | None:
-        """The driver client (``None`` before ``connect()`` unless one was passed in)."""
+    def client(self) -> Client | None:
+        """The driver client: a ``redis.asyncio.Redis``, or a ``RedisCluster`` on a cluster
+        (``None`` before ``connect()`` unless one was passed in)."""
         return self._client
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the adapter talks to a Redis Cluster (known once connected)."""
+        return isinstance(self._client, RedisCluster)
 
     @property
     def _where(self) -> str:
@@ -206,82 +175,65 @@ class RedisAdapter(StorageAdapter):
         return self.config.address
 
     def _create_client(self) -> aioredis.Redis:
-        """A client with bounded retries on connection errors and idle health checks."""
-        cfg = self.config
-        options: dict[str, Any] = {
-            "socket_timeout": cfg.socket_timeout,
-            "socket_connect_timeout": cfg.socket_timeout,
-            # Timeouts are not retried: an outage must fail within about socket_timeout.
-            "retry": Retry(
-                ExponentialWithJitterBackoff(cap=0.2, base=0.02),
-                cfg.retries,
-                supported_errors=(rx.ConnectionError,),
-            ),
-            "health_check_interval": cfg.health_check_interval,
-            "max_connections": cfg.max_connections,
-        }
-        if cfg.username is not None:
-            options["username"] = cfg.username
-        if cfg.password is not None:
-            options["password"] = cfg.password.get_secret_value()
-        if cfg.uses_tls():
-            options.update(self._tls_options())
-        url = cfg.url.get_secret_value() if cfg.url is not None else None
-        if cfg.max_connections is None:
-            if url:
-                return aioredis.Redis.from_url(url, **options)
-            return aioredis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, ssl=cfg.tls, **options)
-        # A bounded pool must make callers wait, not fail: redis-py's plain pool raises
-        # MaxConnectionsError as soon as every connection is in use.
-        options["timeout"] = cfg.pool_timeout
-        if url:
-            pool = aioredis.BlockingConnectionPool.from_url(url, **options)
-        else:
-            if cfg.tls:
-                options["connection_class"] = aioredis.SSLConnection
-            pool = aioredis.BlockingConnectionPool(
-                host=cfg.host, port=cfg.port, db=cfg.db, **options
-            )
-        return aioredis.Redis.from_pool(pool)
+        """A client of one server (see :func:`~._connection.single_client`)."""
+        return single_client(self.config, self._server())
 
-    def _tls_options(self) -> dict[str, Any]:
-        """redis-py's TLS options: the CA of ``tls_ca`` (else the system's), the server's
-        name or IP checked, TLS 1.2 at least; with ``tls_insecure`` no check (and a WARNING)."""
-        cfg = self.config
-        options: dict[str, Any] = {"ssl_min_version": ssl.TLSVersion.TLSv1_2}
-        if cfg.tls_insecure:
-            cfg.warn_if_insecure(f"redis at {self._server()}")
-            options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
-        else:
-            options.update(
-                ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_data=cfg.ca_pem()
-            )
-        return options
+    def _create_cluster_client(self) -> RedisCluster:
+        """A Redis Cluster client (see :func:`~._connection.cluster_client`)."""
+        return cluster_client(self.config, self._server())
 
     async def connect(self) -> None:
-        """Create the client (unless one was given) and check that Redis answers ``PING``."""
+        """Create the client (unless one was given) and check that Redis answers: ``PING``,
+        or, on a cluster, its slot map. With ``cluster`` unset and no ``cluster_nodes``, the
+        server of url (or host:port) is asked whether it runs in cluster mode (see
+        :mod:`._connection`)."""
         if self._connected:
             return
         client = self._client
         created = client is None
-        if client is None:
-            client = self._create_client()
         try:
-            await client.ping()
+            if client is not None:
+                if isinstance(client, RedisCluster):
+                    await client.initialize()
+                else:
+                    await client.ping()
+            elif self.config.cluster_mode:
+                client = await self._open_cluster()
+            else:
+                client = self._create_client()
+                if self.config.cluster_mode is None and await runs_cluster(client):
+                    single, client = client, None
+                    await single.aclose()
+                    client = await self._open_cluster()
+                elif self.config.cluster_mode is False:
+                    await client.ping()
         except BaseException:
-            if created:
+            if created and client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
             raise
         self._client = client
+        self._plain = not isinstance(client, RedisCluster) and self._wait is None
         self._connected = True
         logger.info(
-            "Connected to Redis at %s (window %d, ttl %ds, refresh on read %s)",
+            "Connected to Redis%s at %s (window %d, ttl %ds, refresh on read %s, wait %s)",
+            " Cluster" if self.is_cluster else "",
             self._where,
             self.window_size,
             self.ttl_seconds,
             self.refresh_ttl_on_read,
+            f"{self._wait.replicas} replica(s)" if self._wait else "off",
         )
+
+    async def _open_cluster(self) -> RedisCluster:
+        client = self._create_cluster_client()
+        try:
+            await open_cluster(client)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            raise
+        return client
 
     async def disconnect(self) -> None:
         """Close the client this adapter created (``aclose``); a client passed in stays open."""
@@ -290,24 +242,39 @@ class RedisAdapter(StorageAdapter):
         if client is not None and self._owns_client:
             self._client = None
             try:
-                await client.aclose()
+                await close(client)
             except Exception as exc:  # the client is dropped either way
                 logger.warning("Closing the Redis client failed: %s", type(exc).__name__)
         if was_connected:
             logger.info("Disconnected from Redis at %s", self._where)
 
     @property
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Client:
         client = self._client
         if client is None:
             raise StorageConnectionError("RedisAdapter has no client: call connect() first")
         return client
 
     def _map_error(self, exc: Exception, op: str) -> type[StorageError] | StorageError | None:
+        if isinstance(exc, rx.RedisClusterException) and not isinstance(exc, rx.RedisError):
+            # redis-py's cluster client: no reachable seed, uncovered slots, a bad command.
+            cause = exc.__cause__
+            if isinstance(cause, Exception) and not isinstance(cause, rx.RedisClusterException):
+                return self._map_error(cause, op)
+            return StorageConnectionError(f"Redis Cluster at {self._where}: {exc}")
         if isinstance(exc, rx.AuthenticationError):
             return StorageConnectionError(f"Redis at {self._where} refused the credentials: {exc}")
         if isinstance(exc, rx.ResponseError) and _is_wrongtype(exc):
             return StorageDataError(f"a session key holds a value that is not a list: {exc}")
+        if isinstance(exc, rx.AskError) and self.is_cluster:  # MovedError is an AskError
+            return StorageConnectionError(f"Redis Cluster at {self._where} kept redirecting: {exc}")
+        if isinstance(exc, rx.AskError) or (
+            isinstance(exc, rx.ResponseError) and str(exc).startswith(("MOVED ", "ASK "))
+        ):
+            return StorageQueryError(
+                f"Redis at {self._where} runs in cluster mode, the adapter not ({exc}): leave "
+                "`cluster` unset or set it to true"
+            )
         for driver_error, storage_error in _ERROR_RULES:
             if isinstance(exc, driver_error):
                 return storage_error
@@ -372,7 +339,8 @@ class RedisAdapter(StorageAdapter):
         """Cache many turns, across sessions, in one atomic round trip; return their ids.
 
         Every turn is validated before anything is sent. Then one ``EVAL`` of the write script
-        pushes each session's turns in the order given (the last one given becomes the most
+        (on a Redis Cluster one per hash slot, pipelined per node: :mod:`._writes`) pushes each
+        session's turns in the order given (the last one given becomes the most
         recent) with one ``LPUSH``, then one ``LTRIM`` and one ``EXPIRE`` per session. Turns
         without a ``timestamp`` share the batch's (one clock read per call).
         """
@@ -400,17 +368,8 @@ class RedisAdapter(StorageAdapter):
         window = self.window_size
         if not groups or not window:
             return ids
-        counts: list[int] = []
-        sent: list[str] = []
-        for payloads in groups.values():
-            # Older turns beyond the window would be trimmed at once: do not send them.
-            if len(payloads) > window:
-                payloads = payloads[-window:]
-            counts.append(len(payloads))
-            sent.extend(payloads)
-        await self._redis.eval(
-            _PUSH_SCRIPT, len(groups), *groups, window, self.ttl_seconds, *counts, *sent
-        )
+        # Older turns beyond the window would be trimmed at once: push() does not send them.
+        await push(self._redis, groups, window, self.ttl_seconds, self._wait)
         return ids
 
     # -- session utilities and the domain API (cache_turn, get_cached_turns, ...) -------------
@@ -484,7 +443,10 @@ class RedisAdapter(StorageAdapter):
         window = self.window_size
         if not window:
             return
-        await self._redis.eval(_PUSH_SCRIPT, 1, key, window, ttl, len(payloads), *payloads)
+        if self._plain:
+            await self._redis.eval(PUSH_SCRIPT, 1, key, window, ttl, len(payloads), *payloads)
+        else:
+            await push(self._redis, {key: payloads}, window, ttl, self._wait)
 
     async def _read(self, key: str, start: int, end: int) -> list[Any]:
         client = self._redis
@@ -506,28 +468,67 @@ class RedisAdapter(StorageAdapter):
         return decode_turns(items[:cap] if cap is not None else items, key)
 
     async def _get_backend_metrics(self) -> dict[str, Any] | None:
-        info = await self._redis.info()
-        figures = {
-            name: info.get(name)
-            for name in (
-                "redis_version",
-                "used_memory",
-                "connected_clients",
-                "keyspace_hits",
-                "keyspace_misses",
-                "expired_keys",
-                "evicted_keys",
+        """The server's figures (``INFO``); on a cluster each node's, their sums, and the
+        cluster's state (``CLUSTER INFO``)."""
+        client = self._redis
+        if isinstance(client, RedisCluster):
+            per_node, state = await asyncio.gather(
+                client.info(target_nodes=RedisCluster.ALL_NODES), client.cluster_info()
             )
-        }
+            figures = cluster_figures(per_node, state)
+        else:
+            figures = node_figures(await client.info())
         figures.update(
             window_size=self.window_size,
             ttl_seconds=self.ttl_seconds,
             refresh_ttl_on_read=self.refresh_ttl_on_read,
+            wait_replicas=self._wait.replicas if self._wait else 0,
         )
         return figures
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+#: The ``INFO`` figures the backend metrics report (per node, and summed on a cluster).
+_NODE_FIGURES: tuple[str, ...] = (
+    "used_memory",
+    "connected_clients",
+    "keyspace_hits",
+    "keyspace_misses",
+    "expired_keys",
+    "evicted_keys",
+)
+
+
+def node_figures(info: Mapping[str, Any]) -> dict[str, Any]:
+    """One server's figures from its ``INFO``."""
+    return {name: info.get(name) for name in ("redis_version", *_NODE_FIGURES)}
+
+
+def cluster_figures(per_node: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """A cluster's figures: the sums over its nodes (``INFO`` of each), each node's own
+    (with its role and, for a replica, its link to the primary), the cluster's state."""
+    nodes = {
+        name: {
+            **node_figures(info),
+            "role": info.get("role"),
+            "master_link_status": info.get("master_link_status"),
+        }
+        for name, info in sorted(per_node.items())
+    }
+    versions = sorted({str(n["redis_version"]) for n in nodes.values()})
+    figures: dict[str, Any] = {"redis_version": ", ".join(versions)}
+    for name in _NODE_FIGURES:
+        figures[name] = sum(int(n[name] or 0) for n in nodes.values())
+    figures.update(
+        cluster_state=state.get("cluster_state"),
+        cluster_slots_ok=int(state.get("cluster_slots_ok", 0)),
+        cluster_known_nodes=int(state.get("cluster_known_nodes", 0)),
+        cluster_size=int(state.get("cluster_size", 0)),
+        primaries=sum(1 for n in nodes.values() if n["role"] == "master"),
+        nodes=nodes,
+    )
+    return figures
 
 
 def _is_wrongtype(exc: Exception) -> bool:

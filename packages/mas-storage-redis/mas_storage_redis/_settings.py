@@ -1,18 +1,20 @@
 """``RedisSettings``: every key ``RedisAdapter`` reads, declared once.
 
-It is both the settings source (arguments, ``REDIS_*`` variables, the stack output
-``redis_url``, defaults) and the adapter's validated config (``adapter.config``). The README's
-configuration table is generated from it (``scripts/settings-tables``).
+It is both the settings source (arguments, ``REDIS_*`` variables, the stack outputs
+``redis_url`` and ``redis_cluster_nodes``, defaults) and the adapter's validated config
+(``adapter.config``). The README's configuration table is generated from it
+(``scripts/settings-tables``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mas_storage import Integer, Seconds, StackOutput, TlsSettings, mask_url
+from mas_storage import Integer, NodeList, Seconds, StackOutput, TlsSettings, mask_url
 
 __all__ = ["MAX_TTL", "MAX_WINDOW", "RedisSettings"]
 
@@ -73,6 +75,30 @@ class RedisSettings(TlsSettings):
         description="seconds a caller waits for a free connection when max_connections is "
         "set; unset: socket_timeout",
     )
+    cluster: bool | None = Field(
+        None,
+        description="Redis Cluster: true = cluster mode, false = one server; unset: cluster "
+        "mode when cluster_nodes are given or when the server of url (or host:port) runs "
+        "in cluster mode (asked at connect)",
+    )
+    cluster_nodes: Annotated[NodeList, StackOutput("redis_cluster_nodes")] = Field(
+        (),
+        description="Redis Cluster seed nodes, `host:port` (a JSON array or comma-separated); "
+        "the user, password and TLS come from url (or username, password, tls)",
+    )
+    wait_replicas: Integer = Field(
+        0,
+        ge=0,
+        description="acknowledge a write only once this many replicas have it (WAIT on the "
+        "write's connection); 0: once the primary has it (replication is asynchronous: a "
+        "failover can lose the last acknowledged writes)",
+    )
+    wait_timeout: Seconds = Field(
+        1.0,
+        description="seconds WAIT waits for wait_replicas replicas; a write they do not all "
+        "confirm by then raises StorageTimeoutError (not acknowledged: retry it, writes are "
+        "idempotent); less than socket_timeout",
+    )
 
     @field_validator("url")
     @classmethod
@@ -89,15 +115,66 @@ class RedisSettings(TlsSettings):
         scheme = self.url.get_secret_value().partition("://")[0].lower()
         return None if scheme == "unix" else scheme == "rediss"
 
+    @field_validator("cluster_nodes")
+    @classmethod
+    def _nodes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for node in value:
+            host, sep, port = node.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"a node is host:port, got {node!r}")
+        return value
+
     @model_validator(mode="after")
     def _pool_timeout(self) -> Self:
         if self.pool_timeout is None:
             object.__setattr__(self, "pool_timeout", self.socket_timeout)
         return self
 
+    @model_validator(mode="after")
+    def _cluster_and_wait(self) -> Self:
+        if self.cluster is False and self.cluster_nodes:
+            raise ValueError("cluster_nodes are given but cluster is false")
+        if self.cluster_mode:
+            if self.url is not None and self.uses_tls() is None:
+                raise ValueError("Redis Cluster does not run on unix sockets: use redis(s)://")
+            if self.database != 0:
+                raise ValueError(f"Redis Cluster has database 0 only, not {self.database}")
+        if self.wait_replicas and self.wait_timeout >= self.socket_timeout:
+            raise ValueError(
+                f"wait_timeout ({self.wait_timeout:g} s) must be less than socket_timeout "
+                f"({self.socket_timeout:g} s): the WAIT reply comes after it"
+            )
+        return self
+
+    @property
+    def cluster_mode(self) -> bool | None:
+        """True: cluster mode; False: one server; None: ask the server at connect."""
+        if self.cluster is not None:
+            return self.cluster
+        return True if self.cluster_nodes else None
+
+    @property
+    def database(self) -> int:
+        """The logical database: the URL's path, else ``db``."""
+        if self.url is None:
+            return self.db
+        path = urlsplit(self.url.get_secret_value()).path.strip("/")
+        return int(path) if path.isdigit() else 0
+
+    def seed_nodes(self) -> list[tuple[str, int]]:
+        """Where a cluster client starts: ``cluster_nodes``, else the url's or host:port."""
+        if self.cluster_nodes:
+            return [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self.cluster_nodes)]
+        if self.url is not None:
+            parts = urlsplit(self.url.get_secret_value())
+            return [(parts.hostname or "127.0.0.1", parts.port or 6379)]
+        return [(self.host, self.port)]
+
     @property
     def address(self) -> str:
         """Where the adapter connects, password masked: for logs and messages."""
+        if self.cluster_nodes:
+            return f"cluster {','.join(self.cluster_nodes)}"
         if self.url is not None:
             return mask_url(self.url.get_secret_value())
         return f"{self.host}:{self.port}/{self.db}"

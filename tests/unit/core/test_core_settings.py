@@ -39,6 +39,7 @@ OUTPUT_KEYS = (
     "qdrant_path",
     "qdrant_read_only_api_key",
     "qdrant_url",
+    "redis_cluster_nodes",
     "redis_url",
     "tls_ca",
     "typesense_api_key",
@@ -124,6 +125,7 @@ def test_every_outputs_key_reaches_its_settings(clean_env: Path) -> None:
         clean_env / ".mas/stack-outputs.json",
         postgres_url="postgresql://mas:pg-pw@127.0.0.1:5/db?sslmode=verify-full",
         redis_url="rediss://mas_app:redis-pw@127.0.0.1:6/0",
+        redis_cluster_nodes="127.0.0.1:16,127.0.0.1:17",  # NodeList: comma-separated here
         qdrant_url="https://127.0.0.1:7",
         qdrant_api_key="qdrant-key",
         qdrant_read_only_api_key="qdrant-read-key",
@@ -152,6 +154,7 @@ def test_every_outputs_key_reaches_its_settings(clean_env: Path) -> None:
     assert seen == {
         "postgres_url": "postgresql://mas:pg-pw@127.0.0.1:5/db?sslmode=verify-full",
         "redis_url": "rediss://mas_app:redis-pw@127.0.0.1:6/0",
+        "redis_cluster_nodes": ("127.0.0.1:16", "127.0.0.1:17"),
         "qdrant_url": "https://127.0.0.1:7",
         "qdrant_api_key": "qdrant-key",
         "qdrant_read_only_api_key": "qdrant-read-key",

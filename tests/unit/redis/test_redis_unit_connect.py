@@ -155,17 +155,27 @@ async def test_client_from_host_port_passes_credentials() -> None:
         await client.aclose()
 
 
-async def test_connect_creates_pings_and_is_idempotent(
-    fake: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("cluster", [None, False])
+async def test_connect_creates_checks_and_is_idempotent(
+    fake: Any, monkeypatch: pytest.MonkeyPatch, cluster: bool | None
 ) -> None:
-    adapter = RedisAdapter({"url": URL})
+    """One round trip at connect: ``INFO cluster`` when the adapter must find out whether the
+    server runs in cluster mode (``cluster`` unset), else ``PING``."""
+    adapter = RedisAdapter({"url": URL, "cluster": cluster})
     monkeypatch.setattr(adapter, "_create_client", lambda: fake)
+    fake.info = AsyncMock(return_value={"cluster_enabled": 0})
     ping, aclose = fake.ping, fake.aclose
     await adapter.connect()
     await adapter.connect()
     assert adapter.is_connected
     assert adapter.client is fake
-    ping.assert_awaited_once()
+    assert not adapter.is_cluster
+    if cluster is None:
+        fake.info.assert_awaited_once_with("cluster")
+        ping.assert_not_awaited()
+    else:
+        ping.assert_awaited_once()
+        fake.info.assert_not_awaited()
     await adapter.disconnect()
     aclose.assert_awaited_once()
     assert adapter.client is None
@@ -177,7 +187,7 @@ async def test_connect_creates_pings_and_is_idempotent(
 async def test_failed_connect_closes_the_client_it_created(
     fake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake.ping.side_effect = rx.ConnectionError(f"Error 111 connecting to {URL}")
+    fake.info = AsyncMock(side_effect=rx.ConnectionError(f"Error 111 connecting to {URL}"))
     fake.aclose.side_effect = RuntimeError("close failed too")  # must not mask the cause
     adapter = RedisAdapter({"url": URL})
     monkeypatch.setattr(adapter, "_create_client", lambda: fake)
