@@ -42,6 +42,8 @@ class Secrets:
     postgres_replication_password: str
     """The ``mas_replicator`` role's (streaming replication in the cluster topology; the
     admin outputs' ``postgres_replication_url``)."""
+    redis_replication_password: str
+    """The Redis Cluster replicas' ``replicator`` ACL user's (``masterauth``; no outputs)."""
 
     def __repr__(self) -> str:
         return "Secrets(***)"

@@ -66,6 +66,8 @@ class Service(ABC):
     """The service's name (its PID file, log and data directory); a cluster node's is its own
     (``redis-0``), given by its cluster module."""
     embedded: ClassVar[bool] = False
+    mutual_tls: ClassVar[bool] = False
+    """Its certificate also serves as a TLS client's (it connects to its peers with it)."""
     reuse_timeout: ClassVar[float] = 5.0
 
     def __init__(
@@ -129,7 +131,7 @@ class Service(ABC):
     def outputs(self) -> dict[str, Any]:
         """This backend's entries of the stack-outputs file (strings, node lists, nulls)."""
 
-    def admin_outputs(self) -> dict[str, str | None]:
+    def admin_outputs(self) -> dict[str, Any]:
         """This backend's entries of the admin outputs file (owner and admin credentials)."""
         return {}
 
@@ -140,7 +142,7 @@ class Service(ABC):
     def certificate(self) -> tuple[Path, Path]:
         """(certificate, key) of this service, issued for its address (TLS stacks only)."""
         assert self.ca is not None
-        issued = self.ca.issue(self.name, [self.host])
+        issued = self.ca.issue(self.name, [self.host], client=self.mutual_tls)
         return issued.cert, issued.key
 
     @property
@@ -491,10 +493,19 @@ class Redis(ProcessService):
         return self.data_dir / "redis.conf"
 
     def prepare(self) -> None:
-        from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
-
         redis_server()
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        conf = [
+            "# Written by mas-devstack at every start (ACL users, hashed: mode 0600).",
+            *self.config_lines(),
+            "",
+        ]
+        _write_private(self.config_path, "\n".join(conf))
+
+    def config_lines(self) -> list[str]:
+        """``redis.conf``: TLS only, the ACL users, AOF (a cluster node adds its own lines)."""
+        from mas_storage_redis import DISABLED_DEFAULT_USER, adapter_acl_rule, admin_acl_rule
+
         if self.tls:
             cert, key = self.certificate()
             assert self.ca_file is not None
@@ -513,31 +524,33 @@ class Redis(ProcessService):
             ]
         else:
             listen = [f"port {self.port}"]
-        conf = "\n".join(
-            [
-                "# Written by mas-devstack at every start (ACL users, hashed: mode 0600).",
-                f"bind {self.host}",
-                "protected-mode yes",
-                *listen,
-                # The default user is off: every client names its ACL user (the line keeps
-                # its permissions for the AOF replay: mas_storage_redis._acl says why).
-                DISABLED_DEFAULT_USER,
-                admin_acl_rule(REDIS_ADMIN_USER, self.secrets.redis_password),
-                adapter_acl_rule(REDIS_APP_USER, self.secrets.redis_app_password),
-                f"dir {self.data_dir / 'data'}",
-                "appendonly yes",
-                "appendfsync everysec",
-                "daemonize no",
-                'logfile ""',
-                "",
-            ]
-        )
-        _write_private(self.config_path, conf)
+        return [
+            f"bind {self.host}",
+            "protected-mode yes",
+            *listen,
+            # The default user is off: every client names its ACL user (the line keeps its
+            # permissions for the AOF replay: mas_storage_redis._acl says why).
+            DISABLED_DEFAULT_USER,
+            admin_acl_rule(REDIS_ADMIN_USER, self.secrets.redis_password),
+            adapter_acl_rule(
+                REDIS_APP_USER, self.secrets.redis_app_password, extra_commands=self.app_commands()
+            ),
+            f"dir {self.data_dir / 'data'}",
+            "appendonly yes",
+            "appendfsync everysec",
+            "daemonize no",
+            'logfile ""',
+        ]
+
+    def app_commands(self) -> tuple[str, ...]:
+        """Commands the adapter's user may send besides the adapter's own (a cluster's)."""
+        return ()
 
     def command(self) -> list[str]:
         return [redis_server(), str(self.config_path)]
 
-    def _client(self, timeout: float) -> Any:
+    def _client(self, timeout: float, **options: Any) -> Any:
+        """A sync redis-py client as the admin user (``options``: more client arguments)."""
         import redis
 
         tls: dict[str, Any] = {}
@@ -551,6 +564,7 @@ class Redis(ProcessService):
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             **tls,
+            **options,
         )
 
     def probe(self, timeout: float) -> None:
@@ -581,8 +595,8 @@ class Redis(ProcessService):
     def admin_url(self) -> str:
         return self._url(REDIS_ADMIN_USER, self.secrets.redis_password)
 
-    def outputs(self) -> dict[str, str | None]:
-        return {"redis_url": self.url}
+    def outputs(self) -> dict[str, Any]:
+        return {"redis_url": self.url, "redis_cluster_nodes": None}
 
     def admin_outputs(self) -> dict[str, str | None]:
         return {"redis_admin_url": self.admin_url}

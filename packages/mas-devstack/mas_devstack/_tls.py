@@ -154,18 +154,28 @@ class StackCa:
         return IssuedCertificate(self.dir / f"{name}.pem", self.dir / f"{name}-key.pem")
 
     def issue(
-        self, name: str, addresses: Sequence[str], dns_names: Iterable[str] = ()
+        self,
+        name: str,
+        addresses: Sequence[str],
+        dns_names: Iterable[str] = (),
+        *,
+        client: bool = False,
     ) -> IssuedCertificate:
         """The certificate of service ``name`` for ``addresses`` (IPs) and ``dns_names``:
         kept when it already lists exactly those, is signed by this CA and is not near its
-        end; issued again otherwise."""
+        end; issued again otherwise. ``client``: also for TLS client authentication
+        (``clientAuth``), for servers that present it to each other (a Redis Cluster's bus
+        verifies both ends)."""
         self.ensure()
         ips = sorted({ipaddress.ip_address(a) for a in addresses}, key=str)
         dns = sorted(set(dns_names))
         if not ips and not dns:
             raise DevstackError(f"a certificate for {name} needs an address or a name")
         out = self.paths(name)
-        if self._current(out, ips, dns):
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        if self._current(out, ips, dns, usages):
             return out
         ca_cert, ca_key = self._ca_cert(), self._ca_key()
         key = ec.generate_private_key(ec.SECP256R1())
@@ -202,7 +212,7 @@ class StackCa:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
@@ -222,6 +232,7 @@ class StackCa:
         out: IssuedCertificate,
         ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
         dns: list[str],
+        usages: list[x509.ObjectIdentifier],
     ) -> bool:
         if not (out.cert.is_file() and out.key.is_file()):
             return False
@@ -230,6 +241,7 @@ class StackCa:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             listed_ips = sorted(san.get_values_for_type(x509.IPAddress), key=str)
             listed_dns = sorted(san.get_values_for_type(x509.DNSName))
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             ca = self._ca_cert()
             signed = cert.issuer == ca.subject
             if signed:
@@ -237,7 +249,8 @@ class StackCa:
         except (ValueError, OSError, x509.ExtensionNotFound, TypeError):
             return False
         fresh = cert.not_valid_after_utc - _now() > RENEW_BEFORE
-        return signed and fresh and listed_ips == ips and listed_dns == dns
+        same = listed_ips == ips and listed_dns == dns and list(eku) == usages
+        return signed and fresh and same
 
     # -- what the secrets sweep needs --------------------------------------------------------
 
