@@ -127,6 +127,9 @@ def cluster_client(cfg: RedisSettings, where: str) -> RedisCluster:
     }
     if cfg.uses_tls():
         options.update(ssl=True, **tls_options(cfg, where))
+    remap = cfg.address_remap()
+    if remap:  # nodes behind NAT or a proxy: connect where they are reachable
+        options["address_remap"] = lambda address: remap.get(address, address)
     seeds = [ClusterNode(host, port) for host, port in cfg.seed_nodes()]
     return RedisCluster(startup_nodes=seeds, **options)
 

@@ -86,6 +86,12 @@ class RedisSettings(TlsSettings):
         description="Redis Cluster seed nodes, `host:port` (a JSON array or comma-separated); "
         "the user, password and TLS come from url (or username, password, tls)",
     )
+    cluster_address_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Redis Cluster behind NAT, port forwarding or a proxy: `host:port` a node "
+        "announces -> `host:port` to connect to (redis-py's address_remap); unset: the "
+        "announced addresses",
+    )
     wait_replicas: Integer = Field(
         0,
         ge=0,
@@ -119,9 +125,15 @@ class RedisSettings(TlsSettings):
     @classmethod
     def _nodes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for node in value:
-            host, sep, port = node.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError(f"a node is host:port, got {node!r}")
+            _host_port(node)
+        return value
+
+    @field_validator("cluster_address_map")
+    @classmethod
+    def _address_map(cls, value: dict[str, str]) -> dict[str, str]:
+        for announced, reachable in value.items():
+            _host_port(announced)
+            _host_port(reachable)
         return value
 
     @model_validator(mode="after")
@@ -164,11 +176,15 @@ class RedisSettings(TlsSettings):
     def seed_nodes(self) -> list[tuple[str, int]]:
         """Where a cluster client starts: ``cluster_nodes``, else the url's or host:port."""
         if self.cluster_nodes:
-            return [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self.cluster_nodes)]
+            return [_host_port(node) for node in self.cluster_nodes]
         if self.url is not None:
             parts = urlsplit(self.url.get_secret_value())
             return [(parts.hostname or "127.0.0.1", parts.port or 6379)]
         return [(self.host, self.port)]
+
+    def address_remap(self) -> dict[tuple[str, int], tuple[str, int]]:
+        """``cluster_address_map`` as redis-py's ``address_remap`` looks addresses up."""
+        return {_host_port(a): _host_port(r) for a, r in self.cluster_address_map.items()}
 
     @property
     def address(self) -> str:
@@ -178,3 +194,11 @@ class RedisSettings(TlsSettings):
         if self.url is not None:
             return mask_url(self.url.get_secret_value())
         return f"{self.host}:{self.port}/{self.db}"
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    """``host:port`` split and checked (ValueError naming the node otherwise)."""
+    host, sep, port = node.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"a node is host:port, got {node!r}")
+    return host, int(port)

@@ -47,6 +47,7 @@ def test_cluster_mode_is_asked_at_connect_unless_told() -> None:
         ({"url": "unix:///tmp/r.sock", "cluster": True}, "unix sockets"),
         ({"wait_replicas": 1, "wait_timeout": 2, "socket_timeout": 2}, "less than socket"),
         ({"wait_replicas": -1}, "wait_replicas"),
+        ({"cluster_address_map": {"10.0.0.1:7000": "127.0.0.1"}}, "a node is host:port"),
     ],
 )
 def test_bad_cluster_or_wait_settings_are_refused_by_name(
@@ -54,6 +55,13 @@ def test_bad_cluster_or_wait_settings_are_refused_by_name(
 ) -> None:
     with pytest.raises(StorageDataError, match=problem):
         RedisAdapter({"url": URL, **config})
+
+
+def test_address_map_is_redis_py_address_remap() -> None:
+    cfg = RedisAdapter(
+        {"url": URL, "cluster_address_map": {"10.0.0.1:7000": "127.0.0.1:17000"}}
+    ).config
+    assert cfg.address_remap() == {("10.0.0.1", 7000): ("127.0.0.1", 17000)}
 
 
 def test_wait_counts_replicas_and_refuses_fewer() -> None:
