@@ -2,6 +2,11 @@
 
 Every session id of this run starts with ``RUN`` and, per test, with a token of that test, so
 the guard can check, after each test and after the whole run, that no key it created is left.
+
+The same tests run against a Redis Cluster (``scripts/test-cluster``): the outputs then name
+its nodes (``redis_cluster_nodes``), the adapters built from ``redis_url`` find the cluster by
+themselves, and the operator's client that looks at what Redis holds (``raw``) is redis-py's
+cluster client: a one-server client would be answered ``MOVED`` for every key of another node.
 """
 
 from __future__ import annotations
@@ -14,10 +19,18 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from mas_storage_redis import RedisAdapter, session_key
 
 RUN = f"test-redis-{uuid.uuid4().hex[:8]}"
+
+
+def admin_client(url: str, cluster: bool) -> Any:
+    """The operator's client of ``url``: a cluster client on a Redis Cluster."""
+    if cluster:
+        return RedisCluster.from_url(url)
+    return aioredis.Redis.from_url(url)
 
 
 async def _leftovers(raw: aioredis.Redis, prefix: str) -> list[bytes]:
@@ -39,10 +52,16 @@ def redis_admin_url(stack_admin: dict[str, Any], redis_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def run_guard(redis_admin_url: str) -> AsyncIterator[None]:
+def redis_cluster(stack_outputs: dict[str, Any]) -> bool:
+    """Whether the stack's Redis is a cluster (its outputs name the nodes)."""
+    return bool(stack_outputs.get("redis_cluster_nodes"))
+
+
+@pytest.fixture(scope="session")
+async def run_guard(redis_admin_url: str, redis_cluster: bool) -> AsyncIterator[None]:
     """After the whole run: no key of this run is left in Redis."""
     yield
-    raw = aioredis.Redis.from_url(redis_admin_url)
+    raw = admin_client(redis_admin_url, redis_cluster)
     try:
         left = await _leftovers(raw, RUN)
         if left:
@@ -53,9 +72,9 @@ async def run_guard(redis_admin_url: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def raw(redis_admin_url: str) -> AsyncIterator[aioredis.Redis]:
+async def raw(redis_admin_url: str, redis_cluster: bool) -> AsyncIterator[aioredis.Redis]:
     """A plain driver client (the admin user), to look at what Redis really holds."""
-    client = aioredis.Redis.from_url(redis_admin_url)
+    client = admin_client(redis_admin_url, redis_cluster)
     yield client
     await client.aclose()
 
@@ -107,19 +126,32 @@ def session_id(sessions: Callable[..., str]) -> str:
 
 
 @pytest.fixture
-async def make_adapter(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
+def proxy_routes() -> dict[str, str]:
+    """On a cluster, the :func:`proxy` fixture's routes: node address -> its proxy's."""
+    return {}
+
+
+@pytest.fixture
+async def make_adapter(
+    redis_url: str, proxy_routes: dict[str, str]
+) -> AsyncIterator[Callable[..., Any]]:
     """``await make_adapter(**config)``: a connected adapter, disconnected after the test.
 
     An adapter given the loopback proxy's URL (:func:`proxied_url`) on a stack whose Redis is
     on a simulated host connects with ``tls_insecure``: the server's certificate names its
     host's IP, not the proxy's 127.0.0.1. Those tests are about outages; verification of the
-    certificate is ``tests/integration/test_tls.py``'s, and the loopback stack keeps it on."""
+    certificate is ``tests/integration/test_tls.py``'s, and the loopback stack keeps it on.
+    On a cluster, an adapter given a proxy's URL reaches every node through its proxy
+    (``cluster_address_map``): the nodes announce their own addresses."""
     made: list[RedisAdapter] = []
     server = urlsplit(redis_url).hostname
 
     async def build(**config: Any) -> RedisAdapter:
         url = str(config.get("url", redis_url))
-        if url.startswith("rediss://") and urlsplit(url).hostname != server:
+        parts = urlsplit(url)
+        if f"{parts.hostname}:{parts.port}" in proxy_routes.values():
+            config.setdefault("cluster_address_map", proxy_routes)
+        if url.startswith("rediss://") and parts.hostname != server:
             config.setdefault("tls_insecure", True)
         adapter = RedisAdapter({"url": redis_url, **config})
         await adapter.connect()
@@ -217,18 +249,67 @@ class TcpProxy:
             writer.transport.abort()
 
 
+class ClusterProxy:
+    """One :class:`TcpProxy` per node of a Redis Cluster, driven together: the cluster looks
+    hung, cut or down as a whole. ``port`` is the proxy of ``redis_url``'s node."""
+
+    def __init__(self, nodes: list[str], seed: str) -> None:
+        self.proxies = {}
+        for node in nodes:
+            host, _, port = node.rpartition(":")
+            self.proxies[node] = TcpProxy(host, int(port))
+        self.seed = seed
+        self.port = 0
+
+    def routes(self) -> dict[str, str]:
+        return {node: f"127.0.0.1:{p.port}" for node, p in self.proxies.items()}
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.proxies.values()))
+        self.port = self.proxies[self.seed].port
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.proxies.values()))
+
+    def cut(self) -> None:
+        for p in self.proxies.values():
+            p.cut()
+
+    def freeze(self) -> None:
+        for p in self.proxies.values():
+            p.freeze()
+
+    def thaw(self) -> None:
+        for p in self.proxies.values():
+            p.thaw()
+
+
 @pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
+async def proxy(
+    redis_url: str,
+    redis_cluster: bool,
+    stack_outputs: dict[str, Any],
+    proxy_routes: dict[str, str],
+) -> AsyncIterator[TcpProxy | ClusterProxy]:
+    """A proxy in front of Redis: of its one server, or of every node of its cluster."""
     parts = urlsplit(redis_url)
-    server = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    server: TcpProxy | ClusterProxy
+    if redis_cluster:
+        server = ClusterProxy(
+            list(stack_outputs["redis_cluster_nodes"]), parts.netloc.rpartition("@")[2]
+        )
+    else:
+        server = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
     await server.start()
+    if isinstance(server, ClusterProxy):
+        proxy_routes.update(server.routes())
     yield server
     server.thaw()
     await server.stop()
 
 
 @pytest.fixture
-def proxied_url(redis_url: str, proxy: TcpProxy) -> str:
+def proxied_url(redis_url: str, proxy: TcpProxy | ClusterProxy) -> str:
     """``redis_url`` pointed at the proxy."""
     parts = urlsplit(redis_url)
     userinfo = parts.netloc.rpartition("@")[0]

@@ -1,0 +1,410 @@
+"""Redis Cluster under faults: kill -9 a primary mid-load, by default and with WAIT.
+
+Runs against the local stack's cluster topology only (``scripts/test-cluster``); skips, with the
+reason, against anything else. One adapter (``RedisAdapter`` on redis-py's ``RedisCluster``,
+connected once) writes a steady load to one session, whose slot's primary is then killed with
+SIGKILL. The cluster promotes that primary's replica (``cluster-node-timeout`` 1 s); the harness
+restarts the killed node, which rejoins as the new primary's replica. The adapter must follow
+the new topology by itself (no new ``connect()``, the same client object), fail only with typed
+errors within the timeout + 1 s while the slot has no primary, and serve again.
+
+Redis replicates asynchronously, so two modes:
+
+* **default** (``wait_replicas`` 0): a write is acknowledged once its primary has it. Writes
+  acknowledged by the killed primary but not yet on its replica are lost by the failover. The
+  tests report how many (the "acked lost" column) and assert what does hold: nothing stored
+  twice, every write the caller retried found exactly once, the lost ones are exactly the
+  acknowledged ones missing, the other shards never fail.
+* **WAIT** (``wait_replicas`` 1): a write is acknowledged only once its replica has it. The tests
+  assert that no acknowledged write is lost. The shard acknowledges again once it has a replica
+  (the killed node back in sync): until then its writes fail with ``StorageTimeoutError``.
+
+Two faults: the primary killed under a plain load (on loopback the replica is microseconds
+behind: the primary writes the replication stream in the same event-loop turn as the reply), and
+the primary killed while its replica is behind: the replica SIGSTOPped and its link closed by
+the primary (``CLIENT KILL TYPE replica``) 1 s before the kill, as a replica cut off by the
+network would be. That is the window asynchronous replication leaves open, made wide: every
+write the primary acknowledged in that second is lost by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import pytest
+from faults import (
+    REPORTS,
+    SLACK,
+    TIMEOUT,
+    FaultTimes,
+    OutageReport,
+    StackFaults,
+    Target,
+    run_outage,
+)
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from mas_storage_redis import RedisAdapter, session_key
+
+pytestmark = pytest.mark.timeout(300)
+
+#: WAIT's timeout in the WAIT mode (seconds): a write its replica does not confirm by then fails.
+WAIT_TIMEOUT = 0.5
+#: How long the replica is cut off before its primary is killed (seconds).
+LAG_S = 1.0
+
+
+# -- the cluster as the operator sees it --------------------------------------------------------
+
+
+class ClusterView:
+    """The local cluster's nodes by name, and who serves a slot (asked as the admin)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.by_address = {node.address: node for node in cluster.nodes()}
+
+    def _nodes_seen_by(self, node: Any) -> dict[str, dict[str, Any]]:
+        with node.admin(timeout=2.0) as client:
+            return dict(client.cluster("nodes"))
+
+    def live(self) -> list[Any]:
+        pids = self.cluster.pids()
+        return [node for node in self.cluster.nodes() if pids[node.name]]
+
+    def primary_of(self, slot: int) -> str | None:
+        """The node every live node names as the slot's primary (``None`` until they agree)."""
+        answers: set[str | None] = set()
+        for node in self.live():
+            try:
+                seen = self._nodes_seen_by(node)
+            except Exception:
+                return None
+            owner = None
+            for address, info in seen.items():
+                flags = info["flags"]
+                if "master" in flags and "fail" not in flags:
+                    for low, *high in info["slots"]:
+                        if int(low) <= slot <= int(high[0] if high else low):
+                            owner = self.by_address[address.split("@")[0]].name
+            answers.add(owner)
+        return answers.pop() if len(answers) == 1 else None
+
+    def replica_of(self, primary: str) -> str:
+        """The node that replicates ``primary``."""
+        seen = self._nodes_seen_by(self.cluster.node(primary))
+        ids = {info["node_id"]: address for address, info in seen.items()}
+        primary_id = next(
+            i for i, a in ids.items() if self.by_address[a.split("@")[0]].name == primary
+        )
+        for address, info in seen.items():
+            if info["master_id"] == primary_id:
+                return str(self.by_address[address.split("@")[0]].name)
+        raise AssertionError(f"{primary} has no replica")
+
+    def in_sync(self, name: str) -> bool:
+        """``name`` is a replica whose link to its primary is up."""
+        try:
+            with self.cluster.node(name).admin(timeout=2.0) as client:
+                info = client.info("replication")
+        except Exception:
+            return False
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+    def session_on(self, primary: str, prefix: str) -> str:
+        """A fresh session id whose slot ``primary`` serves."""
+        for _ in range(10_000):
+            session = f"{prefix}-{uuid.uuid4().hex[:10]}"
+            if self.primary_of(key_slot(session_key(session).encode())) == primary:
+                return session
+        raise AssertionError(f"no session id found on {primary}")
+
+
+async def until(condition: Callable[[], Any], within: float, what: str) -> float:
+    """Poll ``condition`` (run in a thread) until true; its monotonic time; fail after."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(condition):
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {within:.0f} s: {what}")
+
+
+def signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+
+
+# -- the adapter under test ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def cluster_target(
+    outputs: dict[str, Any],
+    admin: dict[str, Any],
+    session: str,
+    *,
+    unread: set[int] | None = None,
+    **config: Any,
+) -> AsyncIterator[Target]:
+    """A connected adapter on the cluster (its seeds from the outputs) writing turns of
+    ``session``; the census reads the list as the admin. Removed afterwards.
+
+    ``unread``: a turn a read does not find goes there instead of failing the read (without
+    WAIT an acknowledged turn may be lost; the test checks these against the census)."""
+    key = session_key(session)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    settings = {
+        "url": outputs["redis_url"],
+        "cluster_nodes": outputs["redis_cluster_nodes"],
+        "tls_ca": outputs.get("tls_ca"),
+        "socket_timeout": TIMEOUT,
+        "window_size": 100_000,  # keep every turn: the census counts them all
+        "ttl_seconds": 3600,
+        **config,
+    }
+    adapter = RedisAdapter(settings)
+
+    async def write(k: int) -> None:
+        # A fixed timestamp per turn: a retry sends exactly the same entry.
+        stamp = base + timedelta(microseconds=k)
+        await adapter.cache_turn(session, k, f"turn {k}", {"k": k}, timestamp=stamp)
+
+    async def read(k: int) -> None:
+        turn = await adapter.retrieve(f"{key}:{k}")
+        if turn is None and unread is not None:
+            unread.add(k)
+            return
+        assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        client = RedisCluster.from_url(admin["redis_admin_url"])
+        try:
+            items = await client.lrange(key, 0, -1)
+        finally:
+            await client.aclose()
+        return Counter(int(json.loads(item)["turn_id"]) for item in items)
+
+    await adapter.connect()
+    try:
+        yield Target("redis-cluster", adapter, TIMEOUT, write, read, census, lambda: adapter.client)
+    finally:
+        await adapter.disconnect()
+        client = RedisCluster.from_url(admin["redis_admin_url"])
+        try:
+            await client.delete(key)
+        finally:
+            await client.aclose()
+
+
+class Bystander:
+    """Writes to a session on another shard all along: its calls must never fail."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.calls = 0
+        self.failures: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def _run(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            try:
+                await self.target.write(k)
+            except Exception as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}"[:200])
+            self.calls += 1
+            k += 1
+            await asyncio.sleep(0.02)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+# -- the faults ------------------------------------------------------------------------------------
+
+
+async def kill_primary(
+    faults: StackFaults,
+    view: ClusterView,
+    victim: str,
+    slot: int,
+    notes: dict[str, Any],
+    *,
+    back_when_synced: bool,
+    lag: float = 0.0,
+) -> FaultTimes:
+    """SIGKILL ``victim`` (the slot's primary); wait until its replica serves the slot; start
+    ``victim`` again and wait until it is the new primary's replica in sync. With ``lag``, its
+    replica is cut off that long first: SIGSTOPped, its link closed by the primary (it cannot
+    reconnect while stopped), SIGCONTed right after the kill.
+
+    ``up`` is the promotion (default mode), or the resync when the shard can acknowledge again
+    only with a replica (``back_when_synced``: the WAIT mode).
+    """
+    replica = view.replica_of(victim)
+    frozen: list[psutil.Process] = []
+    down = time.monotonic()
+    try:
+        if lag:
+            frozen = faults.processes(replica)
+            signal_all(frozen, signal.SIGSTOP)
+            with view.cluster.node(victim).admin() as client:
+                assert client.client_kill_filter(_type="replica") == 1
+            notes["replica_cut_s"] = lag
+            await asyncio.sleep(lag)
+        procs = faults.processes(victim)
+        killed = time.monotonic()
+        signal_all(procs, signal.SIGKILL)
+    finally:
+        signal_all(frozen, signal.SIGCONT)
+    await asyncio.to_thread(psutil.wait_procs, procs, 15)
+    await faults._run(faults.stack.stop, victim, kill=True)  # PID file, stray members (lock held)
+    promoted = await until(
+        lambda: view.primary_of(slot) == replica, 30, f"{replica} serves slot {slot}"
+    )
+    await faults._run(faults.stack.start, victim)
+    synced = await until(lambda: view.in_sync(victim), 30, f"{victim} rejoins as a replica")
+    notes.update(
+        victim=victim,
+        promoted=replica,
+        promotion_s=round(promoted - killed, 2),
+        resync_s=round(synced - killed, 2),
+    )
+    return FaultTimes(down, synced if back_when_synced else promoted)
+
+
+# -- the tests -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_of: Callable[[str], Any]) -> Any:
+    return cluster_of("redis")
+
+
+MODES = {"default": {}, "wait": {"wait_replicas": 1, "wait_timeout": WAIT_TIMEOUT}}
+FAULT_NAMES = {
+    ("kill", "default"): "kill -9 primary",
+    ("kill", "wait"): "kill -9 primary, WAIT 1",
+    ("lag", "default"): "kill -9 primary, replica cut off 1 s",
+    ("lag", "wait"): "kill -9 primary, replica cut off 1 s, WAIT 1",
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("fault", ["kill", "lag"])
+async def test_primary_killed_under_load(
+    fault: str,
+    mode: str,
+    cluster: Any,
+    faults: StackFaults,
+    stack_outputs: dict[str, Any],
+    stack_admin: dict[str, Any],
+) -> None:
+    view = ClusterView(cluster)
+    # The victim: the primary of a fresh session's slot; the bystander: a session elsewhere.
+    session = f"test-rel-rcl-{uuid.uuid4().hex[:10]}"
+    slot = key_slot(session_key(session).encode())
+    victim = await asyncio.to_thread(view.primary_of, slot)
+    assert victim is not None, "the cluster does not agree on who serves the slot"
+    elsewhere = await asyncio.to_thread(_other_primary_session, view, victim)
+    config = MODES[mode]
+    notes: dict[str, Any] = {}
+    unread: set[int] | None = None if mode == "wait" else set()
+    async with (
+        faults.locked(),
+        cluster_target(stack_outputs, stack_admin, session, unread=unread, **config) as target,
+        cluster_target(stack_outputs, stack_admin, elsewhere, **config) as bystander_target,
+    ):
+        bystander = Bystander(bystander_target)
+        bystander.start()
+        try:
+            report = await run_outage(
+                target,
+                lambda: kill_primary(
+                    faults,
+                    view,
+                    victim,
+                    slot,
+                    notes,
+                    back_when_synced=mode == "wait",
+                    lag=LAG_S if fault == "lag" else 0.0,
+                ),
+                FAULT_NAMES[fault, mode],
+            )
+        finally:
+            await bystander.stop()
+    lost = len(report.acked_missing)
+    report.notes.extend(
+        [f"{k}={v}" for k, v in notes.items()]
+        + [
+            f"acked lost={lost}",
+            f"bystander calls={bystander.calls} failed={len(bystander.failures)}",
+        ]
+    )
+    REPORTS[-1] = report.row()
+    print(
+        f"\nredis-cluster {FAULT_NAMES[fault, mode]}: acked {report.writes_acked}, lost {lost}"
+        f" {report.acked_missing[:10]}, failed calls {report.calls_failed} "
+        f"{report.error_types}, outage {report.outage_s} s, {notes}"
+    )
+    assert not bystander.failures, f"another shard failed: {bystander.failures[:3]}"
+    if mode == "wait":
+        report.check()  # every assertion, 0 acknowledged writes lost included
+    else:
+        check_default_mode(report)
+        assert unread is not None and unread <= set(report.acked_missing), (
+            f"reads missed turns that are not lost: {sorted(unread - set(report.acked_missing))}"
+        )
+
+
+def _other_primary_session(view: ClusterView, victim: str) -> str:
+    for name in ("redis-0", "redis-1", "redis-2", "redis-3", "redis-4", "redis-5"):
+        if name != victim and _serves_slots(view, name):
+            return view.session_on(name, "test-rel-rcl-by")
+    raise AssertionError("no other primary")
+
+
+def _serves_slots(view: ClusterView, name: str) -> bool:
+    with view.cluster.node(name).admin(timeout=2.0) as client:
+        return str(client.info("replication").get("role")) == "master"
+
+
+def check_default_mode(report: OutageReport) -> None:
+    """What holds without WAIT: every assertion of issue #11 except "no acknowledged write
+    lost"; the writes missing after the caller's retries are exactly the lost acknowledged."""
+    where = f"{report.backend}/{report.fault}"
+    assert not report.unexpected_errors, f"{where}: non-outage errors: {report.unexpected_errors}"
+    assert report.failures_before_fault == 0, f"{where}: calls failed before the fault"
+    assert report.calls_failed > 0, f"{where}: no call failed: the fault was not observed"
+    assert report.max_failed_call_s <= report.timeout_s + SLACK, (
+        f"{where}: a failed call took {report.max_failed_call_s:.2f}s"
+    )
+    assert report.first_success_after_s is not None, f"{where}: never served again"
+    assert report.failed_after_up == 0, f"{where}: {report.failed_after_up} failed after promotion"
+    assert report.connects == 0, f"{where}: {report.connects} connect() calls"
+    assert report.same_handle, f"{where}: the adapter's driver object was replaced"
+    assert not report.duplicated, f"{where}: writes stored twice: {report.duplicated}"
+    assert not report.duplicated_after_retry, f"{where}: retried writes stored twice"
+    assert sorted(report.missing_after_retry) == report.acked_missing, (
+        f"{where}: missing after the retries {report.missing_after_retry}, "
+        f"acknowledged and lost {report.acked_missing}"
+    )
