@@ -236,17 +236,14 @@ class RedisCluster(ClusterBackend):
         )
 
     def _replicas_seen(self) -> bool:
-        """Every node's view (what ``CLUSTER SLOTS`` answers clients) has the three primaries
-        with slots, each with its replica: gossip spreads a new replica's role after it syncs."""
-
-        def shape(nodes: dict[str, dict[str, Any]]) -> tuple[int, int]:
-            primaries = {n["node_id"] for n in nodes.values() if "master" in n["flags"]}
-            serving = sum(1 for n in nodes.values() if "master" in n["flags"] and n["slots"])
-            replicas = sum(1 for n in nodes.values() if n["master_id"] in primaries)
-            return serving, replicas
-
-        views = self._each(lambda c: shape(c.cluster("nodes")))
-        return all(view == (PRIMARIES, len(self._nodes) - PRIMARIES) for view in views)
+        """Every node's ``CLUSTER SLOTS`` (the map clients read) lists the three ranges, each
+        with its replica. Redis leaves out a replica until gossip has carried a replication
+        offset for it, a moment after it synced: a client that read the map earlier would
+        not know that replica."""
+        maps = self._each(lambda c: c.execute_command("CLUSTER SLOTS"))
+        return all(
+            len(ranges) == PRIMARIES and all(len(entry) >= 4 for entry in ranges) for ranges in maps
+        )
 
     def _until(self, what: str, done: Callable[[], bool]) -> None:
         deadline = time.monotonic() + FORM_TIMEOUT
