@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
 from mas_storage_redis import RedisAdapter
-from mas_storage_redis._adapter import _PUSH_SCRIPT  # the raw side sends the very same script
+from mas_storage_redis._writes import PUSH_SCRIPT as _PUSH_SCRIPT  # the raw side sends it too
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
