@@ -164,6 +164,28 @@ async def test_wait_returns_once_the_replica_holds_the_write(
 
 
 @pytest.mark.usefixtures("cluster_only")
+async def test_a_batch_with_wait_is_one_wait_per_node_and_whole(
+    make_adapter: Callable[..., Any], raw: RedisCluster, sessions: Callable[..., str]
+) -> None:
+    """With ``wait_replicas`` a batch over many slots sends each node's EVALs and then one
+    WAIT on the same connection: as many WAITs as primaries touched, every session whole."""
+    adapter = await make_adapter(wait_replicas=1, wait_timeout=1.0)
+    sids = [sessions() for _ in range(20)]
+    await raw.initialize()
+    owners = [raw.get_node_from_key(session_key(sid)) for sid in sids]
+    nodes = {node.name for node in owners if node is not None}
+    slots = {raw.keyslot(session_key(sid)) for sid in sids}
+    turns = [{"session_id": s, "turn_id": t, "content": f"{s}/{t}"} for t in range(2) for s in sids]
+    before = await commandstats(raw)
+    await adapter.store_many(turns)
+    assert await delta(raw, before, "cmdstat_wait") == len(nodes)
+    assert await delta(raw, before, "cmdstat_eval") == len(slots)
+    for sid in sids:
+        held = [json.loads(x) for x in await raw.lrange(session_key(sid), 0, -1)]
+        assert [t["turn_id"] for t in held] == [1, 0]
+
+
+@pytest.mark.usefixtures("cluster_only")
 async def test_backend_metrics_name_every_node(redis_adapter: RedisAdapter) -> None:
     backend = (await redis_adapter.get_metrics())["backend_specific"]
     nodes = backend["nodes"]
