@@ -10,6 +10,7 @@ the rest skips, with the reason, on one server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -186,6 +187,57 @@ async def test_a_batch_with_wait_is_one_wait_per_node_and_whole(
 
 
 @pytest.mark.usefixtures("cluster_only")
+async def test_a_slot_moved_under_the_adapter_is_followed_by_ask_then_moved(
+    make_adapter: Callable[..., Any],
+    raw: RedisCluster,
+    redis_admin_url: str,
+    sessions: Callable[..., str],
+) -> None:
+    """Resharding as ``redis-cli --cluster reshard`` does it, one slot: the session's slot
+    MIGRATING on its primary and IMPORTING on another, its key MIGRATEd, then the slot
+    assigned to the other. The connected adapter follows ``ASK`` (mid-migration) and then
+    ``MOVED`` and its new slot map, with the same client and no new connect()."""
+    adapter = await make_adapter()
+    client = adapter.client
+    sid = sessions()
+    key = session_key(sid)
+    await adapter.cache_turn(sid, 1, "before")
+    await raw.initialize()
+    slot = raw.keyslot(key)
+    src = raw.get_node_from_key(key)
+    assert src is not None
+    dst = next(n for n in raw.get_primaries() if n.name != src.name)
+    src_id = await raw.execute_command("CLUSTER MYID", target_nodes=src)
+    dst_id = await raw.execute_command("CLUSTER MYID", target_nodes=dst)
+    admin = urlsplit(redis_admin_url)
+    try:
+        await raw.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id, target_nodes=dst)
+        await raw.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id, target_nodes=src)
+        moved = await raw.execute_command(
+            "MIGRATE", dst.host, dst.port, "", 0, 5000, "AUTH2", admin.username,
+            admin.password, "KEYS", key, target_nodes=src,
+        )  # fmt: skip
+        assert moved in (b"OK", "OK")
+        # Mid-migration: the key lives on dst, the adapter's map still says src: ASK.
+        await adapter.cache_turn(sid, 2, "during")
+        assert [t["turn_id"] for t in await adapter.get_cached_turns(sid)] == [2, 1]
+        for node in raw.get_primaries():
+            await raw.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id, target_nodes=node)
+        # The slot is dst's now: MOVED, then the new map.
+        await adapter.cache_turn(sid, 3, "after")
+        assert [t["turn_id"] for t in await adapter.get_cached_turns(sid)] == [3, 2, 1]
+        assert adapter.client is client
+        direct = aioredis.Redis.from_url(_url_at(redis_admin_url, dst.host, int(dst.port)))
+        try:
+            assert await direct.llen(key) == 3  # on dst itself
+            await direct.delete(key)
+        finally:
+            await direct.aclose()
+    finally:  # the slot back where it was, as a migration again (no key left to move)
+        await _give_back(raw, slot, src, dst, src_id, dst_id)
+
+
+@pytest.mark.usefixtures("cluster_only")
 async def test_backend_metrics_name_every_node(redis_adapter: RedisAdapter) -> None:
     backend = (await redis_adapter.get_metrics())["backend_specific"]
     nodes = backend["nodes"]
@@ -224,6 +276,44 @@ def _url_at(url: str, host: str, port: int) -> str:
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}:{port}"))
+
+
+async def _give_back(
+    raw: RedisCluster, slot: int, src: Any, dst: Any, src_id: Any, dst_id: Any
+) -> None:
+    """``slot`` back to ``src``, as a migration again (no key left in it), whatever step the
+    test reached: src first (a node taking a slot it imports bumps its epoch, so every node,
+    replicas too by gossip, takes src's claim over dst's), then the other primaries."""
+    for node in (src, dst):
+        await raw.execute_command("CLUSTER SETSLOT", slot, "STABLE", target_nodes=node)
+    view = await raw.execute_command("CLUSTER SLOTS", target_nodes=src)
+    owner = next(
+        f"{e['primary'][0]}:{e['primary'][1]}" for (lo, hi), e in view.items() if lo <= slot <= hi
+    )
+    if owner != src.name:
+        await raw.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", dst_id, target_nodes=src)
+        await raw.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", src_id, target_nodes=dst)
+        for node in [src, *(n for n in raw.get_primaries() if n.name != src.name)]:
+            await raw.execute_command("CLUSTER SETSLOT", slot, "NODE", src_id, target_nodes=node)
+    await _until_all_nodes_agree(raw, slot, src.name)
+
+
+async def _until_all_nodes_agree(raw: RedisCluster, slot: int, owner: str) -> None:
+    """Wait (5 s at most) until every node's CLUSTER SLOTS gives ``slot`` to ``owner``."""
+    owners: set[str] = set()
+    for _ in range(100):
+        owners = set()
+        for node in raw.get_nodes():
+            view = await raw.execute_command("CLUSTER SLOTS", target_nodes=node)
+            owners |= {
+                f"{entry['primary'][0]}:{entry['primary'][1]}"
+                for (low, high), entry in view.items()
+                if low <= slot <= high
+            }
+        if owners == {owner}:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the nodes do not agree that {owner} serves slot {slot}: {owners}")
 
 
 def _session_off(raw: RedisCluster, node_name: str, sessions: Callable[..., str]) -> str:
