@@ -151,6 +151,7 @@ class RedisCluster(ClusterBackend):
             self._form(infos)  # no slot anywhere: nothing was ever stored, (re)form it
         else:  # a cluster that ran: its nodes find each other again from nodes.conf
             log.info("redis cluster: formed before, kept (%d nodes)", len(self._nodes))
+            self._close_open_slots()
         self._until("the cluster reports ok on every node", self.formed)
         self._until("every replica is in sync", self._replicas_in_sync)
         self._until("every node sees each primary's replica", self._replicas_seen)
@@ -223,6 +224,24 @@ class RedisCluster(ClusterBackend):
                 with contextlib.suppress(Exception):  # a replica refuses writes: no keys
                     client.flushall()
                 client.cluster("reset", "hard")
+
+    def _close_open_slots(self) -> None:
+        """A slot left importing or migrating (a resharding interrupted before its
+        ``SETSLOT NODE``; ``nodes.conf`` keeps it) would never be served by the node that
+        holds it open: nothing migrates while the stack starts, so it is set ``STABLE`` and
+        the node takes the owner's claim by gossip, as ``redis-cli --cluster fix`` does."""
+        for node in self._nodes:
+            with node.admin() as client:
+                mine = next(n for n in client.cluster("nodes").values() if "myself" in n["flags"])
+                for migration in mine["migrations"]:
+                    slot = int(migration["slot"])
+                    log.warning(
+                        "redis cluster: %s had slot %d left %s: set stable",
+                        node.name,
+                        slot,
+                        migration["state"],
+                    )
+                    client.cluster("setslot", slot, "stable")
 
     def _known_everywhere(self, ids: set[str]) -> bool:
         views = self._each(lambda c: {n["node_id"] for n in c.cluster("nodes").values()})
