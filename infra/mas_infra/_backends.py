@@ -98,10 +98,19 @@ class PostgresService(BackendService):
                 "-c ssl_min_protocol_version=TLSv1.2",
                 "-c password_encryption=scram-sha-256",
                 f"-c hba_file={self.hba_file}",
+                *self.extra_settings(),
             )
         )
         copy = own_copy(f"{TLS_DIR}/server.key", self.key_copy, "postgres")
-        return ["sh", "-c", f"{copy} && {server}"]
+        return ["sh", "-c", " && ".join((copy, *self.before_start(), server))]
+
+    def extra_settings(self) -> list[str]:
+        """More ``-c`` settings (a cluster node's replication ones)."""
+        return []
+
+    def before_start(self) -> list[str]:
+        """Shell steps between the key's copy and the server (a standby's base backup)."""
+        return []
 
     def uploads(self) -> Sequence[Upload]:
         return [
@@ -121,7 +130,12 @@ class PostgresService(BackendService):
             lines.append(f"hostssl {self.database}  +{self.app_group}  {network}  scram-sha-256")
         for network in ("0.0.0.0/0", "::/0"):
             lines.append(f"hostssl all         {self.owner}  {network}  scram-sha-256")
+        lines += self.extra_hba()
         return "\n".join(lines) + "\n"
+
+    def extra_hba(self) -> list[str]:
+        """More ``pg_hba.conf`` lines (a cluster node's replication ones)."""
+        return []
 
     def roles_script(self) -> str:
         """The roles, made once by the image's entrypoint on an empty volume (it sources
@@ -145,7 +159,11 @@ CREATE ROLE {self.app_group} NOLOGIN;
 GRANT CONNECT, TEMPORARY ON DATABASE {self.database} TO {self.app_group};
 CREATE ROLE {self.app_user} LOGIN PASSWORD :'app_password' IN ROLE {self.app_group};
 EOSQL
-"""
+""" + self.extra_roles()
+
+    def extra_roles(self) -> str:
+        """More of the init script (a cluster's replication role)."""
+        return ""
 
     def healthcheck(self) -> Healthcheck:
         # pg_isready ships with the server. Over TCP on purpose: the entrypoint's temporary
@@ -220,15 +238,23 @@ class RedisService(BackendService):
                 "--tls-cluster yes",
                 f"--aclfile {self.acl_file}",
                 "--appendonly yes",
+                *self.extra_args(),
             )
         )
-        copies = " && ".join(
-            (
-                own_copy(f"{TLS_DIR}/server.key", self.key_copy, "redis"),
-                own_copy(self.acl_upload, self.acl_file, "redis"),
-            )
+        steps = (
+            own_copy(f"{TLS_DIR}/server.key", self.key_copy, "redis"),
+            own_copy(self.acl_upload, self.acl_file, "redis"),
+            *self.before_start(),
         )
-        return ["sh", "-c", f"{copies} && {server}"]
+        return ["sh", "-c", f"{' && '.join(steps)} && {server}"]
+
+    def extra_args(self) -> list[str]:
+        """More ``redis-server`` arguments (a cluster node's)."""
+        return []
+
+    def before_start(self) -> list[str]:
+        """Shell steps before the server (a cluster node's join, in the background)."""
+        return []
 
     def uploads(self) -> Sequence[Upload]:
         return [*super().uploads(), Upload(self.acl_upload, self.acl(), secret=True)]

@@ -15,6 +15,13 @@ Everything that differs between the lab and a laptop is config, not code:
   container gets no swap on top).
 * ``neo4jHeap`` / ``neo4jPagecache``: Neo4j memory settings, inside its container limit.
 * ``namePrefix``: prefix of the Docker container and volume names (default ``mas``).
+* ``topology``: ``single`` (default: one container per backend) or ``cluster``: the backends'
+  own distributed modes (issue 17), with ``cluster``: ``backend -> [host of each node]``:
+  ``redis``: 6 hosts, the 3 primaries then their replicas (replica ``i`` follows primary ``i``);
+  ``typesense``: the Raft members (an odd number, at least 3); ``postgres``: the primary, then
+  its synchronous hot standby. Qdrant and Neo4j stay single (``placement``). A replica never
+  shares its primary's host; both rules are the policy pack's own (``mas_cluster_policies``).
+  Node ``i`` publishes each of its backend's ports at the configured port + ``i``.
 
 :func:`parse_config` is pure (plain dicts in, :class:`InfraConfig` out) so it is testable without
 Pulumi; :func:`load_config` feeds it from ``pulumi.Config``. The raw values are validated by one
@@ -25,12 +32,13 @@ rule is the policy pack's own (``mas_policies.image_reference_problem``), import
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pulumi
+from mas_cluster_policies import raft_size_problem, shared_host_problems
 from mas_policies import image_reference_problem
 from pydantic import (
     AfterValidator,
@@ -48,19 +56,31 @@ from mas_storage import backend_versions
 
 __all__ = [
     "BACKENDS",
+    "CLUSTER_BACKENDS",
+    "CLUSTER_SIZES",
     "DEFAULT_IMAGES",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_PORTS",
     "Host",
     "InfraConfig",
     "InfraConfigError",
+    "follows",
     "image_reference_problem",
     "load_config",
+    "node_name",
+    "node_ports",
     "parse_config",
 ]
 
 #: The five backends, in the order the components are built.
 BACKENDS = ("postgres", "redis", "qdrant", "neo4j", "typesense")
+
+#: The backends with a distributed mode, and how many nodes their ``cluster`` lists hold
+#: (None: any odd number, at least 3 - a Raft group).
+CLUSTER_SIZES: Mapping[str, int | None] = MappingProxyType(
+    {"postgres": 2, "redis": 6, "typesense": None}
+)
+CLUSTER_BACKENDS = tuple(CLUSTER_SIZES)
 
 #: The lab's default images: those of the backend versions manifest (``mas_storage``'s
 #: ``backend-versions.toml``), the very versions every test suite runs against locally. Each is an
@@ -120,10 +140,18 @@ class InfraConfig:
     neo4j_pagecache: str = "512M"
     name_prefix: str = "mas"
     used_hosts: tuple[str, ...] = field(default=())
+    topology: str = "single"
+    #: ``backend -> host name of each node`` (cluster topology only).
+    cluster: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def host_for(self, backend: str) -> Host:
         """The host the placement puts ``backend`` on."""
         return self.hosts[self.placement[backend]]
+
+    @property
+    def clustered(self) -> tuple[str, ...]:
+        """The backends that run as clusters (none in the single topology)."""
+        return tuple(b for b in CLUSTER_BACKENDS if b in self.cluster)
 
 
 def parse_config(raw: Mapping[str, Any]) -> InfraConfig:
@@ -140,8 +168,14 @@ def parse_config(raw: Mapping[str, Any]) -> InfraConfig:
         raise InfraConfigError(problems) from None
     hosts = {name: _host(name, host, spec.ssh_user) for name, host in spec.hosts.items()}
     ports = {b: {**DEFAULT_PORTS[b], **spec.ports.get(b, {})} for b in BACKENDS}
-    _check_port_clashes(ports, spec.placement)
-    used = tuple(dict.fromkeys(spec.placement[b] for b in BACKENDS))
+    cluster = {b: tuple(n) for b, n in spec.cluster.items()} if spec.topology == "cluster" else {}
+    _check_port_clashes(ports, spec.placement, cluster)
+    used = tuple(
+        dict.fromkeys(
+            [spec.placement[b] for b in BACKENDS if b not in cluster]
+            + [host for b in CLUSTER_BACKENDS for host in cluster.get(b, ())]
+        )
+    )
     return InfraConfig(
         hosts=MappingProxyType(hosts),
         placement=MappingProxyType(dict(spec.placement)),
@@ -152,6 +186,8 @@ def parse_config(raw: Mapping[str, Any]) -> InfraConfig:
         neo4j_pagecache=spec.neo4j_pagecache,
         name_prefix=spec.name_prefix,
         used_hosts=used,
+        topology=spec.topology,
+        cluster=MappingProxyType(cluster),
     )
 
 
@@ -159,9 +195,9 @@ def load_config(config: pulumi.Config | None = None) -> InfraConfig:
     """Read and check the current stack's config (namespace: the project name)."""
     cfg = config or pulumi.Config()
     raw: dict[str, Any] = {}
-    for key in ("hosts", "placement", "images", "ports", "memoryMb"):
+    for key in ("hosts", "placement", "images", "ports", "memoryMb", "cluster"):
         raw[key] = cfg.get_object(key)
-    for key in ("sshUser", "neo4jHeap", "neo4jPagecache", "namePrefix"):
+    for key in ("sshUser", "neo4jHeap", "neo4jPagecache", "namePrefix", "topology"):
         raw[key] = cfg.get(key)
     return parse_config(raw)
 
@@ -237,6 +273,8 @@ class _StackConfig(BaseModel):
     neo4j_pagecache: Neo4jMemory = Field("512M", alias="neo4jPagecache")
     name_prefix: NamePrefix = Field("mas", alias="namePrefix")
     ssh_user: str | None = Field(None, alias="sshUser", min_length=1)
+    topology: Literal["single", "cluster"] = "single"
+    cluster: dict[Backend, list[str]] = {}
 
     @model_validator(mode="after")
     def _placement_and_ports(self) -> _StackConfig:
@@ -256,7 +294,64 @@ class _StackConfig(BaseModel):
                     f"ports.{backend}: unknown port name(s) {unknown}; "
                     f"known: {sorted(DEFAULT_PORTS[backend])}"
                 )
+        self._check_cluster()
         return self
+
+    def _check_cluster(self) -> None:
+        """The cluster lists: known hosts, the right sizes, no replica beside its primary."""
+        if self.topology == "single":
+            return
+        missing = [b for b in CLUSTER_BACKENDS if b not in self.cluster]
+        if missing:
+            raise ValueError(f"topology cluster needs cluster.{missing[0]}: the host of each node")
+        problems: list[str] = []
+        for backend, nodes in self.cluster.items():
+            size = CLUSTER_SIZES.get(backend, 0)
+            if size == 0:
+                raise ValueError(
+                    f"cluster.{backend}: {backend} has no cluster mode here; "
+                    f"clustered: {CLUSTER_BACKENDS}"
+                )
+            unknown = sorted(set(nodes) - set(self.hosts))
+            if unknown:
+                raise ValueError(f"cluster.{backend} names host(s) {unknown} not in hosts")
+            if size is None:
+                problem = raft_size_problem(backend, len(nodes))
+                if problem:
+                    problems.append(f"cluster.{backend}: {problem}")
+            elif len(nodes) != size:
+                problems.append(f"cluster.{backend} lists {len(nodes)} hosts; it takes {size}")
+        for backend, pairs in _replication_pairs(self.cluster).items():
+            problems += [f"cluster.{backend}: {p}" for p in shared_host_problems(pairs)]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def node_name(backend: str, index: int) -> str:
+    """The name of a cluster node: ``redis-0`` ... (resources, containers, labels)."""
+    return f"{backend}-{index}"
+
+
+def follows(backend: str, index: int) -> int | None:
+    """Which node node ``index`` replicates (None: a primary or a Raft member)."""
+    half = (CLUSTER_SIZES.get(backend) or 0) // 2
+    if backend in ("redis", "postgres") and index >= half:
+        return index - half
+    return None
+
+
+def _replication_pairs(
+    cluster: Mapping[str, Sequence[str]],
+) -> dict[str, list[tuple[str, str, str, str]]]:
+    pairs: dict[str, list[tuple[str, str, str, str]]] = {}
+    for backend, hosts in cluster.items():
+        for index, host in enumerate(hosts):
+            primary = follows(backend, index)
+            if primary is not None and primary < len(hosts):
+                pairs.setdefault(backend, []).append(
+                    (node_name(backend, index), host, node_name(backend, primary), hosts[primary])
+                )
+    return pairs
 
 
 _MESSAGES = {
@@ -298,16 +393,37 @@ def _host(name: str, spec: _HostSpec, ssh_user: str | None) -> Host:
     return Host(name, spec.address, docker_host, tuple(spec.ssh_opts))
 
 
+def node_ports(backend: str, ports: Mapping[str, int], index: int) -> dict[str, int]:
+    """The ports of cluster node ``index``: each configured port + ``index``, plus its
+    peer port: Redis's cluster bus (``redis`` + 10000) and Typesense's Raft peering
+    (``http`` + 100)."""
+    found = {name: port + index for name, port in ports.items()}
+    if backend == "redis":
+        found["bus"] = ports["redis"] + 10000 + index
+    elif backend == "typesense":
+        found["peering"] = ports["http"] + 100 + index
+    return found
+
+
 def _check_port_clashes(
-    ports: Mapping[str, Mapping[str, int]], placement: Mapping[str, str]
+    ports: Mapping[str, Mapping[str, int]],
+    placement: Mapping[str, str],
+    cluster: Mapping[str, Sequence[str]],
 ) -> None:
     taken: dict[tuple[str, int], str] = {}
+    published: list[tuple[str, str, str, int]] = []
     for backend in BACKENDS:
-        for name, port in ports[backend].items():
-            key = (placement[backend], port)
-            if key in taken:
-                raise InfraConfigError(
-                    f"ports.{backend}.{name} = {port} is already published by {taken[key]} "
-                    f"on host {placement[backend]}"
-                )
-            taken[key] = f"{backend}.{name}"
+        if backend in cluster:
+            for index, host in enumerate(cluster[backend]):
+                for name, port in node_ports(backend, ports[backend], index).items():
+                    published.append((host, node_name(backend, index), name, port))
+        else:
+            for name, port in ports[backend].items():
+                published.append((placement[backend], backend, name, port))
+    for host, owner, name, port in published:
+        key = (host, port)
+        if key in taken:
+            raise InfraConfigError(
+                f"ports.{owner}.{name} = {port} is already published by {taken[key]} on host {host}"
+            )
+        taken[key] = f"{owner}.{name}"

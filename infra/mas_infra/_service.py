@@ -32,13 +32,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
 from ._config import InfraConfig, InfraConfigError
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterNode
 from ._tls import HostCertificate, StackCertificates
 
 __all__ = [
@@ -122,7 +125,9 @@ class Healthcheck:
         )
 
 
-def https_probe(port: int, path: str, ca_file: str = f"{TLS_DIR}/ca.crt") -> tuple[str, ...]:
+def https_probe(
+    port: int, path: str, ca_file: str = f"{TLS_DIR}/ca.crt", host: str = "127.0.0.1"
+) -> tuple[str, ...]:
     """A healthcheck that GETs ``path`` over TLS on loopback and wants status 200.
 
     For images without curl or wget (Qdrant: debian-slim with ca-certificates, tzdata and
@@ -135,7 +140,7 @@ def https_probe(port: int, path: str, ca_file: str = f"{TLS_DIR}/ca.crt") -> tup
     """
     request = f"GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n"
     script = (
-        f"printf '{request}' | openssl s_client -connect 127.0.0.1:{port} -CAfile {ca_file} "
+        f"printf '{request}' | openssl s_client -connect {host}:{port} -CAfile {ca_file} "
         "-verify_return_error -quiet 2>/dev/null | head -n 1 | grep -q ' 200 '"
     )
     return ("CMD-SHELL", script)
@@ -196,6 +201,8 @@ class BackendService(pulumi.ComponentResource):
     #: Role -> credential. The first one keeps the resource name ``<backend>-credential`` (the
     #: single credential before least privilege), so existing stacks keep its value.
     credential_specs: ClassVar[Mapping[str, Credential]]
+    #: Credentials only a cluster node needs (replication), added after ``credential_specs``.
+    cluster_credential_specs: ClassVar[Mapping[str, Credential]] = {}
 
     def __init__(
         self,
@@ -204,21 +211,32 @@ class BackendService(pulumi.ComponentResource):
         config: InfraConfig,
         provider: docker.Provider,
         certificates: StackCertificates,
+        node: ClusterNode | None = None,
+        credentials: Mapping[str, pulumi.Output[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(self.component_type, name, None, opts)
         self.config = config
-        self.host = config.host_for(self.kind)
-        self.ports = config.ports[self.kind]
+        #: The cluster node this container is (None: the single-node topology).
+        self.node = node
+        self.host = config.host_for(self.kind) if node is None else node.host
+        self.ports: Mapping[str, int] = config.ports[self.kind] if node is None else node.ports
         self.tls: HostCertificate = certificates.for_host(self.host)
-        self.credentials = {
-            role: self._credential(name, role, spec, first=index == 0)
-            for index, (role, spec) in enumerate(self.credential_specs.items())
-        }
+        specs = {**self.credential_specs, **(self.cluster_credential_specs if node else {})}
+        self.credentials = (
+            dict(credentials)
+            if credentials is not None
+            else {
+                role: self._credential(name, role, spec, first=index == 0)
+                for index, (role, spec) in enumerate(specs.items())
+            }
+        )
         prefix = config.name_prefix
+        unit = self.kind if node is None else node.name
         labels = [
             docker.ContainerLabelArgs(label="mas.backend", value=self.kind),
             docker.ContainerLabelArgs(label="mas.stack", value=pulumi.get_stack()),
+            *(node.labels() if node is not None else []),
         ]
         child = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -230,7 +248,7 @@ class BackendService(pulumi.ComponentResource):
         )
         self.volume = docker.Volume(
             f"{name}-data",
-            name=f"{prefix}-{self.kind}-data",
+            name=f"{prefix}-{unit}-data",
             labels=[docker.VolumeLabelArgs(label=lb.label, value=lb.value) for lb in labels],
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(protect=True, retain_on_delete=True)
@@ -239,12 +257,15 @@ class BackendService(pulumi.ComponentResource):
         self.health = self.healthcheck()
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{prefix}-{self.kind}",
+            name=f"{prefix}-{unit}",
             image=self.image.image_id,
             restart="unless-stopped",
             healthcheck=self.health.args(),
             wait=True,
             wait_timeout=self.health.wait_timeout_s,
+            # A container on the host's network publishes nothing: its servers bind the
+            # host's lab address themselves (a Typesense cluster node, see _cluster.py).
+            network_mode="host" if self.host_network else None,
             ports=[
                 docker.ContainerPortArgs(
                     internal=internal,
@@ -252,7 +273,7 @@ class BackendService(pulumi.ComponentResource):
                     ip=self.host.address,
                     protocol="tcp",
                 )
-                for port_name, internal in self.container_ports.items()
+                for port_name, internal in self.published_ports().items()
             ],
             volumes=[
                 docker.ContainerVolumeArgs(
@@ -296,6 +317,15 @@ class BackendService(pulumi.ComponentResource):
         return next(iter(self.credentials.values()))
 
     # -- per backend -------------------------------------------------------------------------
+
+    @property
+    def host_network(self) -> bool:
+        """Whether the container runs on the host's network (publishing nothing)."""
+        return False
+
+    def published_ports(self) -> Mapping[str, int]:
+        """Port name -> port inside the container, each published on ``self.ports[name]``."""
+        return {} if self.host_network else self.container_ports
 
     def envs(self) -> list[pulumi.Input[str]]:
         """``KEY=VALUE`` entries; credential ones built from the secret ``self.credentials``."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
 
 from ._backends import BACKEND_COMPONENTS
+from ._cluster import ClusterService
 from ._config import BACKENDS, InfraConfig, load_config
 from ._service import BackendService
 from ._tls import StackCertificates
@@ -31,10 +32,13 @@ class MasStack:
     outputs: Mapping[str, pulumi.Output[str]]
     #: The owner and admin credentials no adapter reads (the admin outputs file).
     admin_outputs: Mapping[str, pulumi.Output[str]]
+    #: The clustered backends (``topology: cluster``), in place of their single containers.
+    clusters: Mapping[str, ClusterService] = field(default_factory=dict)
 
 
 def build_stack(config: InfraConfig | None = None) -> MasStack:
-    """Create one Docker provider per host in use, the stack's CA, and the five backends."""
+    """Create one Docker provider per host in use, the stack's CA, and the five backends
+    (in the cluster topology, the clustered ones as :class:`ClusterService` nodes)."""
     cfg = config if config is not None else load_config()
     providers = {
         name: docker.Provider(
@@ -53,16 +57,23 @@ def build_stack(config: InfraConfig | None = None) -> MasStack:
             certificates=certificates,
         )
         for kind in BACKENDS
+        if kind not in cfg.clustered
+    }
+    clusters = {
+        kind: ClusterService(kind, config=cfg, providers=providers, certificates=certificates)
+        for kind in cfg.clustered
     }
     # Named as the adapters' settings models read them (``mas_storage.stack_output_keys()``,
     # less ``qdrant_path``: the lab runs a Qdrant server; the admin ones as the admin keys);
     # a test holds the two together.
     outputs: dict[str, pulumi.Output[str]] = {CA_OUTPUT: certificates.ca_pem}
     admin: dict[str, pulumi.Output[str]] = {}
-    for backend in backends.values():
-        outputs.update(backend.outputs)
-        admin.update(backend.admin)
-    return MasStack(cfg, providers, certificates, backends, outputs, admin)
+    parts = [(b.outputs, b.admin) for b in backends.values()]
+    parts += [(c.outputs, c.admin) for c in clusters.values()]
+    for backend_outputs, backend_admin in parts:
+        outputs.update(backend_outputs)
+        admin.update(backend_admin)
+    return MasStack(cfg, providers, certificates, backends, outputs, admin, clusters)
 
 
 def export_outputs(stack: MasStack) -> None:

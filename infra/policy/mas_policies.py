@@ -31,8 +31,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from mas_cluster_policies import CLUSTER_POLICIES
 from mas_policy_values import has_marks as _has_marks
 from mas_policy_values import is_secret as _is_secret
+from mas_policy_values import label as _label
 from mas_policy_values import plain as _plain
 from mas_tls_policies import check_tls_files, check_tls_keys_secret, check_tls_served
 from pulumi_policy import (
@@ -146,7 +148,7 @@ def check_no_public_ports(props: Mapping[str, Any]) -> list[str]:
     problems = []
     if _plain(props.get("publishAllPorts")):
         problems.append("publishAllPorts publishes every port on all interfaces")
-    if _plain(props.get("networkMode")) == "host":
+    if _plain(props.get("networkMode")) == "host" and not _binds_only_its_address(props):
         problems.append("networkMode 'host' exposes every listening port on all interfaces")
     for port in _plain(props.get("ports")) or []:
         ip = port.get("ip") if isinstance(port, Mapping) else None
@@ -162,6 +164,27 @@ def check_no_public_ports(props: Mapping[str, Any]) -> list[str]:
         if unspecified:
             problems.append(f"{where} is published on {ip} (all interfaces); use the lab address")
     return problems
+
+
+#: Servers whose every listener takes an address to bind: on the host's network, a container
+#: of theirs that names a specific address for each binds nothing else (a Typesense Raft
+#: member must bind the address its ``--nodes`` list names, so it runs there).
+_BIND_FLAGS: Mapping[str, tuple[str, ...]] = {"typesense": ("api-address", "peering-address")}
+
+
+def _binds_only_its_address(props: Mapping[str, Any]) -> bool:
+    flags = _BIND_FLAGS.get(_label(props, "mas.backend") or "")
+    if not flags:
+        return False
+    command = " ".join(str(_plain(p)) for p in _plain(props.get("command")) or [])
+    for flag in flags:
+        found = re.search(rf"--{flag}=(\S+)", command)
+        try:
+            if found is None or ipaddress.ip_address(found.group(1)).is_unspecified:
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 def credential_env_names(envs: Iterable[str]) -> list[str]:
@@ -316,4 +339,5 @@ POLICIES: list[Policy] = [
         "Private keys are secret: in the containers' uploads and in every pulumi-tls resource.",
         _validate_tls_keys,
     ),
+    *CLUSTER_POLICIES,
 ]

@@ -108,6 +108,12 @@ def _redis(command: str, env: Mapping[str, str], uploads: Mapping[str, Any]) -> 
         served.problems.append("Redis has no --tls-port")
     else:
         served.tls_ports.add(int(port))
+        # A cluster node's bus (tls-port + 10000 unless --cluster-port) is TLS with this flag.
+        if re.search(r"--cluster-enabled\s+yes", command) and re.search(
+            r"--tls-cluster\s+yes", command
+        ):
+            bus = _flag(command, r"--cluster-port\s+(\d+)")
+            served.tls_ports.add(int(bus) if bus else int(port) + 10000)
     for kind, flag in (("certificate", "--tls-cert-file"), ("key", "--tls-key-file")):
         served.need("Redis", flag, kind, _flag(command, rf"{flag}\s+(\S+)"))
     return served

@@ -33,3 +33,14 @@ def local_built(local_config: dict[str, Any]) -> Built:
 def built(request: pytest.FixtureRequest) -> Built:
     """Each committed stack, built."""
     return request.getfixturevalue(f"{request.param}_built")
+
+
+@pytest.fixture(scope="session")
+def cluster_config() -> dict[str, Any]:
+    """Pulumi.cluster.yaml's config (the cluster topology) plus the SSH user."""
+    return {**stack_file_config("cluster"), "sshUser": "labuser"}
+
+
+@pytest.fixture(scope="session")
+def cluster_built(cluster_config: dict[str, Any]) -> Built:
+    return build_program(cluster_config, stack="cluster")

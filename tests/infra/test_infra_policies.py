@@ -18,11 +18,12 @@ import pytest
 from infra_harness import CONTAINER, INFRA, REMOTE_IMAGE, VOLUME, Built, Registration
 from mas_policies import PACK_NAME, POLICIES
 from pulumi.runtime import rpc
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResourceOptions
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
-RULES = {p.name: p for p in POLICIES}
+#: The per-resource rules (the stack rule ``cluster-placement`` is test_infra_cluster.py's).
+RULES = {p.name: p for p in POLICIES if isinstance(p, ResourceValidationPolicy)}
 
 
 def _strip(value: Any) -> Any:
@@ -76,8 +77,9 @@ def container(dev_built: Built) -> dict[str, Any]:
 # -- the pack ----------------------------------------------------------------------------------
 
 
-def test_pack_has_the_eight_mandatory_rules() -> None:
-    assert sorted(RULES) == [
+def test_pack_has_the_nine_mandatory_rules() -> None:
+    assert sorted(p.name for p in POLICIES) == [
+        "cluster-placement",
         "containers-healthcheck-restart",
         "credentials-secret",
         "images-pinned",
