@@ -132,6 +132,14 @@ class QdrantAdapter(StorageAdapter):
         self.distance = models.Distance(cfg.distance)
         self.mode, self._client_kwargs = self._client_options(cfg)
         self.auto_optimize = cfg.auto_optimize
+        # Distributed Qdrant (server mode): passed only when set, so the server's defaults hold.
+        self._write_options: dict[str, Any] = (
+            {"ordering": models.WriteOrdering(cfg.write_ordering)} if cfg.write_ordering else {}
+        )
+        consistency = cfg.read_consistency
+        self._read_options: dict[str, Any] = (
+            {} if consistency is None else {"consistency": _consistency(consistency)}
+        )
         self._client: AsyncQdrantClient | None = None
         self._edge: EdgeCollection | None = None
 
@@ -357,7 +365,11 @@ class QdrantAdapter(StorageAdapter):
             return format_id(point_id)
         point = build_point(data, self.vector_size)
         await self._run(
-            self._qdrant.upsert, collection_name=self.collection_name, points=[point], wait=True
+            self._qdrant.upsert,
+            collection_name=self.collection_name,
+            points=[point],
+            wait=True,
+            **self._write_options,
         )
         return format_id(point.id)
 
@@ -382,7 +394,11 @@ class QdrantAdapter(StorageAdapter):
         for start in range(0, len(points), self.batch_size):
             chunk = points[start : start + self.batch_size]
             await self._run(
-                self._qdrant.upsert, collection_name=self.collection_name, points=chunk, wait=True
+                self._qdrant.upsert,
+                collection_name=self.collection_name,
+                points=chunk,
+                wait=True,
+                **self._write_options,
             )
         return [format_id(p.id) for p in points]
 
@@ -427,6 +443,7 @@ class QdrantAdapter(StorageAdapter):
             ids=[parse_id(id)],
             with_payload=True,
             with_vectors=with_vector,
+            **self._read_options,
         )
         if not records:
             return None
@@ -476,6 +493,7 @@ class QdrantAdapter(StorageAdapter):
             score_threshold=threshold,
             with_payload=True,
             with_vectors=with_vector,
+            **self._read_options,
         )
         return [_hit(point, with_vector) for point in response.points]
 
@@ -491,6 +509,7 @@ class QdrantAdapter(StorageAdapter):
             ids=[point_id],
             with_payload=False,
             with_vectors=False,
+            **self._read_options,
         )
         if not found:
             return False
@@ -499,6 +518,7 @@ class QdrantAdapter(StorageAdapter):
             collection_name=self.collection_name,
             points_selector=models.PointIdsList(points=[point_id]),
             wait=True,
+            **self._write_options,
         )
         return True
 
@@ -630,3 +650,8 @@ def _hit(point: Any, with_vector: bool) -> dict[str, Any]:
     if with_vector:
         hit["vector"] = point.vector
     return hit
+
+
+def _consistency(value: int | str) -> int | models.ReadConsistencyType:
+    """``read_consistency`` as qdrant-client takes it: a count or a named level."""
+    return value if isinstance(value, int) else models.ReadConsistencyType(value)

@@ -99,6 +99,22 @@ class QdrantSettings(TlsSettings):
         DEFAULT_BATCH_SIZE, ge=1, le=1024, description="points per upsert in store_many"
     )
 
+    write_ordering: Literal["weak", "medium", "strong"] | None = Field(
+        None,
+        description="server mode, distributed Qdrant: `ordering` of every write (upsert, "
+        "delete): `weak` (any replica; the server's default), `medium` (through the shard's "
+        "leader while it lives), `strong` (through the leader only: refused while none is "
+        "elected); unset: the server's default",
+    )
+    read_consistency: Literal["majority", "quorum", "all"] | Annotated[int, Field(ge=1)] | None = (
+        Field(
+            None,
+            description="server mode, distributed Qdrant: `consistency` of every read (retrieve, "
+            "search): how many replicas answer, a number or `majority`, `quorum`, `all`; unset: "
+            "the server's default (1: any replica). Qdrant's count has no such option",
+        )
+    )
+
     @field_validator("distance", mode="before")
     @classmethod
     def _distance_case(cls, value: Any) -> Any:
@@ -107,6 +123,15 @@ class QdrantSettings(TlsSettings):
                 if name.lower() == value.lower():
                     return name
         return value
+
+    @model_validator(mode="after")
+    def _replication_options_need_a_server(self) -> Self:
+        if self.mode == "embedded" and (self.write_ordering or self.read_consistency):
+            raise ValueError(
+                "write_ordering and read_consistency are server mode only (a distributed Qdrant "
+                "server's replicas); the embedded engine keeps one copy: give url, or unset them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _grpc_verifies(self) -> Self:

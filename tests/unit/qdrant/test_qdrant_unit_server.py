@@ -686,3 +686,65 @@ async def test_optimize_is_the_servers_business(adapter: Any, fake_qdrant: Any) 
     await adapter.disconnect()
     with pytest.raises(StorageConnectionError):
         await adapter.optimize()
+
+
+# -- distributed Qdrant: write ordering and read consistency ------------------------------------
+
+
+async def test_write_ordering_and_read_consistency_reach_every_call(
+    fake_qdrant: Any, server_config: dict[str, Any]
+) -> None:
+    qa = QdrantAdapter(
+        {**server_config, "write_ordering": "strong", "read_consistency": "majority"}
+    )
+    await qa.connect()
+    client = fake_qdrant.client
+    client.retrieve.return_value = [SimpleNamespace(id=7, payload={}, vector=None)]
+    await qa.store({"vector": VEC, "id": 7})
+    await qa.store_many([{"vector": VEC, "id": 8}])
+    await qa.retrieve("7")
+    await qa.search({"vector": VEC})
+    assert await qa.delete("7") is True
+    await qa.disconnect()
+    for write in (*client.upsert.await_args_list, client.delete.await_args):
+        assert write.kwargs["ordering"] is models.WriteOrdering.STRONG
+    assert client.upsert.await_count == 2
+    for read in (*client.retrieve.await_args_list, client.query_points.await_args):
+        assert read.kwargs["consistency"] is models.ReadConsistencyType.MAJORITY
+    assert client.retrieve.await_count == 2  # retrieve() and delete()'s existence check
+
+
+async def test_a_replica_count_is_passed_as_a_number(
+    fake_qdrant: Any, server_config: dict[str, Any]
+) -> None:
+    qa = QdrantAdapter({**server_config, "read_consistency": 2})
+    await qa.connect()
+    await qa.search({"vector": VEC})
+    await qa.store({"vector": VEC, "id": 1})
+    await qa.disconnect()
+    assert fake_qdrant.client.query_points.await_args.kwargs["consistency"] == 2
+    assert "ordering" not in fake_qdrant.client.upsert.await_args.kwargs  # the server's default
+
+
+async def test_unset_they_leave_the_servers_defaults(adapter: Any, fake_qdrant: Any) -> None:
+    await adapter.store({"vector": VEC, "id": 1})
+    await adapter.search({"vector": VEC})
+    assert "ordering" not in fake_qdrant.client.upsert.await_args.kwargs
+    assert "consistency" not in fake_qdrant.client.query_points.await_args.kwargs
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"write_ordering": "eventual"}, "write_ordering"),
+        ({"read_consistency": 0}, "read_consistency"),
+        ({"read_consistency": "most"}, "read_consistency"),
+        ({"url": None, "path": "/tmp/x", "write_ordering": "strong"}, "server mode only"),
+        ({"url": None, "path": "/tmp/x", "read_consistency": "all"}, "server mode only"),
+    ],
+)
+def test_bad_replication_options_are_refused(
+    server_config: dict[str, Any], config: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(StorageDataError, match=problem):
+        QdrantAdapter({**server_config, **config})
