@@ -211,6 +211,8 @@ class RedisService(BackendService):
         "app": Credential("redisAppPassword", forbidden=_WHITESPACE),
     }
     app_user = APP_USER
+    #: Commands the adapter's user needs besides its own (a cluster client's).
+    app_extra_commands: ClassVar[tuple[str, ...]] = ()
     admin_user = "admin"
     acl_upload = "/etc/mas/redis/users.acl"
     acl_file = f"{_OWN_DIR}/redis/users.acl"
@@ -270,7 +272,9 @@ class RedisService(BackendService):
                 "\n".join(
                     (
                         DISABLED_DEFAULT_USER,
-                        adapter_acl_rule(self.app_user, pw[0]),
+                        adapter_acl_rule(
+                            self.app_user, pw[0], extra_commands=self.app_extra_commands
+                        ),
                         admin_acl_rule(self.admin_user, pw[1]),
                     )
                 )

@@ -47,6 +47,7 @@ from ._service import TLS_DIR, BackendService, Credential, Healthcheck, Upload, 
 from ._tls import StackCertificates
 
 __all__ = [
+    "CLUSTER_CLIENT_COMMANDS",
     "CLUSTER_NODE_COMPONENTS",
     "REDIS_SLOT_RANGES",
     "REPLICATION_USER",
@@ -61,6 +62,11 @@ __all__ = [
 REDIS_SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
 #: PostgreSQL's replication role (docs/security.md): REPLICATION LOGIN and nothing else.
 REPLICATION_USER = "mas_replicator"
+#: What redis-py's cluster client sends besides the adapter's commands: the topology, its
+#: command table, redirections, and CLUSTER INFO for the backend metrics. The same list as the
+#: Redis helper's ``mas_storage_redis.CLUSTER_COMMANDS`` (branch issue-17-redis): import that
+#: one once both are merged.
+CLUSTER_CLIENT_COMMANDS = ("cluster|slots", "cluster|info", "command", "asking")
 _REDIS_BUS = 16379
 _NODES_FILE = "/etc/mas/typesense/nodes"
 
@@ -136,6 +142,9 @@ class RedisNode(RedisService, _Node):
     """A Redis Cluster node (see the module doc)."""
 
     container_ports: ClassVar[Mapping[str, int]] = {"redis": 6379, "bus": _REDIS_BUS}
+    #: The cluster bus always asks the connecting node for a certificate (``_tls``).
+    mutual_tls = True
+    app_extra_commands = CLUSTER_CLIENT_COMMANDS
 
     def envs(self) -> list[pulumi.Input[str]]:
         # masterauth from env: the command references it, so it carries no secret.
@@ -177,7 +186,8 @@ class RedisNode(RedisService, _Node):
             'export REDISCLI_AUTH="$MAS_REDIS_ADMIN_PASSWORD"; '
             f"until {local} ping >/dev/null 2>&1; do sleep 1; done; {join}"
         )
-        return [f"( ( {script} ) >/dev/null 2>&1 & )"]
+        # In the background, its answers in the container's log (``docker logs``).
+        return [f"( ( {script} ) & )"]
 
     @classmethod
     def cluster_outputs(

@@ -201,6 +201,8 @@ class BackendService(pulumi.ComponentResource):
     #: Role -> credential. The first one keeps the resource name ``<backend>-credential`` (the
     #: single credential before least privilege), so existing stacks keep its value.
     credential_specs: ClassVar[Mapping[str, Credential]]
+    #: Whether its servers authenticate each other with the host's peer certificate (``_tls``).
+    mutual_tls: ClassVar[bool] = False
     #: Credentials only a cluster node needs (replication), added after ``credential_specs``.
     cluster_credential_specs: ClassVar[Mapping[str, Credential]] = {}
 
@@ -221,7 +223,7 @@ class BackendService(pulumi.ComponentResource):
         self.node = node
         self.host = config.host_for(self.kind) if node is None else node.host
         self.ports: Mapping[str, int] = config.ports[self.kind] if node is None else node.ports
-        self.tls: HostCertificate = certificates.for_host(self.host)
+        self.tls: HostCertificate = certificates.for_host(self.host, peer=self.mutual_tls)
         specs = {**self.credential_specs, **(self.cluster_credential_specs if node else {})}
         self.credentials = (
             dict(credentials)

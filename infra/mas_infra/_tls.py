@@ -11,6 +11,10 @@
   ``server_auth``. Any host of ``hosts`` gets one the first time a backend is placed on it, so
   cluster placements (several nodes per backend) reuse the same call. The SANs do not name the
   backends: moving a backend leaves every certificate, and so every other container, alone.
+* **A peer certificate per host**, only for servers that authenticate each other
+  (``for_host(host, peer=True)``: a Redis Cluster node presents it on the cluster bus, which
+  always asks for a client certificate, whatever ``tls-auth-clients`` says): the same SANs,
+  for ``server_auth`` and ``client_auth``. The single topology has none.
 
 Private keys are secret outputs of their resources (pulumi-tls marks ``private_key_pem`` and
 ``private_key_pem_pkcs8`` so), and every value derived from them stays secret. Servers get the
@@ -102,12 +106,14 @@ class StackCertificates(pulumi.ComponentResource):
         self.ca_pem: pulumi.Output[str] = self.ca_cert.cert_pem
         self.register_outputs({"ca_pem": self.ca_pem})
 
-    def for_host(self, host: Host) -> HostCertificate:
-        """The certificate of ``host``, created the first time a component asks for it."""
-        found = self._hosts.get(host.name)
+    def for_host(self, host: Host, *, peer: bool = False) -> HostCertificate:
+        """The certificate of ``host``, created the first time a component asks for it;
+        ``peer``: the host's peer certificate (also for TLS client authentication)."""
+        cache = f"{host.name}-peer" if peer else host.name
+        found = self._hosts.get(cache)
         if found is not None:
             return found
-        prefix = f"{self._name}-{host.name}"
+        prefix = f"{self._name}-{cache}"
         key = tls.PrivateKey(
             f"{prefix}-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=self._child
         )
@@ -124,7 +130,7 @@ class StackCertificates(pulumi.ComponentResource):
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=self.ca_key.private_key_pem,
             ca_cert_pem=self.ca_cert.cert_pem,
-            allowed_uses=list(_SERVER_USES),
+            allowed_uses=[*_SERVER_USES, *(("client_auth",) if peer else ())],
             validity_period_hours=HOST_VALIDITY_HOURS,
             early_renewal_hours=HOST_EARLY_RENEWAL_HOURS,
             set_subject_key_id=True,
@@ -136,5 +142,5 @@ class StackCertificates(pulumi.ComponentResource):
             key_pem=pulumi.Output.secret(key.private_key_pem_pkcs8),
             ca_pem=self.ca_pem,
         )
-        self._hosts[host.name] = found
+        self._hosts[cache] = found
         return found

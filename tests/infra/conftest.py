@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,3 +48,15 @@ def cluster_config() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cluster_built(cluster_config: dict[str, Any]) -> Built:
     return build_program(cluster_config, stack="cluster")
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    """A private root the servers' users can traverse (pytest's tmp_path is root-only): where
+    the containers' commands run for real (test_infra_on_servers, test_infra_cluster_on_servers)."""
+    path = Path(tempfile.mkdtemp(prefix="mas-infra-servers-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

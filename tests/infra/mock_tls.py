@@ -75,6 +75,8 @@ def _usages(uses: list[str]) -> tuple[x509.KeyUsage, list[x509.ObjectIdentifier]
         decipher_only=False,
     )
     eku = [ExtendedKeyUsageOID.SERVER_AUTH] if "server_auth" in flags else []
+    if "client_auth" in flags:
+        eku.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     return usage, eku
 
 

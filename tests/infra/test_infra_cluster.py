@@ -258,3 +258,21 @@ def test_host_network_only_for_a_typesense_node_that_binds_its_address(
     assert found == (
         ["networkMode 'host' exposes every listening port on all interfaces"] if public else []
     )
+
+
+def test_redis_nodes_get_a_peer_certificate_the_single_topology_has_none(
+    cluster_built: Built, dev_built: Built
+) -> None:
+    certs = {
+        r.name: r for r in cluster_built.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    }
+    for host in ("lab-a", "lab-b"):
+        # the cluster bus asks the connecting node for a client certificate
+        assert "client_auth" in certs[f"tls-{host}-peer-cert"].inputs["allowedUses"]
+        assert "client_auth" not in certs[f"tls-{host}-cert"].inputs["allowedUses"]
+    nodes = _by_node(_containers(cluster_built))
+    key = next(u for u in nodes["redis-0"]["uploads"] if u["file"].endswith("server.crt"))
+    postgres = next(u for u in nodes["postgres-0"]["uploads"] if u["file"].endswith("server.crt"))
+    assert key["content"] != postgres["content"]  # the peer certificate, not the host's
+    dev_certs = dev_built.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    assert not [r.name for r in dev_certs if "peer" in r.name]

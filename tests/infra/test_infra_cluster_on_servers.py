@@ -1,0 +1,188 @@
+"""The cluster topology's Redis nodes for real, no Docker: six ``redis-server`` processes
+started from the program's own commands form Redis Cluster by themselves.
+
+As ``test_infra_on_servers.py`` does for one container: a cluster stack whose two "hosts" are
+the loopback addresses 127.0.0.2 and 127.0.0.3 (this machine) is built under mocks; each node's
+uploads are written under a private root of its own and its command runs, with the container's
+paths moved there and, since no Docker publishes ports here, the container ports replaced by the
+published ones (the client port and the cluster bus, moved into this run's port range). Nothing
+else is changed: the join in each node's command (``CLUSTER ADDSLOTSRANGE``/``MEET``/
+``REPLICATE`` as the ACL admin) must form the cluster, each replica must follow the primary the
+config names, and the adapter's user must read and write through the outputs'
+``redis_cluster_nodes`` over TLS. Needs root (the command's ``install -o redis``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from infra_harness import Built, build_program
+from redis.cluster import ClusterNode, RedisCluster
+from test_infra_on_servers import REDIS_ENTRYPOINT, ContainerRun, _ports
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the containers' commands as root")
+
+HOSTS = {"lab-a": "127.0.0.2", "lab-b": "127.0.0.3"}
+NODE_HOSTS = ["lab-a", "lab-b", "lab-a", "lab-b", "lab-a", "lab-b"]
+
+
+@pytest.fixture(scope="module")
+def ports() -> list[int]:
+    """Client ports of the six nodes, then their bus ports (this run's range)."""
+    return _ports(12, 40)
+
+
+@pytest.fixture(scope="module")
+def loopback_cluster(ports: list[int]) -> Built:
+    config: dict[str, Any] = {
+        "hosts": {
+            name: {"address": address, "docker": "unix:///var/run/docker.sock"}
+            for name, address in HOSTS.items()
+        },
+        "placement": dict.fromkeys(("postgres", "redis", "qdrant", "neo4j", "typesense"), "lab-a"),
+        "topology": "cluster",
+        "cluster": {
+            "postgres": ["lab-a", "lab-b"],
+            "redis": NODE_HOSTS,
+            "typesense": ["lab-a", "lab-b", "lab-b"],
+        },
+        "ports": {"redis": {"redis": ports[0]}, "postgres": {"postgres": 15432}},
+    }
+    return build_program(config, stack="cluster")
+
+
+def _moves(index: int, ports: list[int], root: Path) -> dict[str, str]:
+    address, port, bus = HOSTS[NODE_HOSTS[index]], ports[index], ports[6 + index]
+    moves = {
+        "-h 127.0.0.1 -p 6379": f"-h {address} -p {port}",
+        "--tls-port 6379": f"--tls-port {port}",
+        "--port 0": f"--bind {address} --port 0",
+        "--cluster-port 16379": f"--cluster-port {bus}",
+        "/data/": f"{root}/data/",
+    }
+    # the published bus ports (client port + 10000) are the ones run here
+    for other in range(6):
+        moves[f"{ports[other]} {ports[0] + 10000 + other}"] = f"{ports[other]} {ports[6 + other]}"
+        moves[f"--cluster-announce-bus-port {ports[0] + 10000 + other}"] = (
+            f"--cluster-announce-bus-port {ports[6 + other]}"
+        )
+    return moves
+
+
+@pytest.fixture
+def nodes(loopback_cluster: Built, ports: list[int], root: Path) -> Iterator[list[ContainerRun]]:
+    runs = []
+    try:
+        for index in range(6):
+            node_root = root / f"redis-{index}"
+            node_root.mkdir(mode=0o755)
+            run = ContainerRun(
+                loopback_cluster, f"redis-{index}", node_root, _moves(index, ports, node_root)
+            )
+            run.entrypoint(REDIS_ENTRYPOINT)
+            data = node_root / "data"
+            data.mkdir()
+            os.chown(data, *_redis_ids())
+            run.start(run.command, cwd=data)
+            runs.append(run)
+        for run in runs:
+            run.healthy()
+        yield runs
+    finally:
+        for run in runs:
+            run.stop()
+
+
+def _redis_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam("redis")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _cluster_info(client: redis.Redis) -> dict[str, str]:
+    """``CLUSTER INFO`` as a dict (redis-py may or may not have parsed it)."""
+    raw = client.execute_command("CLUSTER INFO")
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    return dict(line.split(":", 1) for line in str(raw).split() if ":" in line)
+
+
+def _admin(built: Built, index: int, ports: list[int], ca: str) -> redis.Redis:
+    password = built.admin_outputs["redis_admin_url"].split("admin:", 1)[1].split("@", 1)[0]
+    return redis.Redis(
+        host=HOSTS[NODE_HOSTS[index]],
+        port=ports[index],
+        username="admin",
+        password=password,
+        ssl=True,
+        ssl_ca_data=ca,
+        ssl_check_hostname=True,
+        decode_responses=True,
+    )
+
+
+def test_the_programs_redis_nodes_form_the_configured_cluster(
+    loopback_cluster: Built, nodes: list[ContainerRun], ports: list[int]
+) -> None:
+    ca = loopback_cluster.outputs["tls_ca"]
+    admins = [_admin(loopback_cluster, i, ports, ca) for i in range(6)]
+    try:
+        ids = [a.execute_command("CLUSTER MYID") for a in admins]
+        deadline = time.monotonic() + 60
+        while True:
+            info = _cluster_info(admins[0])
+            masters = {
+                ids.index(i): a.execute_command("ROLE")[0] for i, a in zip(ids, admins, strict=True)
+            }
+            # as node 0 sees it: 6 nodes, the slots on 3 primaries (gossip takes a moment)
+            formed = info["cluster_state"] == "ok" and info["cluster_known_nodes"] == "6"
+            formed = formed and info["cluster_size"] == "3"
+            if formed and list(masters.values()).count("slave") == 3:
+                break
+            logs = "\n".join(f"--- redis-{i}:\n{n.log_tail()[-600:]}" for i, n in enumerate(nodes))
+            assert time.monotonic() < deadline, f"{info}\n{masters}\n{logs}"
+            time.sleep(1)
+        for replica in range(3, 6):
+            role = admins[replica].execute_command("ROLE")
+            primary = replica - 3
+            # ROLE of a replica: ['slave', primary host, primary port, state, offset]
+            assert role[0] == "slave" and (role[1], int(role[2])) == (
+                HOSTS[NODE_HOSTS[primary]],
+                ports[primary],
+            )
+            assert NODE_HOSTS[replica] != NODE_HOSTS[primary]
+    finally:
+        for a in admins:
+            a.close()
+    # the adapter's user, through the outputs' seed nodes, over TLS verified for each address
+    seeds = loopback_cluster.outputs["redis_cluster_nodes"].split(",")
+    assert seeds == [f"{HOSTS[h]}:{ports[0] + i}" for i, h in enumerate(NODE_HOSTS)]
+    app_password = loopback_cluster.outputs["redis_url"].split("mas_app:", 1)[1].split("@")[0]
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in seeds],
+        username="mas_app",
+        password=app_password,
+        ssl=True,
+        ssl_ca_data=ca,
+        ssl_check_hostname=True,
+    )
+    try:
+        keys = [f"session:{{s{i}}}:turns" for i in range(12)]
+        slots = {client.keyslot(k) for k in keys}
+        owners = {client.get_node_from_key(k).name for k in keys}
+        assert len(slots) == 12 and len(owners) == 3  # spread over the three primaries
+        for key in keys:
+            assert client.lpush(key, key) == 1
+        for key in keys:
+            assert client.lrange(key, 0, -1) == [key.encode()]
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set("session:{s0}:x", "1")  # still the adapter's ACL, not the admin's
+    finally:
+        client.close()
