@@ -1,5 +1,6 @@
-"""The cluster topology's Redis nodes for real, no Docker: six ``redis-server`` processes
-started from the program's own commands form Redis Cluster by themselves.
+"""The cluster topology's nodes for real, no Docker: six ``redis-server`` processes started
+from the program's own commands form Redis Cluster by themselves, and three ``typesense-server``
+processes started with the program's flags and ``--nodes`` file elect one leader and replicate.
 
 As ``test_infra_on_servers.py`` does for one container: a cluster stack whose two "hosts" are
 the loopback addresses 127.0.0.2 and 127.0.0.3 (this machine) is built under mocks; each node's
@@ -15,16 +16,21 @@ config names, and the adapter's user must read and write through the outputs'
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import redis
 from infra_harness import Built, build_program
 from redis.cluster import ClusterNode, RedisCluster
 from test_infra_on_servers import REDIS_ENTRYPOINT, ContainerRun, _ports
+
+from mas_devstack._runtime import typesense_binary
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the containers' commands as root")
 
@@ -34,8 +40,9 @@ NODE_HOSTS = ["lab-a", "lab-b", "lab-a", "lab-b", "lab-a", "lab-b"]
 
 @pytest.fixture(scope="module")
 def ports() -> list[int]:
-    """Client ports of the six nodes, then their bus ports (this run's range)."""
-    return _ports(12, 40)
+    """Redis: the six nodes' client ports, then their bus ports; Typesense: the three API
+    ports, then the three peering ports (all in this run's range)."""
+    return _ports(18, 40)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,11 @@ def loopback_cluster(ports: list[int]) -> Built:
             "redis": NODE_HOSTS,
             "typesense": ["lab-a", "lab-b", "lab-b"],
         },
-        "ports": {"redis": {"redis": ports[0]}, "postgres": {"postgres": 15432}},
+        "ports": {
+            "redis": {"redis": ports[0]},
+            "typesense": {"http": ports[12]},
+            "postgres": {"postgres": 15432},
+        },
     }
     return build_program(config, stack="cluster")
 
@@ -186,3 +197,68 @@ def test_the_programs_redis_nodes_form_the_configured_cluster(
             client.set("session:{s0}:x", "1")  # still the adapter's ACL, not the admin's
     finally:
         client.close()
+
+
+# -- Typesense ---------------------------------------------------------------------------------
+
+TS_HOSTS = ["lab-a", "lab-b", "lab-b"]
+
+
+@pytest.fixture
+def typesense_nodes(
+    loopback_cluster: Built, ports: list[int], root: Path
+) -> Iterator[list[ContainerRun]]:
+    api = ports[12:15]
+    peering = ports[15:18]
+    published = [api[0] + 100 + i for i in range(3)]  # the program's peering ports
+    runs = []
+    try:
+        for index in range(3):
+            node_root = root / f"typesense-{index}"
+            node_root.mkdir(mode=0o755)
+            moves = {f"--peering-port={published[index]}": f"--peering-port={peering[index]}"}
+            run = ContainerRun(loopback_cluster, f"typesense-{index}", node_root, moves)
+            # the --nodes file, with the peering ports of this run
+            nodes_file = node_root / "etc/mas/typesense/nodes"
+            members = nodes_file.read_text(encoding="utf-8")
+            for program, here in zip(published, peering, strict=True):
+                members = members.replace(f":{program}:", f":{here}:")
+            nodes_file.write_text(members, encoding="utf-8")
+            data = node_root / "data"
+            data.mkdir()
+            run.env = {k: v for k, v in run.env.items() if k != "TYPESENSE_DATA_DIR"}
+            run.start([str(typesense_binary()), *run.command, f"--data-dir={data}"])
+            runs.append(run)
+        for run in runs:
+            run.healthy(timeout=120)  # /health ok: a member of a group with a leader
+        yield runs
+    finally:
+        for run in runs:
+            run.stop()
+
+
+def test_the_programs_typesense_nodes_form_one_raft_group(
+    loopback_cluster: Built, typesense_nodes: list[ContainerRun], root: Path
+) -> None:
+    urls = loopback_cluster.outputs["typesense_nodes"].split(",")
+    assert [urlsplit(u).hostname for u in urls] == ["127.0.0.2", "127.0.0.3", "127.0.0.3"]
+    ca = ssl.create_default_context(cadata=loopback_cluster.outputs["tls_ca"])
+    key = {"X-TYPESENSE-API-KEY": loopback_cluster.admin_outputs["typesense_admin_api_key"]}
+    with httpx.Client(verify=ca, headers=key, timeout=10) as http:
+        # /debug's state: 1 leader, 4 follower (braft's states)
+        states = [http.get(f"{u}/debug").json()["state"] for u in urls]
+        assert sorted(states) == [1, 4, 4], states
+        leader = urls[states.index(1)]
+        schema = {"name": "raft_check", "fields": [{"name": "t", "type": "string"}]}
+        assert http.post(f"{leader}/collections", json=schema).status_code == 201
+        doc = {"id": "d1", "t": "replicated"}
+        assert http.post(f"{leader}/collections/raft_check/documents", json=doc).status_code == 201
+        deadline = time.monotonic() + 30
+        for url in urls:  # every member applies the write through the Raft log
+            while True:
+                got = http.get(f"{url}/collections/raft_check/documents/d1")
+                if got.status_code == 200:
+                    assert got.json() == doc
+                    break
+                assert time.monotonic() < deadline, (url, got.status_code, got.text)
+                time.sleep(0.5)
