@@ -256,7 +256,13 @@ class PostgresNode(PostgresService, _Node):
 
     def envs(self) -> list[pulumi.Input[str]]:
         secret = self._env("MAS_REPLICATION_PASSWORD", self.credentials["replication"])
-        return [*super().envs(), secret]
+        # The image's first-start sessions (CREATE DATABASE, the roles script) run on a
+        # temporary server with the command's flags, synchronous_standby_names included, and no
+        # standby exists yet: committed locally, they do not wait for one forever.
+        local = (
+            ["PGOPTIONS=-c synchronous_commit=local"] if self.cluster_node.primary is None else []
+        )
+        return [*super().envs(), secret, *local]
 
     def extra_settings(self) -> list[str]:
         node = self.cluster_node

@@ -16,19 +16,27 @@ config names, and the adapter's user must read and write through the outputs'
 from __future__ import annotations
 
 import os
+import pwd
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 import redis
 from infra_harness import Built, build_program
 from redis.cluster import ClusterNode, RedisCluster
-from test_infra_on_servers import REDIS_ENTRYPOINT, ContainerRun, _ports
+from test_infra_on_servers import (
+    POSTGRES_ENTRYPOINT,
+    REDIS_ENTRYPOINT,
+    ContainerRun,
+    _ports,
+    _start_postgres,
+)
 
 from mas_devstack._runtime import typesense_binary
 
@@ -41,8 +49,9 @@ NODE_HOSTS = ["lab-a", "lab-b", "lab-a", "lab-b", "lab-a", "lab-b"]
 @pytest.fixture(scope="module")
 def ports() -> list[int]:
     """Redis: the six nodes' client ports, then their bus ports; Typesense: the three API
-    ports, then the three peering ports (all in this run's range)."""
-    return _ports(18, 40)
+    ports, then the three peering ports; PostgreSQL: the primary's port (all in this run's
+    range)."""
+    return _ports(20, 40)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +71,7 @@ def loopback_cluster(ports: list[int]) -> Built:
         "ports": {
             "redis": {"redis": ports[0]},
             "typesense": {"http": ports[12]},
-            "postgres": {"postgres": 15432},
+            "postgres": {"postgres": ports[18]},
         },
     }
     return build_program(config, stack="cluster")
@@ -111,8 +120,6 @@ def nodes(loopback_cluster: Built, ports: list[int], root: Path) -> Iterator[lis
 
 
 def _redis_ids() -> tuple[int, int]:
-    import pwd
-
     entry = pwd.getpwnam("redis")
     return entry.pw_uid, entry.pw_gid
 
@@ -262,3 +269,94 @@ def test_the_programs_typesense_nodes_form_one_raft_group(
                     break
                 assert time.monotonic() < deadline, (url, got.status_code, got.text)
                 time.sleep(0.5)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+#: Stand-in for the image's gosu: run a command as a user.
+GOSU = """#!/bin/sh
+set -eu
+user="$1"; shift
+exec setpriv --reuid="$user" --regid="$user" --init-groups "$@"
+"""
+
+
+def _postgres_standins(listen: str) -> Callable[[ContainerRun], None]:
+    """Listen on the node's address too, and a gosu stand-in (the standby's base backup)."""
+
+    def adjust(run: ContainerRun) -> None:
+        script = POSTGRES_ENTRYPOINT.replace(
+            "listen_addresses=127.0.0.1", f"listen_addresses={listen}"
+        )
+        run.entrypoint(script)
+        gosu = run.bin / "gosu"
+        gosu.write_text(GOSU, encoding="utf-8")
+        gosu.chmod(0o755)
+
+    return adjust
+
+
+@pytest.fixture
+def postgres_pair(
+    loopback_cluster: Built, ports: list[int], root: Path
+) -> Iterator[list[ContainerRun]]:
+    runs = []
+    try:
+        for index, host in enumerate(("lab-a", "lab-b")):
+            node_root = root / f"postgres-{index}"
+            node_root.mkdir(mode=0o755)
+            run = _start_postgres(
+                loopback_cluster,
+                node_root,
+                ports[18] + index,
+                name=f"postgres-{index}",
+                moves={'"$PGDATA"': f'"{node_root}/pgdata"'},
+                before=_postgres_standins(f"127.0.0.1,{HOSTS[host]}"),
+                pgdata=index == 0,
+                # the image's gosu sets the user's home; libpq (pg_basebackup, the WAL
+                # receiver) looks for a client certificate under it
+                HOME=pwd.getpwnam("postgres").pw_dir,
+            )
+            runs.append(run)
+            run.healthy(timeout=120)
+        yield runs
+    finally:
+        for run in reversed(runs):
+            run.stop()
+
+
+def test_the_programs_postgres_standby_is_synchronous(
+    loopback_cluster: Built, postgres_pair: list[ContainerRun], ports: list[int], root: Path
+) -> None:
+    ca = root / "client-ca.pem"
+    ca.write_text(loopback_cluster.outputs["tls_ca"], encoding="ascii")
+    url = loopback_cluster.admin_outputs["postgres_owner_url"]
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    assert hosts == f"127.0.0.2:{ports[18]},127.0.0.3:{ports[18] + 1}"
+    # libpq's failover: the multi-host URL reaches the read-write node, the primary
+    with psycopg.connect(url, sslrootcert=str(ca), autocommit=True) as owner:
+        assert owner.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        owner.execute("CREATE TABLE sync_check (v text)")
+        owner.execute("INSERT INTO sync_check VALUES ('acknowledged')")
+    # the standby streams and is the synchronous one (the superuser, on the primary's socket)
+    primary = postgres_pair[0]
+    with psycopg.connect(
+        host=str(root / "postgres-0/sock"),
+        port=ports[18],
+        user="postgres",
+        password=primary.env["POSTGRES_PASSWORD"],
+        dbname="postgres",
+    ) as superuser:
+        rows = superuser.execute(
+            "SELECT application_name, sync_state FROM pg_stat_replication"
+        ).fetchall()
+        assert rows == [("postgres_1", "sync")]
+        assert superuser.execute("SHOW synchronous_commit").fetchone() == ("remote_apply",)
+    # remote_apply: once acknowledged, the standby has applied it
+    standby = f"host=127.0.0.3 port={ports[18] + 1} dbname=mas_memory sslmode=verify-full"
+    password = urlsplit(url).password
+    with psycopg.connect(
+        standby, user="mas", password=password, sslrootcert=str(ca), autocommit=True
+    ) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert conn.execute("SELECT v FROM sync_check").fetchall() == [("acknowledged",)]

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -276,20 +277,35 @@ async def _redis_adapter_stores(url: str, ca: str, session: str) -> None:
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 
-def _start_postgres(built: Built, root: Path, port: int) -> ContainerRun:
-    """The PostgreSQL container's command, run under ``root``, on ``port``."""
-    run = ContainerRun(built, "postgres", root, {"port=5432": f"port={port}"})
+def _start_postgres(
+    built: Built,
+    root: Path,
+    port: int,
+    *,
+    name: str = "postgres",
+    moves: dict[str, str] | None = None,
+    before: Callable[[ContainerRun], None] | None = None,
+    pgdata: bool = True,
+    **env: str,
+) -> ContainerRun:
+    """The PostgreSQL container ``name``'s command, run under ``root``, on ``port``; ``before``
+    adjusts the run before it starts; ``pgdata``: make the data directory (a standby's command
+    makes its own)."""
+    run = ContainerRun(built, name, root, {"port=5432": f"port={port}", **(moves or {})})
     run.entrypoint(POSTGRES_ENTRYPOINT)
-    pgdata, sock = root / "pgdata", root / "sock"
-    for path in (pgdata, sock):
+    if before is not None:
+        before(run)
+    data, sock = root / "pgdata", root / "sock"
+    for path in (data, sock) if pgdata else (sock,):
         path.mkdir(mode=0o700)
         shutil.chown(path, "postgres", "postgres")
     run.start(
         run.command,
-        PGDATA=str(pgdata),
+        PGDATA=str(data),
         PGPORT=str(port),
         PGSOCK=str(sock),
         INITDB_DIR=str(root / "docker-entrypoint-initdb.d"),
+        **env,
     )
     return run
 
