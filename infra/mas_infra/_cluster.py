@@ -7,8 +7,9 @@ at the configured port + ``i`` (``_config.node_ports``). Each container carries 
 policy pack's cluster rules read (``mas.node``, ``mas.raft``, ``mas.follows``).
 
 * **Redis Cluster** (6 nodes): 3 primaries with the slot ranges ``redis-cli --cluster create``
-  gives, and replica ``i`` of primary ``i``. ``cluster-enabled yes``, the bus over TLS
-  (``tls-cluster``), each node announcing its host's address and published ports. Each node
+  gives, and replica ``3+i`` of primary ``i``. ``cluster-enabled yes``, the bus over TLS
+  (``tls-cluster``) with the host's peer certificate (the bus asks the connecting node for a
+  client certificate whatever ``tls-auth-clients`` says), each node announcing its host's address and published ports. Each node
   joins at start, idempotently, with the cluster commands ``redis-cli --cluster create`` itself
   sends (``CLUSTER ADDSLOTSRANGE``, ``CLUSTER MEET``, ``CLUSTER REPLICATE``), as the ACL admin
   user; replicas authenticate to their primary as that user (``masteruser``/``masterauth``
@@ -26,7 +27,8 @@ policy pack's cluster rules read (``mas.node``, ``mas.raft``, ``mas.follows``).
   the connection settings in the standby's ``postgresql.auto.conf``, owner-only, in its
   volume). The primary names the standby in ``synchronous_standby_names`` and every node runs
   ``synchronous_commit=remote_apply`` (a commit is acknowledged once the standby has applied
-  it: a read on the standby after an acknowledged write sees it, as the local stack does).
+  it: a read on the standby after an acknowledged write sees it, as the local stack does). The
+  primary's first-start sessions (the image's init) commit locally: no standby exists yet.
   Failover is the operator's (or Patroni's): ``pg_ctl promote`` on the standby; the primary's
   ``synchronous_standby_names`` stays in its command. Output: ``postgres_url`` with both hosts
   and ``target_session_attrs=read-write``.
