@@ -9,12 +9,12 @@ policy pack's cluster rules read (``mas.node``, ``mas.raft``, ``mas.follows``).
 * **Redis Cluster** (6 nodes): 3 primaries with the slot ranges ``redis-cli --cluster create``
   gives, and replica ``3+i`` of primary ``i``. ``cluster-enabled yes``, the bus over TLS
   (``tls-cluster``) with the host's peer certificate (the bus asks the connecting node for a
-  client certificate whatever ``tls-auth-clients`` says), each node announcing its host's address and published ports. Each node
-  joins at start, idempotently, with the cluster commands ``redis-cli --cluster create`` itself
-  sends (``CLUSTER ADDSLOTSRANGE``, ``CLUSTER MEET``, ``CLUSTER REPLICATE``), as the ACL admin
-  user; replicas authenticate to their primary as that user (``masteruser``/``masterauth``
-  from env). Outputs: ``redis_cluster_nodes`` (every node, ``host:port``) and ``redis_url``
-  (node 0, a seed).
+  client certificate whatever ``tls-auth-clients`` says), each node announcing its host's
+  address and published ports. Each node joins at start, idempotently, with the cluster commands
+  ``redis-cli --cluster create`` itself sends (``CLUSTER ADDSLOTSRANGE``, ``CLUSTER MEET``,
+  ``CLUSTER REPLICATE``), as the ACL admin user; replicas authenticate to their primary as that
+  user (``masteruser``/``masterauth`` from env). Outputs: ``redis_cluster_nodes`` (every node,
+  ``host:port``) and ``redis_url`` (node 0, a seed).
 * **Typesense Raft** (an odd number >= 3): one ``--nodes`` file shared by every node
   (``address:peering_port:api_port``). A Raft member is known by the address it binds, which
   must be the one in that list, so the nodes run on the host's network and bind the host's
