@@ -43,6 +43,8 @@ from typing import ClassVar
 import pulumi
 import pulumi_docker as docker
 
+from mas_storage_redis import CLUSTER_COMMANDS
+
 from ._backends import PostgresService, RedisService, TypesenseService, _quote
 from ._config import Host, InfraConfig, follows, node_name, node_ports
 from ._service import TLS_DIR, BackendService, Credential, Healthcheck, Upload, https_probe
@@ -65,10 +67,9 @@ REDIS_SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
 #: PostgreSQL's replication role (docs/security.md): REPLICATION LOGIN and nothing else.
 REPLICATION_USER = "mas_replicator"
 #: What redis-py's cluster client sends besides the adapter's commands: the topology, its
-#: command table, redirections, and CLUSTER INFO for the backend metrics. The same list as the
-#: Redis helper's ``mas_storage_redis.CLUSTER_COMMANDS`` (branch issue-17-redis): import that
-#: one once both are merged.
-CLUSTER_CLIENT_COMMANDS = ("cluster|slots", "cluster|info", "command", "asking")
+#: command table, redirections, and CLUSTER INFO for the backend metrics (the adapter
+#: package's own list, so the lab's ACL and the local stack's cannot drift apart).
+CLUSTER_CLIENT_COMMANDS = CLUSTER_COMMANDS
 _REDIS_BUS = 16379
 _NODES_FILE = "/etc/mas/typesense/nodes"
 
