@@ -170,19 +170,28 @@ class RedisNode(RedisService, _Node):
     def before_start(self) -> list[str]:
         """Join in the background once the local server answers (idempotent at each start):
         a primary takes its slots and meets node 0; a replica meets its primary and follows
-        it (retried until gossip has told it about the primary)."""
+        it. The MEET is repeated until it took: one sent while its peer is not up yet fails
+        its handshake and is forgotten (seen: two replicas that never joined)."""
         node = self.cluster_node
         cli = f"redis-cli --tls --cacert {TLS_DIR}/ca.crt --user {self.admin_user}"
         local = f"{cli} -h 127.0.0.1 -p 6379"
         seed = node.primary or node.members[0]
-        meet = f"{local} cluster meet {seed.host.address} {seed.ports['redis']} {seed.ports['bus']}"
+        meet = (
+            f"{local} cluster meet {seed.host.address} {seed.ports['redis']} {seed.ports['bus']}"
+            " >/dev/null 2>&1"
+        )
         if node.primary is None:
             low, high = REDIS_SLOT_RANGES[node.index]
-            join = f"{local} cluster addslotsrange {low} {high} >/dev/null 2>&1; {meet}"
+            # Node 0 is met by the others; the rest retry until they know another node.
+            join = (
+                f"{local} cluster addslotsrange {low} {high} >/dev/null 2>&1; "
+                f"until {local} cluster info | grep -q '^cluster_known_nodes:[2-9]'; "
+                f"do {meet}; sleep 2; done"
+            )
         else:
             primary = f"{cli} -h {seed.host.address} -p {seed.ports['redis']}"
             join = (
-                f'{meet}; until id=$({primary} cluster myid) && [ -n "$id" ] && '
+                f'until {meet}; id=$({primary} cluster myid) && [ -n "$id" ] && '
                 f'{local} cluster replicate "$id" | grep -q OK; do sleep 2; done'
             )
         script = (

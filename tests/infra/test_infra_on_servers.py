@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -89,17 +90,30 @@ def _plain(value: Any) -> Any:
 
 
 def _ports(count: int, offset: int) -> list[int]:
-    """Ports of this test: the port base's +offset.. when set (the machine is shared), else
-    free ones."""
+    """Ports of this test, consecutive: the port base's +offset.. when set (the machine is
+    shared), else a free run of ``count`` in 62000-64999, outside the ephemeral range.
+
+    Consecutive because the program numbers a cluster's nodes from its configured port (node
+    ``i`` on port + ``i``); scattered free ports made the Redis replicas look for their primaries
+    on ports where nothing ran (CI, which sets no port base).
+    """
     base = os.environ.get("MAS_DEVSTACK_PORT_BASE")
     if base:
         return [int(base) + offset + i for i in range(count)]
-    found = []
-    for _ in range(count):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            found.append(sock.getsockname()[1])
-    return found
+    for _ in range(200):
+        start = random.randrange(62000, 65000 - count)
+        if all(_bindable(port) for port in range(start, start + count)):
+            return list(range(start, start + count))
+    raise AssertionError(f"no {count} free consecutive ports in 62000-64999")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class ContainerRun:
