@@ -78,6 +78,7 @@ def test_with_two_hosts_the_primary_is_on_the_first_and_the_standby_on_the_secon
     assert "sslmode" not in url  # no CA in this context: plaintext (up --no-tls)
 
 
+@pytest.mark.host_system  # the command names the host's PostgreSQL binaries
 def test_each_node_runs_replication_settings_and_admits_the_replication_role(
     pair: PostgresCluster,
 ) -> None:
