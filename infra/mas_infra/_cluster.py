@@ -182,12 +182,16 @@ class RedisNode(RedisService, _Node):
         )
         if node.primary is None:
             low, high = REDIS_SLOT_RANGES[node.index]
-            # Node 0 is met by the others; the rest retry until they know another node.
-            join = (
-                f"{local} cluster addslotsrange {low} {high} >/dev/null 2>&1; "
-                f"until {local} cluster info | grep -q '^cluster_known_nodes:[2-9]'; "
-                f"do {meet}; sleep 2; done"
-            )
+            join = f"{local} cluster addslotsrange {low} {high} >/dev/null 2>&1"
+            if seed.index != node.index:
+                # Node 0 is met by the others. Each retries until node 0 itself is a known,
+                # handshaken peer: any other count misleads, since its own replica may meet it
+                # first (seen: primary 2 and its replica, an island of two).
+                known = f" {seed.host.address}:{seed.ports['redis']}@"
+                join += (
+                    f"; until {local} cluster nodes | grep -F '{known}' | grep -qv handshake; "
+                    f"do {meet}; sleep 2; done"
+                )
         else:
             primary = f"{cli} -h {seed.host.address} -p {seed.ports['redis']}"
             join = (

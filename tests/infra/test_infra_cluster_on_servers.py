@@ -99,7 +99,9 @@ def _moves(index: int, ports: list[int], root: Path) -> dict[str, str]:
 def nodes(loopback_cluster: Built, ports: list[int], root: Path) -> Iterator[list[ContainerRun]]:
     runs = []
     try:
-        for index in range(6):
+        # Replicas first: each meets its primary as soon as that is up, often before the
+        # primary has met node 0, the order that once left a primary and its replica apart.
+        for index in reversed(range(6)):
             node_root = root / f"redis-{index}"
             node_root.mkdir(mode=0o755)
             run = ContainerRun(
@@ -113,7 +115,7 @@ def nodes(loopback_cluster: Built, ports: list[int], root: Path) -> Iterator[lis
             runs.append(run)
         for run in runs:
             run.healthy()
-        yield runs
+        yield runs[::-1]  # in node order
     finally:
         for run in runs:
             run.stop()
