@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.cluster import RedisCluster
 
 from mas_storage import StorageConnectionError, create_adapter
 from mas_storage_typesense import TypesenseAdapter, default_schema
@@ -98,9 +99,26 @@ async def test_postgres_app_role_reaches_no_other_database(outputs: dict[str, An
 # -- Redis ---------------------------------------------------------------------------------------
 
 
+def _keyspace(outputs: dict[str, Any], url: str) -> aioredis.Redis | RedisCluster:
+    """A client of the whole key space: a cluster client when the outputs name a Redis Cluster
+    (each key goes to its slot's primary; a one-node client would be answered MOVED)."""
+    if outputs.get("redis_cluster_nodes"):
+        return RedisCluster.from_url(url, socket_timeout=5)
+    return aioredis.Redis.from_url(url, socket_timeout=5)
+
+
 @pytest.fixture
-async def app_redis(outputs: dict[str, Any]) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(outputs["redis_url"], socket_timeout=5)
+async def app_redis(outputs: dict[str, Any]) -> AsyncIterator[aioredis.Redis | RedisCluster]:
+    client = _keyspace(outputs, outputs["redis_url"])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def admin_keys(
+    outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> AsyncIterator[aioredis.Redis | RedisCluster]:
+    client = _keyspace(outputs, stack_admin["redis_admin_url"])
     yield client
     await client.aclose()
 
@@ -117,34 +135,37 @@ async def admin_redis(stack_admin: dict[str, Any]) -> AsyncIterator[aioredis.Red
     [("FLUSHALL",), ("FLUSHDB",), ("KEYS", "*"), ("CONFIG", "GET", "*"), ("ACL", "LIST")],
 )
 async def test_redis_app_user_may_not_run_other_commands(
-    app_redis: aioredis.Redis, admin_redis: aioredis.Redis, command: tuple[str, ...]
+    app_redis: aioredis.Redis | RedisCluster,
+    admin_keys: aioredis.Redis | RedisCluster,
+    command: tuple[str, ...],
 ) -> None:
     marker = f"test-lp-{uuid.uuid4().hex}"
-    await admin_redis.set(marker, "1", ex=60)
+    await admin_keys.set(marker, "1", ex=60)
     try:
         with pytest.raises(rx.NoPermissionError):
             await app_redis.execute_command(*command)
-        assert await admin_redis.get(marker) == b"1"  # nothing was flushed
+        assert await admin_keys.get(marker) == b"1"  # nothing was flushed
     finally:
-        await admin_redis.delete(marker)
+        await admin_keys.delete(marker)
 
 
 async def test_redis_app_user_reads_no_other_key_prefix(
-    app_redis: aioredis.Redis, admin_redis: aioredis.Redis
+    app_redis: aioredis.Redis | RedisCluster, admin_keys: aioredis.Redis | RedisCluster
 ) -> None:
     other = f"other:{uuid.uuid4().hex}"
     session = f"session:test-lp-{uuid.uuid4().hex}:turns"
-    await admin_redis.rpush(other, "secret-row")
+    await admin_keys.rpush(other, "secret-row")
     try:
         with pytest.raises(rx.NoPermissionError):
             await app_redis.lrange(other, 0, -1)
         with pytest.raises(rx.NoPermissionError):
             await app_redis.delete(other)
         await app_redis.lpush(session, "x")  # its own prefix: allowed
-        assert await admin_redis.lrange(session, 0, -1) == [b"x"]
-        assert await admin_redis.lrange(other, 0, -1) == [b"secret-row"]
+        assert await admin_keys.lrange(session, 0, -1) == [b"x"]
+        assert await admin_keys.lrange(other, 0, -1) == [b"secret-row"]
     finally:
-        await admin_redis.delete(other, session)
+        await admin_keys.delete(other)
+        await admin_keys.delete(session)
 
 
 async def test_redis_default_user_is_off(

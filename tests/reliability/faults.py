@@ -779,7 +779,6 @@ async def _redis(
     url = outputs["redis_url"]
     session = _run_id("redis")
     key = session_key(session)
-    base = datetime(2026, 1, 1, tzinfo=UTC)
     config = {
         "url": url,
         "socket_timeout": TIMEOUT,
@@ -788,23 +787,7 @@ async def _redis(
         **overrides,
     }
     adapter = RedisAdapter(config)
-
-    async def write(k: int) -> None:
-        # A fixed timestamp per turn: a retry sends exactly the same entry.
-        stamp = base + timedelta(microseconds=k)
-        await adapter.cache_turn(session, k, f"turn {k}", {"k": k}, timestamp=stamp)
-
-    async def read(k: int) -> None:
-        turn = await adapter.retrieve(f"{key}:{k}")
-        assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
-
-    async def census(keys: Iterable[int]) -> Counter[int]:
-        raw = raw_redis(url, outputs)
-        try:
-            items = await raw.lrange(key, 0, -1)
-        finally:
-            await raw.aclose()
-        return Counter(int(json.loads(item)["turn_id"]) for item in items)
+    write, read, census = turn_workload(adapter, session, lambda: raw_redis(url, outputs))
 
     async def configure(*args: str) -> Any:
         # CONFIG is the operator's (admin outputs): the adapter's ACL user may not send it.
@@ -845,6 +828,81 @@ async def _redis(
             await raw.aclose()
 
 
+Write = Callable[[int], Awaitable[None]]
+Read = Callable[[int], Awaitable[None]]
+Census = Callable[[Iterable[int]], Awaitable[Counter[int]]]
+
+
+def turn_workload(
+    adapter: Any, session: str, census_client: Callable[[], Any], *, unread: set[int] | None = None
+) -> tuple[Write, Read, Census]:
+    """The Redis workload, on one server or a cluster: turn ``k`` of ``session``.
+
+    ``census_client()`` makes a raw client (closed after use) that reads the list as stored.
+    With ``unread``, a turn a read does not find goes there instead of failing the read
+    (without WAIT a failover may lose an acknowledged turn: the test checks them afterwards)."""
+    from mas_storage_redis import session_key
+
+    key = session_key(session)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def write(k: int) -> None:
+        # A fixed timestamp per turn: a retry sends exactly the same entry.
+        stamp = base + timedelta(microseconds=k)
+        await adapter.cache_turn(session, k, f"turn {k}", {"k": k}, timestamp=stamp)
+
+    async def read(k: int) -> None:
+        turn = await adapter.retrieve(f"{key}:{k}")
+        if turn is None and unread is not None:
+            unread.add(k)
+            return
+        assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
+
+    async def census(keys: Iterable[int]) -> Counter[int]:
+        raw = census_client()
+        try:
+            items = await raw.lrange(key, 0, -1)
+        finally:
+            await raw.aclose()
+        return Counter(int(json.loads(item)["turn_id"]) for item in items)
+
+    return write, read, census
+
+
+@dataclass
+class ReadLog:
+    """When each write was acknowledged, and each read that found nothing (key, when)."""
+
+    acked_at: dict[int, float] = field(default_factory=dict)
+    stale: list[tuple[int, float]] = field(default_factory=list)
+
+
+def fact_workload(adapter: Any, collection: str, log: ReadLog | None = None) -> tuple[Write, Read]:
+    """The Typesense workload, on one node or a cluster: fact ``k`` upserted by its id.
+
+    Without ``log`` a read that finds nothing raises :class:`NotYetVisible` (judged by the
+    replay rule of :class:`Target`); with it, the miss is logged as stale instead (a follower
+    not yet caught up with an acknowledged write; the test bounds which keys and when). A read
+    that finds another content always fails."""
+
+    async def write(k: int) -> None:
+        # upsert by id: a retry replaces the document, never adds one.
+        assert await adapter.upsert(typesense_fact(k, collection)) == f"k{k}"
+        if log is not None:
+            log.acked_at.setdefault(k, time.monotonic())
+
+    async def read(k: int) -> None:
+        doc = await adapter.retrieve(f"k{k}")
+        if doc is None:
+            if log is None:
+                raise NotYetVisible(f"k{k} read as None")
+            log.stale.append((k, time.monotonic()))
+            return
+        assert doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
+
+    return write, read
+
+
 def typesense_fact(k: int, session: str) -> dict[str, Any]:
     """Item ``k`` of a Typesense workload: keyed by its id (``k<k>``), searchable by "number"."""
     return {
@@ -879,16 +937,7 @@ async def _typesense(
             **overrides,
         }
         adapter = TypesenseAdapter(config)
-
-        async def write(k: int) -> None:
-            # upsert by id: a retry replaces the document, never adds one.
-            assert await adapter.upsert(typesense_fact(k, collection)) == f"k{k}"
-
-        async def read(k: int) -> None:
-            doc = await adapter.retrieve(f"k{k}")
-            if doc is None:
-                raise NotYetVisible(f"k{k} read as None")
-            assert doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
+        write, read = fact_workload(adapter, collection)
 
         async def census(keys: Iterable[int]) -> Counter[int]:
             async with admin_client(outputs) as client:

@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
@@ -51,6 +48,7 @@ from faults import (
     StackFaults,
     Target,
     run_outage,
+    turn_workload,
 )
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -165,7 +163,6 @@ async def cluster_target(
     ``unread``: a turn a read does not find goes there instead of failing the read (without
     WAIT an acknowledged turn may be lost; the test checks these against the census)."""
     key = session_key(session)
-    base = datetime(2026, 1, 1, tzinfo=UTC)
     settings = {
         "url": outputs["redis_url"],
         "cluster_nodes": outputs["redis_cluster_nodes"],
@@ -176,26 +173,9 @@ async def cluster_target(
         **config,
     }
     adapter = RedisAdapter(settings)
-
-    async def write(k: int) -> None:
-        # A fixed timestamp per turn: a retry sends exactly the same entry.
-        stamp = base + timedelta(microseconds=k)
-        await adapter.cache_turn(session, k, f"turn {k}", {"k": k}, timestamp=stamp)
-
-    async def read(k: int) -> None:
-        turn = await adapter.retrieve(f"{key}:{k}")
-        if turn is None and unread is not None:
-            unread.add(k)
-            return
-        assert turn is not None and turn["content"] == f"turn {k}", f"turn {k} read as {turn}"
-
-    async def census(keys: Iterable[int]) -> Counter[int]:
-        client = RedisCluster.from_url(admin["redis_admin_url"])
-        try:
-            items = await client.lrange(key, 0, -1)
-        finally:
-            await client.aclose()
-        return Counter(int(json.loads(item)["turn_id"]) for item in items)
+    write, read, census = turn_workload(
+        adapter, session, lambda: RedisCluster.from_url(admin["redis_admin_url"]), unread=unread
+    )
 
     await adapter.connect()
     try:

@@ -37,7 +37,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,11 +47,11 @@ from faults import (
     SLACK,
     TIMEOUT,
     FaultTimes,
-    NotYetVisible,
+    ReadLog,
     StackFaults,
     Target,
+    fact_workload,
     run_outage,
-    typesense_fact,
 )
 from stack_tls import httpx_verify
 
@@ -126,14 +125,6 @@ async def _export(
     return Counter(int(doc["id"][1:]) for doc in lines)
 
 
-@dataclass
-class ReadLog:
-    """When each write was acknowledged, and each read that found nothing (key, when)."""
-
-    acked_at: dict[int, float] = field(default_factory=dict)
-    stale: list[tuple[int, float]] = field(default_factory=list)
-
-
 @contextlib.asynccontextmanager
 async def cluster_target(
     cluster: Any,
@@ -159,20 +150,7 @@ async def cluster_target(
     }
     adapter = TypesenseAdapter(config)
 
-    async def write(k: int) -> None:
-        # keyed: a retry replaces, never adds
-        assert await adapter.upsert(typesense_fact(k, collection)) == f"k{k}"
-        if log is not None:
-            log.acked_at.setdefault(k, time.monotonic())
-
-    async def read(k: int) -> None:
-        doc = await adapter.retrieve(f"k{k}")
-        if doc is None:
-            if log is None:
-                raise NotYetVisible(f"k{k} read as None")
-            log.stale.append((k, time.monotonic()))
-            return
-        assert doc["content"] == f"fact number {k}", f"k{k} read as {doc}"
+    write, read = fact_workload(adapter, collection, log)
 
     async def census(keys: Iterable[int]) -> Counter[int]:
         leader = await _leader(cluster)
