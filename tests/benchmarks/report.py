@@ -321,6 +321,11 @@ def markdown(run: Mapping[str, Any], extra: Iterable[str] = ()) -> str:
         "time per call: the client-side work, which a loaded server does not blur. Nothing "
         "here is a test: CI runs `scripts/bench --quick` only to prove the command works.",
         "",
+        "**Studies** behind some of these figures, each measured on its own (why a target is "
+        "or is not met, what was tried, the limits): [benchmarks-studies.md]"
+        "(benchmarks-studies.md) (Qdrant Edge, the Typesense client's CPU, what TLS costs), "
+        "[postgres-pool.md](postgres-pool.md), [metrics.md](metrics.md).",
+        "",
         f"![adapter ÷ raw per operation]({CHART_NAME})",
         "",
     ]
