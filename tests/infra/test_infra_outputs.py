@@ -159,6 +159,24 @@ def test_script_writes_the_two_files_owner_only(tmp_path: Path, dev_built: Built
         assert everything[secret] not in proc.stdout + proc.stderr
 
 
+def test_cluster_stack_keeps_the_replication_credential_out_of_the_adapters_file(
+    tmp_path: Path, cluster_built: Built
+) -> None:
+    """The cluster topology's ``postgres_replication_url`` (the replication role's password)
+    is an admin output: it goes to the admin file, never to the file every adapter reads."""
+    _fake_tools(tmp_path / "bin", _everything(cluster_built))
+    target = tmp_path / "out" / "lab-outputs.json"
+    proc = _run_script(tmp_path / "bin", "--output", str(target), "--no-migrate")
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(target.read_text(encoding="utf-8"))
+    admin = json.loads(target.with_name("lab-admin.json").read_text(encoding="utf-8"))
+    assert written == cluster_built.outputs
+    assert admin == cluster_built.admin_outputs
+    assert "postgres_replication_url" in admin
+    assert "postgres_replication_url" not in written
+    assert {"redis_cluster_nodes", "typesense_nodes"} <= set(written)
+
+
 def test_admin_file_sits_beside_the_outputs_and_no_migrate_only_writes(
     tmp_path: Path, dev_built: Built
 ) -> None:
