@@ -14,13 +14,13 @@ policy pack's cluster rules read (``mas.node``, ``mas.raft``, ``mas.follows``).
   ``redis-cli --cluster create`` itself sends (``CLUSTER ADDSLOTSRANGE``, ``CLUSTER MEET``,
   ``CLUSTER REPLICATE``), as the ACL admin user; replicas authenticate to their primary as that
   user (``masteruser``/``masterauth`` from env). Outputs: ``redis_cluster_nodes`` (every node,
-  ``host:port``) and ``redis_url`` (node 0, a seed).
+  ``host:port``; a list, as the local stack writes it) and ``redis_url`` (node 0, a seed).
 * **Typesense Raft** (an odd number >= 3): one ``--nodes`` file shared by every node
   (``address:peering_port:api_port``). A Raft member is known by the address it binds, which
   must be the one in that list, so the nodes run on the host's network and bind the host's
   lab address (API over TLS; peering is plaintext: Typesense 0.24.1 has no TLS for it - keep
-  the lab network private). Outputs: ``typesense_nodes`` (every node's URL), ``typesense_url``
-  (node 0).
+  the lab network private). Outputs: ``typesense_nodes`` (every node's URL, a list),
+  ``typesense_url`` (node 0).
 * **PostgreSQL** primary + hot standby: streaming replication over TLS as the replication role
   ``mas_replicator`` (``REPLICATION LOGIN`` only). The standby's first start makes its data
   with ``pg_basebackup -R -X stream`` from the primary (``sslmode=verify-full``; ``-R`` keeps
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pulumi
 import pulumi_docker as docker
@@ -136,7 +136,7 @@ class _Node(BackendService):
     @classmethod
     def cluster_outputs(
         cls, nodes: Sequence[BackendService]
-    ) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+    ) -> tuple[dict[str, pulumi.Output[Any]], dict[str, pulumi.Output[str]]]:
         """The cluster's outputs and admin outputs, from its nodes."""
         raise NotImplementedError
 
@@ -208,10 +208,13 @@ class RedisNode(RedisService, _Node):
     @classmethod
     def cluster_outputs(
         cls, nodes: Sequence[BackendService]
-    ) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+    ) -> tuple[dict[str, pulumi.Output[Any]], dict[str, pulumi.Output[str]]]:
         first = nodes[0]
-        seeds = ",".join(n.cluster_node.address("redis") for n in nodes if isinstance(n, _Node))
-        outputs = {**first.outputs, "redis_cluster_nodes": pulumi.Output.from_input(seeds)}
+        seeds = [n.cluster_node.address("redis") for n in nodes if isinstance(n, _Node)]
+        outputs: dict[str, pulumi.Output[Any]] = {
+            **first.outputs,
+            "redis_cluster_nodes": pulumi.Output.from_input(seeds),
+        }
         return outputs, dict(first.admin)
 
 
@@ -255,10 +258,10 @@ class TypesenseNode(TypesenseService, _Node):
     @classmethod
     def cluster_outputs(
         cls, nodes: Sequence[BackendService]
-    ) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+    ) -> tuple[dict[str, pulumi.Output[Any]], dict[str, pulumi.Output[str]]]:
         first = nodes[0]
         urls = [n.outputs["typesense_url"] for n in nodes]
-        listed = pulumi.Output.all(*urls).apply(lambda found: ",".join(found))
+        listed: pulumi.Output[Any] = pulumi.Output.all(*urls)
         return {**first.outputs, "typesense_nodes": listed}, dict(first.admin)
 
 
@@ -324,11 +327,13 @@ EOSQL
     @classmethod
     def cluster_outputs(
         cls, nodes: Sequence[BackendService]
-    ) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+    ) -> tuple[dict[str, pulumi.Output[Any]], dict[str, pulumi.Output[str]]]:
         first = nodes[0]
         assert isinstance(first, PostgresNode)
         creds = first.credentials
-        outputs = {"postgres_url": first.multi_host_url(nodes, first.app_user, creds["app"])}
+        outputs: dict[str, pulumi.Output[Any]] = {
+            "postgres_url": first.multi_host_url(nodes, first.app_user, creds["app"])
+        }
         admin = {
             "postgres_owner_url": first.multi_host_url(nodes, first.owner, creds["owner"]),
             "postgres_replication_url": first.multi_host_url(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -28,8 +29,9 @@ class MasStack:
     providers: Mapping[str, docker.Provider]
     certificates: StackCertificates
     backends: Mapping[str, BackendService]
-    #: What the adapters read (the stack-outputs file): URLs, least-privileged credentials, CA.
-    outputs: Mapping[str, pulumi.Output[str]]
+    #: What the adapters read (the stack-outputs file): URLs, least-privileged credentials, CA;
+    #: a cluster's node lists are lists.
+    outputs: Mapping[str, pulumi.Output[Any]]
     #: The owner and admin credentials no adapter reads (the admin outputs file).
     admin_outputs: Mapping[str, pulumi.Output[str]]
     #: The clustered backends (``topology: cluster``), in place of their single containers.
@@ -66,7 +68,7 @@ def build_stack(config: InfraConfig | None = None) -> MasStack:
     # Named as the adapters' settings models read them (``mas_storage.stack_output_keys()``,
     # less ``qdrant_path``: the lab runs a Qdrant server; the admin ones as the admin keys);
     # a test holds the two together.
-    outputs: dict[str, pulumi.Output[str]] = {CA_OUTPUT: certificates.ca_pem}
+    outputs: dict[str, pulumi.Output[Any]] = {CA_OUTPUT: certificates.ca_pem}
     admin: dict[str, pulumi.Output[str]] = {}
     parts = [(b.outputs, b.admin) for b in backends.values()]
     parts += [(c.outputs, c.admin) for c in clusters.values()]

@@ -182,7 +182,7 @@ def test_the_programs_redis_nodes_form_the_configured_cluster(
         for a in admins:
             a.close()
     # the adapter's user, through the outputs' seed nodes, over TLS verified for each address
-    seeds = loopback_cluster.outputs["redis_cluster_nodes"].split(",")
+    seeds = loopback_cluster.outputs["redis_cluster_nodes"]
     assert seeds == [f"{HOSTS[h]}:{ports[0] + i}" for i, h in enumerate(NODE_HOSTS)]
     app_password = loopback_cluster.outputs["redis_url"].split("mas_app:", 1)[1].split("@")[0]
     client = RedisCluster(
@@ -249,7 +249,7 @@ def typesense_nodes(
 def test_the_programs_typesense_nodes_form_one_raft_group(
     loopback_cluster: Built, typesense_nodes: list[ContainerRun], root: Path
 ) -> None:
-    urls = loopback_cluster.outputs["typesense_nodes"].split(",")
+    urls = loopback_cluster.outputs["typesense_nodes"]
     assert [urlsplit(u).hostname for u in urls] == ["127.0.0.2", "127.0.0.3", "127.0.0.3"]
     ca = ssl.create_default_context(cadata=loopback_cluster.outputs["tls_ca"])
     key = {"X-TYPESENSE-API-KEY": loopback_cluster.admin_outputs["typesense_admin_api_key"]}
