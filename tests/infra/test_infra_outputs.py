@@ -177,6 +177,19 @@ def test_cluster_stack_keeps_the_replication_credential_out_of_the_adapters_file
     assert {"redis_cluster_nodes", "typesense_nodes"} <= set(written)
 
 
+def test_a_single_typesense_node_needs_no_leader(tmp_path: Path, dev_built: Built) -> None:
+    """The leader step is the cluster's only: one node, nothing is called."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("lab_outputs", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("lab_outputs", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    assert module.lead_from_first(_everything(dev_built), timeout=0.1) is False
+
+
 def test_admin_file_sits_beside_the_outputs_and_no_migrate_only_writes(
     tmp_path: Path, dev_built: Built
 ) -> None:
