@@ -283,6 +283,26 @@ class PostgresNode(PostgresService, _Node):
         )
         return [*super().envs(), secret, *local]
 
+    def healthcheck(self) -> Healthcheck:
+        """The primary's check; a standby is healthy only while its WAL receiver streams (or
+        once promoted). ``pg_isready`` alone says yes to a hot standby that cannot reach its
+        primary: the lab rehearsal of issue 17 had one reported healthy, ``pulumi up`` exit 0,
+        and every commit on the primary then waited for it forever (``SyncRep``). Only the
+        superuser sees ``pg_stat_wal_receiver.status``: on the socket, its password from env."""
+        check = super().healthcheck()
+        if self.cluster_node.primary is None:
+            return check
+        conninfo = check.test[-1]  # pg_isready -d <conninfo>, as on one node
+        local = f"host=/var/run/postgresql port=5432 user={self.superuser} dbname=postgres"
+        query = (
+            "SELECT NOT pg_is_in_recovery() OR EXISTS "
+            "(SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        )
+        streams = (
+            f'[ "$(PGPASSWORD="$POSTGRES_PASSWORD" psql -XAtq -d \'{local}\' -c "{query}")" = t ]'
+        )
+        return replace(check, test=("CMD-SHELL", f"pg_isready -d '{conninfo}' && {streams}"))
+
     def extra_settings(self) -> list[str]:
         node = self.cluster_node
         found = ["-c synchronous_commit=remote_apply"]

@@ -100,6 +100,18 @@ def test_redis_nodes_run_redis_cluster_over_tls(cluster_built: Built) -> None:
     assert _label(nodes["redis-4"], "mas.follows") == "redis-1"
 
 
+def test_the_standby_is_healthy_only_while_it_streams(cluster_built: Built) -> None:
+    nodes = _by_node(_containers(cluster_built))
+    primary = nodes["postgres-0"]["healthcheck"]["tests"]
+    standby = nodes["postgres-1"]["healthcheck"]["tests"]
+    assert primary[:2] == ["CMD", "pg_isready"]
+    assert standby[0] == "CMD-SHELL"
+    assert standby[1].startswith("pg_isready -d 'host=127.0.0.1 port=5432 user=mas_app")
+    assert "pg_stat_wal_receiver WHERE status = 'streaming'" in standby[1]
+    assert "NOT pg_is_in_recovery()" in standby[1]  # a promoted standby stays healthy
+    assert '"$POSTGRES_PASSWORD"' in standby[1]  # the password from env, not in the test
+
+
 def test_typesense_nodes_share_one_member_list(cluster_built: Built) -> None:
     nodes = _by_node(_containers(cluster_built))
     lists = set()

@@ -20,6 +20,7 @@ import importlib.util
 import os
 import pwd
 import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ from test_infra_on_servers import (
     _start_postgres,
 )
 
-from mas_devstack._runtime import typesense_binary
+from mas_devstack._runtime import postgres_bin, typesense_binary
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the containers' commands as root")
 
@@ -354,7 +355,10 @@ def postgres_pair(
                 node_root,
                 ports[18] + index,
                 name=f"postgres-{index}",
-                moves={'"$PGDATA"': f'"{node_root}/pgdata"'},
+                moves={
+                    '"$PGDATA"': f'"{node_root}/pgdata"',
+                    "host=/var/run/postgresql": f"host={node_root}/sock",
+                },
                 before=_postgres_standins(f"127.0.0.1,{HOSTS[host]}"),
                 pgdata=index == 0,
                 # the image's gosu sets the user's home; libpq (pg_basebackup, the WAL
@@ -404,3 +408,27 @@ def test_the_programs_postgres_standby_is_synchronous(
     ) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         assert conn.execute("SELECT v FROM sync_check").fetchall() == [("acknowledged",)]
+
+
+def test_the_programs_standby_is_unhealthy_while_it_does_not_stream(
+    postgres_pair: list[ContainerRun], ports: list[int]
+) -> None:
+    """The standby's healthcheck passed (the fixture) while it streamed; with its primary gone
+    it fails, though the standby still accepts connections (``pg_isready`` alone says yes):
+    a standby that does not stream holds every synchronous commit of its primary."""
+    primary, standby = postgres_pair
+    kind, *test = standby.health
+    argv = ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test
+    env = {**os.environ, **standby.env, "PATH": f"{postgres_bin()}:{os.environ['PATH']}"}
+    primary.stop()
+    deadline = time.monotonic() + 30
+    while subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the standby stayed healthy without its primary"
+        time.sleep(0.5)
+    ready = subprocess.run(
+        ["pg_isready", "-h", str(standby.root / "sock"), "-p", str(ports[18] + 1)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert ready.returncode == 0, ready.stdout  # it still accepts connections
