@@ -8,7 +8,8 @@ Every component builds the same things on the Docker provider of the host its pl
   and ``retain_on_delete=True`` (the Docker volume outlives the resource even once unprotected);
 * a ``Container`` with ``restart="unless-stopped"``, a healthcheck that uses only what the image
   ships (and speaks TLS), ``wait=True`` with a ``wait_timeout`` above the healthcheck's start
-  budget, ``delete_before_replace=True`` (fixed names and ports), ports published on the host's
+  budget, ``delete_before_replace=True`` (fixed names and ports) and a replacement when its
+  healthcheck changes (the provider cannot change it in place), ports published on the host's
   lab address only, and **uploads**: the host's certificate, its private key and the CA
   (:mod:`._tls`), plus the backend's own files (``pg_hba.conf``, the Redis ACL file, ...);
 * its credentials: each a ``RandomPassword`` (32 letters and digits, so URL-safe) or the value
@@ -302,6 +303,10 @@ class BackendService(pulumi.ComponentResource):
                 child,
                 pulumi.ResourceOptions(
                     delete_before_replace=True,
+                    # pulumi-docker updates a healthcheck in place in state only (the engine
+                    # cannot change it; the provider's update applies restart and limits only):
+                    # a changed check would never run and every refresh would show it again.
+                    replace_on_changes=["healthcheck"],
                     # The engine keeps the env and the uploads (keys, hashed passwords) secret
                     # in state and outputs even if a future change passed a plain value; the
                     # policy pack checks this option.

@@ -74,6 +74,8 @@ class Registration:
     delete_before_replace: bool
     additional_secret_outputs: list[str]
     inputs: dict[str, Any]  # secret values keep their wire mark {sig: secret, value: ...}
+    #: Properties whose change replaces the resource (``replace_on_changes``).
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +152,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 inputs=inputs,
+                replace_on_changes=list(request.replaceOnChanges),
             )
             with self._lock:
                 self.registrations.append(reg)

@@ -619,3 +619,13 @@ def test_main_program_builds_and_exports(dev_config: dict[str, Any]) -> None:
     built = build_program(dev_config, program=program)
     assert len(built.of_type(CONTAINER)) == 5
     assert len(built.of_type(PROVIDER)) == 2
+
+
+def test_a_changed_healthcheck_replaces_the_container(built: Built) -> None:
+    """pulumi-docker 5.2.0 "updates" a container's healthcheck in place, but only in state:
+    the engine keeps the old one, so the change never takes effect and every refresh shows it
+    again (the lab rehearsal of issue 17: ``preview --expect-no-changes`` failed after
+    ``up`` + ``refresh`` with ``~ healthcheck``). Every container is replaced instead."""
+    for container in built.of_type(CONTAINER):
+        assert "healthcheck" in container.replace_on_changes, container.name
+        assert container.delete_before_replace, container.name  # fixed names and ports
