@@ -307,3 +307,17 @@ def build_program(
         admin_outputs=result["admin_outputs"],
         state=result["state"],
     )
+
+
+def load_lab_outputs() -> Any:
+    """``scripts/lab-outputs`` as a module (a script without a .py name), for its functions."""
+    import importlib.machinery
+    import importlib.util
+
+    path = str(ROOT / "scripts" / "lab-outputs")
+    loader = importlib.machinery.SourceFileLoader("lab_outputs", path)
+    spec = importlib.util.spec_from_loader("lab_outputs", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module

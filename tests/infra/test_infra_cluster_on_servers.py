@@ -15,8 +15,6 @@ config names, and the adapter's user must read and write through the outputs'
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import pwd
 import ssl
@@ -31,7 +29,7 @@ import httpx
 import psycopg
 import pytest
 import redis
-from infra_harness import ROOT, Built, build_program
+from infra_harness import Built, build_program, load_lab_outputs
 from redis.cluster import ClusterNode, RedisCluster
 from test_infra_on_servers import (
     POSTGRES_ENTRYPOINT,
@@ -276,24 +274,13 @@ def test_the_programs_typesense_nodes_form_one_raft_group(
                 time.sleep(0.5)
 
 
-def _lab_outputs() -> Any:
-    """scripts/lab-outputs as a module (it is a script without a .py name)."""
-    path = str(ROOT / "scripts" / "lab-outputs")
-    loader = importlib.machinery.SourceFileLoader("lab_outputs", path)
-    spec = importlib.util.spec_from_loader("lab_outputs", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def test_lab_outputs_makes_typesense_0_the_leader(
     loopback_cluster: Built, typesense_nodes: list[ContainerRun]
 ) -> None:
     """The outputs' ``typesense_url`` is node 0, and a follower applies a write a heartbeat
     after the leader acknowledged it: the suites that read their writes back through it need
     node 0 to lead, as the local stack makes it. The lab rehearsal of issue 17 had typesense-1
-    leading (lab-b's nodes started first) and 21 Typesense tests failed on stale reads."""
+    leading (lab-b's nodes started first) and 22 Typesense tests failed on stale reads."""
     urls = loopback_cluster.outputs["typesense_nodes"]
     ca = ssl.create_default_context(cadata=loopback_cluster.outputs["tls_ca"])
     key = {"X-TYPESENSE-API-KEY": loopback_cluster.admin_outputs["typesense_admin_api_key"]}
@@ -312,7 +299,7 @@ def test_lab_outputs_makes_typesense_0_the_leader(
             time.sleep(0.5)
         assert states()[0] == 4
         values = {**loopback_cluster.outputs, **loopback_cluster.admin_outputs}
-        assert _lab_outputs().lead_from_first(values) is True
+        assert load_lab_outputs().lead_from_first(values) is True
         assert states() == [1, 4, 4]
 
 

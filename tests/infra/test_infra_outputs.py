@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from infra_harness import ROOT, Built
+from infra_harness import ROOT, Built, load_lab_outputs
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 from redis.connection import parse_url
@@ -179,15 +179,7 @@ def test_cluster_stack_keeps_the_replication_credential_out_of_the_adapters_file
 
 def test_a_single_typesense_node_needs_no_leader(tmp_path: Path, dev_built: Built) -> None:
     """The leader step is the cluster's only: one node, nothing is called."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("lab_outputs", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("lab_outputs", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    assert module.lead_from_first(_everything(dev_built), timeout=0.1) is False
+    assert load_lab_outputs().lead_from_first(_everything(dev_built), timeout=0.1) is False
 
 
 def test_admin_file_sits_beside_the_outputs_and_no_migrate_only_writes(
