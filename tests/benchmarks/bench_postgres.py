@@ -13,7 +13,20 @@ Measures, in one run against the real PostgreSQL of the stack outputs, on ``acti
   - ``raw_bare``: psycopg on one bare connection (the floor: no pool, no checkout);
 * 50 tasks storing concurrently through one adapter (pool of 10) and through the raw pools;
 * ``store_many`` rows/s (binary COPY in one transaction) against raw binary COPY, the
-  driver's best bulk path, and raw ``executemany`` (pipeline mode) for reference.
+  driver's best bulk path, and raw ``executemany`` (pipeline mode) for reference;
+* the CPU seconds of each PostgreSQL server (``benchkit.ServerCpu``: a postmaster and every
+  process it forked).
+
+On the cluster topology (``mas-devstack up --topology cluster``: a primary and a synchronous
+hot standby) the stack's ``postgres_url`` is multi-host (``target_session_attrs=read-write``),
+so the adapter and every raw contender connect to the primary through it; ``raw_bare`` is then
+a bare connection to the primary. Two more contenders show what the standby costs and offers:
+
+* ``raw_bare_commit_local`` (``store``): the same bare connection with
+  ``synchronous_commit=local``, which does not wait for the standby: ``raw_bare`` ÷ it is the
+  price of the synchronous standby per commit (a round trip to it, and its apply);
+* ``adapter_prefer_standby`` (``retrieve``, ``search``): the adapter with
+  ``read_from="prefer-standby"``, whose reads go to the standby.
 
 Medians of 5 repetitions after a warm-up (``benchkit``). Rows use ``test-bench-pg-…``
 sessions and are deleted at the end. Also reports ``fsync`` and ``synchronous_commit``.
@@ -150,7 +163,20 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         check=AsyncConnectionPool.check_connection,
         open=False,
     )
+    servers = bk.ServerCpu.of_local_stack("postgres")
     bare = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    cur = await bare.execute("SELECT current_setting('synchronous_standby_names')")
+    (standbys,) = await cur.fetchone()  # type: ignore[misc]
+    # A synchronous standby: measure the commit without waiting for it, and reads from it.
+    local_commit = reader = None
+    if standbys:
+        local_commit = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, options="-c synchronous_commit=local"
+        )
+        reader = PostgresAdapter(
+            {"url": url, "pool_size": POOL, "min_size": POOL, "read_from": "prefer-standby"}
+        )
+        await reader.connect()
     await adapter.connect()
     await pool.open(wait=True)
     await checked.open(wait=True)
@@ -178,7 +204,7 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             async with via.connection() as conn:
                 return await _fetch_dicts(conn, SEARCH, search_params)
 
-        contenders = {
+        contenders: dict[str, dict[str, bk.Call]] = {
             "store": {
                 "adapter": lambda i: adapter.store(_turn(session("wa"), i)),
                 "raw": pool_store,
@@ -200,6 +226,15 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
                 "raw_bare": lambda i: _fetch_dicts(bare, SEARCH, search_params),
             },
         }
+        if local_commit is not None:
+            contenders["store"]["raw_bare_commit_local"] = lambda i: _fetch_one(
+                local_commit, INSERT, _raw_values(_turn(session("wl"), i))
+            )
+        if reader is not None:
+            contenders["retrieve"]["adapter_prefer_standby"] = lambda i: reader.retrieve(
+                ids[i % 100]
+            )
+            contenders["search"]["adapter_prefer_standby"] = lambda i: reader.search(query)
         label = f"psycopg pool of {POOL}, no check at checkout"
         ops = {}
         for name, group in contenders.items():
@@ -260,9 +295,17 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             "current_setting('synchronous_commit')"
         )
         version, fsync, sync_commit = await cur.fetchone()  # type: ignore[misc]
+        read_server = (
+            (await reader.get_metrics())["backend_specific"].get("read_server") if reader else None
+        )
+        server_cpu = servers.seconds()
     finally:
         await bare.execute("DELETE FROM active_context WHERE session_id LIKE %s", (session("%"),))
         await adapter.disconnect()
+        if reader is not None:
+            await reader.disconnect()
+        if local_commit is not None:
+            await local_commit.close()
         await pool.close()
         await checked.close()
         await bare.close()
@@ -290,8 +333,23 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             ratio_vs_checked=rates["adapter"] / rates["raw_checked"],
         ),
         targets=TARGETS,
-        settings={"calls": calls, "warmup": warmup, "pool_size": POOL, "data_prefix": session("")},
-        facts={"fsync": fsync, "synchronous_commit": sync_commit},
+        settings={
+            "calls": calls,
+            "warmup": warmup,
+            "pool_size": POOL,
+            "data_prefix": session(""),
+            "topology": "primary + synchronous hot standby" if standbys else "one server",
+        },
+        facts={
+            "fsync": fsync,
+            "synchronous_commit": sync_commit,
+            **(
+                {"synchronous_standby_names": standbys, "read_server": read_server}
+                if standbys
+                else {}
+            ),
+            **({"server_cpu_s": server_cpu} if server_cpu else {}),
+        },
         notes=[
             "`raw` is psycopg through a pool of the adapter's size with no check at checkout; "
             "`raw_checked` is the same pool with `check_connection` (one more round trip per "
@@ -308,7 +366,29 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             "text into `isoformat()` strings by a psycopg loader on the adapter's "
             "connections, instead of a `datetime` then `astimezone().isoformat()` "
             "(~2.8 us per row before). SQL statements are rendered to text once and cached.",
+            *([_standby_note(ops, sync_commit)] if standbys else []),
         ],
+    )
+
+
+def _standby_note(ops: dict[str, Any], level: str) -> str:
+    """What the synchronous standby costs a commit and what reading from it gives, measured."""
+    store = ops["store"]
+    sync_ms = store["raw_bare"]["p50_ms"]
+    local_ms = store["raw_bare_commit_local"]["p50_ms"]
+    reads = ", ".join(
+        f"{op} {ops[op]['adapter_prefer_standby']['ops_per_s']:,.0f} ops/s against "
+        f"{ops[op]['adapter']['ops_per_s']:,.0f} on the primary"
+        for op in ("retrieve", "search")
+    )
+    return (
+        f"Primary + synchronous hot standby (`synchronous_commit={level}`): a commit waits until "
+        "the standby has received, flushed and applied its WAL, one round trip to the standby "
+        f"and its apply per commit. A bare single-row INSERT took {sync_ms:.3f} ms (p50) so and "
+        f"{local_ms:.3f} ms with `synchronous_commit=local` (no wait for the standby): "
+        f"{sync_ms - local_ms:+.3f} ms per commit, {store['raw_bare']['ops_per_s']:,.0f} against "
+        f"{store['raw_bare_commit_local']['ops_per_s']:,.0f} commits/s one at a time. Reads with "
+        f'`read_from="prefer-standby"` (the standby answers): {reads}.'
     )
 
 

@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import benchkit as bk
-import psutil
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -189,7 +188,7 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     config: dict[str, Any] = {"url": url, "window_size": WINDOW, "ttl_seconds": TTL}
     if nodes:
         config["cluster_nodes"] = nodes
-    cpu = _NodeCpu.of_local_stack(url, nodes)
+    cpu = bk.ServerCpu.of_local_stack("redis")
 
     adapter = RedisAdapter(config)
     bare = RedisAdapter({**config, "metrics": {"enabled": False}})
@@ -353,39 +352,6 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         },
         facts={"server_cpu_s": cpu_s} if cpu_s else None,
     )
-
-
-class _NodeCpu:
-    """CPU seconds each Redis server of the local stack spent during the run, by PID: the one
-    server, or every node of the cluster (empty when the outputs are not this machine's)."""
-
-    def __init__(self, procs: dict[str, psutil.Process]) -> None:
-        self.procs = procs
-        self.start = {name: self._used(p) for name, p in procs.items()}
-
-    @staticmethod
-    def _used(proc: psutil.Process) -> float:
-        times = proc.cpu_times()
-        return float(times.user + times.system)
-
-    @classmethod
-    def of_local_stack(cls, url: str, nodes: list[str] | None) -> _NodeCpu:
-        from urllib.parse import urlsplit
-
-        from mas_devstack import Stack
-
-        stack = Stack()
-        if stack.topology == "cluster" and nodes:
-            members = {n.address: n.name for n in stack.cluster("redis").nodes()}
-            names = [members[a] for a in nodes if a in members]
-        else:
-            parts = urlsplit(url)
-            names = ["redis"] if parts.port == stack.ports.redis else []
-        pids = {name: stack.pid(name) for name in names}
-        return cls({name: psutil.Process(pid) for name, pid in pids.items() if pid})
-
-    def seconds(self) -> dict[str, float]:
-        return {name: round(self._used(p) - self.start[name], 2) for name, p in self.procs.items()}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ Measures, over a collection of 10,000 facts (2,000 with ``--quick``):
   best (one ``AsyncClient``, keep-alive, ``sniffio`` installed: the ratio baseline) and raw
   aiohttp (one ``ClientSession``: the other client a user might pick), each doing the same
   requests and the same JSON parsing;
+* on a cluster (``typesense_nodes`` in the outputs: ``mas-devstack up --topology cluster``),
+  the adapter runs with its node list, as a user's would, and talks to the first healthy node
+  of it (``typesense_url``, node 0, the leader after ``up``); the raw baselines talk to that
+  same node, and ``raw_follower`` (raw httpx to the second node, a follower) shows what the
+  Raft group adds to a write that lands on a follower (it forwards it to the leader);
+* the CPU seconds of each Typesense server process (``benchkit.ServerCpu``);
 * 50 tasks searching through one adapter (and through one raw ``httpx.AsyncClient``);
 * ``store_many`` docs/s against a raw JSONL ``/documents/import`` of the same documents in
   the same chunk size, plus (not with ``--quick``) the adapter's docs/s for several import
@@ -20,6 +26,7 @@ dropped at the end. Run from the repository root after ``mas-devstack up``::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -186,15 +193,24 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     concurrent_calls = 200 if quick else 1_000
     sweep_sizes = [] if quick else [250, 1000, 5000]
     url, key = outputs["typesense_url"], outputs["typesense_api_key"]
+    nodes: list[str] = list(outputs.get("typesense_nodes") or [])
+    servers = bk.ServerCpu.of_local_stack("typesense")
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
     made: list[str] = []
-    client = httpx.AsyncClient(
-        base_url=url,
-        headers={"X-TYPESENSE-API-KEY": key},
-        timeout=120,
-        trust_env=False,
-        verify=raw_verify(outputs),  # the stack's CA, as the adapter trusts it
-    )
+
+    def raw_client(base_url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base_url,
+            headers={"X-TYPESENSE-API-KEY": key},
+            timeout=120,
+            trust_env=False,
+            verify=raw_verify(outputs),  # the stack's CA, as the adapter trusts it
+        )
+
+    # The node the adapter talks to: the first healthy one of its order (url, then nodes).
+    client = raw_client(url)
+    followers = [n for n in nodes if n.rstrip("/") != url.rstrip("/")]
+    follower = raw_client(followers[0]) if followers else None
     session = aiohttp.ClientSession(
         base_url=url,
         headers={"X-TYPESENSE-API-KEY": key},
@@ -210,7 +226,8 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         return name
 
     async def adapter_on(name: str, **options: Any) -> TypesenseAdapter:
-        adapter = TypesenseAdapter({"url": url, "api_key": key, "collection_name": name, **options})
+        config = {"url": url, "api_key": key, "collection_name": name, **options}
+        adapter = TypesenseAdapter({**config, "nodes": nodes} if nodes else config)
         await adapter.connect()
         return adapter
 
@@ -271,6 +288,8 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         ]
         ids = [d["id"] for d in random.Random(1).sample(loaded, 200)]
         new_docs = make_docs(4 * (warmup + 5 * calls), seed=7)
+        if follower is not None:  # its node must have the collection before it is read
+            await _until_replicated(follower, name, n_docs)
 
         def a_search(i: int) -> Any:
             return adapter.search(a_queries[i % 200])
@@ -281,11 +300,11 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         def aio_search(i: int) -> Any:
             return aio.search(queries[i % 200]["q"], queries[i % 200]["session"])
 
-        contenders = {
+        contenders: dict[str, dict[str, bk.Call]] = {
             "store": {
-                "adapter": lambda i: adapter.store(new_docs[3 * i]),
-                "raw": lambda i: raw.store(new_docs[3 * i + 1]),
-                "raw_aiohttp": lambda i: aio.store(new_docs[3 * i + 2]),
+                "adapter": lambda i: adapter.store(new_docs[4 * i]),
+                "raw": lambda i: raw.store(new_docs[4 * i + 1]),
+                "raw_aiohttp": lambda i: aio.store(new_docs[4 * i + 2]),
             },
             "retrieve": {
                 "adapter": lambda i: adapter.retrieve(ids[i % 200]),
@@ -294,6 +313,13 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             },
             "search": {"adapter": a_search, "raw": r_search, "raw_aiohttp": aio_search},
         }
+        if follower is not None:
+            on_follower = Raw(follower, name)
+            contenders["store"]["raw_follower"] = lambda i: on_follower.store(new_docs[4 * i + 3])
+            contenders["retrieve"]["raw_follower"] = lambda i: on_follower.retrieve(ids[i % 200])
+            contenders["search"]["raw_follower"] = lambda i: on_follower.search(
+                queries[i % 200]["q"], queries[i % 200]["session"]
+            )
         label = "httpx.AsyncClient, same request and JSON parsing"
         ops = {}
         for op, group in contenders.items():
@@ -308,12 +334,16 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         rates = await bk.compare_concurrent(
             {"adapter": a_search, "raw": r_search}, calls=concurrent_calls, tasks=TASKS
         )
-        version = (await client.get("/debug")).json().get("version")
+        debug = (await client.get("/debug")).json()
+        version = debug.get("version")
         await adapter.disconnect()
+        server_cpu = servers.seconds()
     finally:
         for name in made:
             await client.delete(f"/collections/{name}")
         await client.aclose()
+        if follower is not None:
+            await follower.aclose()
         await session.close()
 
     cpu_rows = [
@@ -343,7 +373,18 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             op="search", tasks=TASKS, calls=concurrent_calls, rates=rates
         ),
         targets=TARGETS,
-        settings={"calls": calls, "warmup": warmup, "documents": n_docs, "data_prefix": prefix},
+        settings={
+            "calls": calls,
+            "warmup": warmup,
+            "documents": n_docs,
+            "data_prefix": prefix,
+            "topology": f"Raft cluster, {len(nodes)} nodes" if nodes else "one server",
+        },
+        facts={
+            **({"server_cpu_s": server_cpu} if server_cpu else {}),
+            # braft's state of the node the adapter and raw talk to: 1 leader, 4 follower.
+            **({"raft_state_of_first_node": debug.get("state")} if nodes else {}),
+        },
         tables=[
             {
                 "title": "Client CPU per call (µs, this process), adapter ÷ each raw client",
@@ -363,8 +404,34 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             "(`mas_storage_typesense._transport`): httpx's `AsyncClient` and httpcore cost "
             "most of the client CPU per call. `raw_aiohttp` is one `aiohttp.ClientSession` "
             "doing the same requests; its ÷ raw is in ops/s like the others.",
+            *([_CLUSTER_NOTE.format(n=len(nodes), first=url)] if nodes else []),
         ],
     )
+
+
+_CLUSTER_NOTE = (
+    "Raft cluster of {n} nodes on this machine. The adapter is given every node (`nodes`) and "
+    "sends each request to the first healthy one of its order, {first} (node 0: the leader "
+    "after `mas-devstack up`; `raft_state_of_first_node` 1 = leader); the raw baselines talk "
+    "to that same node, so the ratio is the adapter's cost on the path a user's adapter "
+    "takes. A write on the cluster is a Raft log entry: the leader appends it, replicates it "
+    "to the followers and answers once a majority (2 of 3) holds it and the leader has applied "
+    "it; a write sent to a follower (`raw_follower`) is first forwarded by that follower to "
+    "the leader over HTTP, one more hop. Reads are answered by whichever node gets them, from "
+    "its own copy (a follower may lag by up to a heartbeat). server_cpu_s: CPU seconds of "
+    "each node during the run (its followers apply every write too)."
+)
+
+
+async def _until_replicated(client: httpx.AsyncClient, name: str, count: int) -> None:
+    """Wait (30 s at most) until the node behind ``client`` holds ``count`` documents of
+    ``name``: a follower applies the leader's log a little later."""
+    for _ in range(300):
+        response = await client.get(f"/collections/{name}")
+        if response.status_code == 200 and response.json().get("num_documents", 0) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the follower did not catch up with {count} documents of {name}")
 
 
 if __name__ == "__main__":

@@ -43,13 +43,17 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from time import perf_counter, process_time
 from typing import Any
+
+import psutil
 
 __all__ = [
     "RATIO_GOAL",
     "REPS",
     "Call",
+    "ServerCpu",
     "Target",
     "backend_result",
     "batch_entry",
@@ -387,6 +391,69 @@ def backend_result(
     }
     result["targets"] = evaluate(targets, result)
     return result
+
+
+# -- the servers' CPU ------------------------------------------------------------------------------
+
+
+class ServerCpu:
+    """CPU seconds the server processes of one backend spent during a run, node by node.
+
+    The nodes are the local stack's (``mas_devstack``, found by the PID files next to the
+    outputs file the run reads): the one server (``redis``), or every node of that backend's
+    cluster when the stack runs ``--topology cluster`` (``redis-0`` .. ``redis-5``). A node's
+    figure is its process and everything under it, living or reaped (PostgreSQL forks a
+    process per connection, plus its WAL sender or receiver). Empty when the outputs are not a
+    local stack's (the lab's): the client cannot see those servers' CPU.
+    """
+
+    def __init__(self, procs: Mapping[str, psutil.Process]) -> None:
+        self.procs = dict(procs)
+        self.start = {name: self.used(proc) for name, proc in self.procs.items()}
+
+    @staticmethod
+    def used(proc: psutil.Process) -> float:
+        """User + system seconds of ``proc``, its reaped children and its living descendants."""
+        times = proc.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in proc.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.Error:  # exited meanwhile: its time is in the reaped figure
+                continue
+            total += child_times.user + child_times.system
+        return float(total)
+
+    @classmethod
+    def of_local_stack(cls, backend: str, outputs_file: Path | None = None) -> ServerCpu:
+        """The nodes of ``backend`` in the stack that wrote ``outputs_file`` (default: the
+        outputs file this process reads, ``$MAS_STACK_OUTPUTS`` or ``.mas/stack-outputs.json``,
+        which lives in ``<root>/.mas/``)."""
+        from mas_devstack import Stack
+        from mas_storage import stack_outputs_path
+
+        path = (outputs_file or stack_outputs_path()[0]).resolve()
+        if path.parent.name != ".mas" or not (path.parent / "run").is_dir():
+            return cls({})
+        stack = Stack(path.parents[1])
+        if stack.topology == "cluster" and backend in stack.clusters:
+            pids = stack.cluster(backend).pids()
+        else:
+            pids = {backend: stack.pid(backend)}
+        procs = {}
+        for name, pid in pids.items():
+            if pid is not None:
+                try:
+                    procs[name] = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+        return cls(procs)
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds of each node since this object was made."""
+        return {
+            name: round(self.used(proc) - self.start[name], 2) for name, proc in self.procs.items()
+        }
 
 
 # -- the command line of one module ---------------------------------------------------------------

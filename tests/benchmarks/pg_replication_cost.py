@@ -14,8 +14,9 @@ both; each figure is the median over the rounds.
 * **Adapter.** ``scripts/bench --quick --backends postgres`` per arm: ops/s of the adapter and
   of ``raw_bare`` (one bare psycopg connection), store and reads.
 * **CPU per node.** The CPU seconds (user + system) of each node's postmaster and all its
-  processes (backends, WAL sender/receiver, startup) over that arm's bench run, from psutil:
-  the postmaster's own and its reaped children's times, plus its live children's.
+  processes (backends, WAL sender/receiver, startup) over that arm's bench run
+  (``benchkit.ServerCpu``: the postmaster's own and its reaped children's times, plus its
+  live children's).
 * **One write per level.** ``--writes`` single-row INSERTs per level and round, on bare
   connections to the cluster's primary with ``synchronous_commit`` set per session
   (``local``: no wait for the standby; ``on``: until the standby has flushed the WAL;
@@ -43,7 +44,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
+from benchkit import ServerCpu
 
 ROOT = Path(__file__).resolve().parents[2]
 LEVELS = ("local", "on", "remote_apply")
@@ -54,42 +55,11 @@ INSERT = (
 READ = "SELECT 1 FROM active_context WHERE session_id = %s AND turn_id = %s"
 
 
-def _stack_pids(outputs: Path) -> dict[str, int]:
-    """Each PostgreSQL node's postmaster PID of the stack whose outputs file is ``outputs``."""
-    from mas_devstack import Stack
-    from mas_storage_postgres import PostgresSettings
-
-    url = json.loads(outputs.read_text())["postgres_url"]
-    first_port = PostgresSettings(url=url).hosts[0][1]
-    stack = Stack(outputs.parents[1], port_base=first_port)
-    if stack.topology == "cluster":
-        pids = stack.cluster("postgres").pids()
-    else:
-        pids = {"postgres": stack.pid("postgres")}
-    missing = [name for name, pid in pids.items() if pid is None]
-    if missing:
-        sys.exit(f"{outputs}: {', '.join(missing)} not running")
-    return {name: pid for name, pid in pids.items() if pid is not None}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds of a postmaster and all its processes, living and reaped."""
-    proc = psutil.Process(pid)
-    own = proc.cpu_times()
-    total = own.user + own.system + own.children_user + own.children_system
-    for child in proc.children(recursive=True):
-        try:
-            times = child.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def _bench(outputs: Path, out: Path) -> tuple[dict[str, Any], dict[str, float], float]:
     """One ``scripts/bench --quick`` of postgres: its figures, CPU s per node, wall s."""
-    pids = _stack_pids(outputs)
-    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    servers = ServerCpu.of_local_stack("postgres", outputs)
+    if not servers.procs:
+        sys.exit(f"{outputs}: no PostgreSQL node of a local stack runs there")
     env = {
         **os.environ,
         "MAS_STACK_OUTPUTS": str(outputs),
@@ -101,7 +71,7 @@ def _bench(outputs: Path, out: Path) -> tuple[dict[str, Any], dict[str, float], 
         env=env, check=True, capture_output=True, timeout=1800,
     )  # fmt: skip
     wall = time.monotonic() - began
-    cpu = {name: round(_cpu_seconds(pid) - before[name], 2) for name, pid in pids.items()}
+    cpu = servers.seconds()
     figures = json.loads((out / "benchmarks.json").read_text())["backends"]["postgres"]
     return figures, cpu, wall
 
