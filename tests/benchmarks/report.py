@@ -306,7 +306,9 @@ def markdown(run: Mapping[str, Any], extra: Iterable[str] = ()) -> str:
         f"Written by `scripts/bench` on {run.get('generated_at', '?')} ({mode}, "
         f"{run.get('duration_s', 0):.0f} s). Regenerate with `scripts/bench` (the local stack "
         "must be up: `uv run mas-devstack up`); the raw numbers are in "
-        f"[`{JSON_NAME}`]({JSON_NAME}).",
+        f"[`{JSON_NAME}`]({JSON_NAME}). The same benchmarks on the cluster topology, beside "
+        "single-node figures with the CPU of every server node: "
+        "[`benchmarks-cluster.md`](benchmarks-cluster.md) (`scripts/bench --cluster`).",
         "",
         *_machine_lines(run),
         "",

@@ -13,6 +13,13 @@ With ``--scaling`` it runs the scaling study instead (``scale_<backend>.py``: ea
 study's section is the end of ``benchmarks.md`` (rewritten from ``benchmarks.json`` when that is
 in ``--out``, so either run keeps the other's part). ``--scaling --quick`` uses two small sizes.
 
+With ``--cluster`` it measures the backends that have a cluster mode (Redis, Typesense,
+PostgreSQL) twice in one invocation: on a single-node stack, then on a cluster stack
+(``--topology cluster``), each a stack of its own that this command starts and stops in
+``.mas/bench-cluster/<topology>`` on the port base of ``$MAS_DEVSTACK_PORT_BASE`` (so your
+own stack on that base must be down); it writes ``benchmarks-cluster.md`` and ``.json``
+(``cluster_report.py``), the two topologies side by side with the CPU of every server node.
+
 ``--out`` defaults to ``docs/`` for a full run and to ``.mas/bench/`` for ``--quick``, so a
 quick run never overwrites the published report unless asked to. A backend that fails is
 reported as not measured and makes the exit status 1; a target not met does not (this is a
@@ -20,7 +27,7 @@ benchmark, not a test).
 
 Usage, from the repository root with the stack up::
 
-    scripts/bench [--quick] [--scaling] [--backends redis,postgres] [--out DIR]
+    scripts/bench [--quick] [--scaling | --cluster] [--backends redis,postgres] [--out DIR]
 """
 
 from __future__ import annotations
@@ -39,10 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import loadavg
+from cluster_report import TOPOLOGIES, write_cluster
 from report import JSON_NAME, MD_NAME, markdown, text_table, write_reports
 from scaling_report import SCALING_HEADING, SCALING_JSON, scaling_markdown, write_scaling
 
-from mas_storage import load_stack_outputs, redact
+from mas_storage import ADMIN_OUTPUTS_ENV, STACK_OUTPUTS_ENV, load_stack_outputs, redact
 
 BACKENDS = ("postgres", "redis", "qdrant", "neo4j", "typesense")
 #: Stack-outputs keys of which one must be set to reach each backend.
@@ -53,6 +61,8 @@ NEEDS = {
     "neo4j": ("neo4j_password",),
     "typesense": ("typesense_api_key",),
 }
+#: The backends with a cluster mode in the local stack (``--cluster``).
+CLUSTERED = ("postgres", "redis", "typesense")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -67,9 +77,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the scaling study: each path at 10^3..10^6 items (not in CI; --quick is small)",
     )
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="single-node and cluster figures side by side: starts and stops a stack of each "
+        "topology itself (only postgres, redis, typesense)",
+    )
+    parser.add_argument(
         "--backends",
-        default=",".join(BACKENDS),
-        help=f"comma-separated subset of {','.join(BACKENDS)} (default: all)",
+        default=None,
+        help=f"comma-separated subset of {','.join(BACKENDS)} (default: all; with --cluster: "
+        f"{','.join(CLUSTERED)})",
     )
     parser.add_argument(
         "--out",
@@ -78,10 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="directory for benchmarks.md/.json/.png (default: docs/, or .mas/bench/ with --quick)",
     )
     args = parser.parse_args(argv)
-    chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = sorted(set(chosen) - set(BACKENDS))
+    if args.cluster and args.scaling:
+        parser.error("--cluster and --scaling are separate runs: choose one")
+    known = CLUSTERED if args.cluster else BACKENDS
+    chosen = [b.strip() for b in (args.backends or ",".join(known)).split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(known))
     if unknown or not chosen:
-        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(known)}")
     args.backends = list(dict.fromkeys(chosen))
     if args.out is None:
         args.out = ROOT / (".mas/bench" if args.quick else "docs")
@@ -265,9 +285,30 @@ def write_markdown(out: Path, scaling: dict[str, Any] | None) -> Path:
     return path
 
 
+def measure(backends: list[str], quick: bool, scaling: bool = False) -> dict[str, Any]:
+    """The chosen backends' results against the stack outputs this process reads now (with
+    the admin credentials, trusting the stack's CA)."""
+    outputs = with_admin_credentials(load_stack_outputs())
+    trust_stack_ca(outputs)
+    return asyncio.run(run_all(backends, outputs, quick, scaling))
+
+
+def run_document(
+    generated: str, started: float, machine: dict[str, Any], quick: bool, **parts: Any
+) -> dict[str, Any]:
+    """The run's document: when, how long, the machine (with the load now) and ``parts``."""
+    machine["loadavg_end"] = loadavg()
+    return {
+        "generated_at": generated,
+        "quick": quick,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "machine": machine,
+        **parts,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    outputs = with_admin_credentials(load_stack_outputs())
     machine = machine_facts()
     print(
         f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), "
@@ -276,16 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     generated = datetime.now(UTC).replace(microsecond=0).isoformat()
-    trust_stack_ca(outputs)
-    backends = asyncio.run(run_all(args.backends, outputs, args.quick, args.scaling))
-    machine["loadavg_end"] = loadavg()
-    document = {
-        "generated_at": generated,
-        "quick": args.quick,
-        "duration_s": round(time.perf_counter() - started, 1),
-        "machine": machine,
-        "backends": backends,
-    }
+    if args.cluster:
+        return _run_topologies(args, machine, started, generated)
+    backends = measure(args.backends, args.quick, args.scaling)
+    document = run_document(generated, started, machine, args.quick, backends=backends)
     if args.scaling:
         return _finish_scaling(carry_over(document, _read_json(args.out / SCALING_JSON)), args.out)
     scaling = _read_json(args.out / SCALING_JSON)
@@ -297,6 +332,40 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{met} of {len(targets)} targets met; {document['duration_s']:.0f} s; wrote "
         + ", ".join(str(p) for p in paths.values())
     )
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_topologies(
+    args: argparse.Namespace, machine: dict[str, Any], started: float, generated: str
+) -> int:
+    """``--cluster``: the backends on a single-node stack, then on a cluster stack, each
+    started here (in its own root, on the same port base, one after the other) and stopped
+    after its run; then ``benchmarks-cluster.md``/``.json``."""
+    from mas_devstack import Stack
+
+    parts: dict[str, dict[str, Any]] = {}
+    for topology in TOPOLOGIES:
+        stack = Stack(ROOT / ".mas" / "bench-cluster" / topology, topology=topology)
+        print(f"== {topology}: mas-devstack --root {stack.root} up {' '.join(args.backends)}")
+        began = time.perf_counter()
+        try:
+            stack.up(args.backends)
+            up_s = round(time.perf_counter() - began, 1)
+            os.environ[STACK_OUTPUTS_ENV] = str(stack.outputs_path)
+            os.environ[ADMIN_OUTPUTS_ENV] = str(stack.admin_outputs_path)
+            backends = measure(args.backends, args.quick)
+        finally:
+            stack.down()
+        parts[topology] = {"up_s": up_s, "backends": backends}
+    document = run_document(generated, started, machine, args.quick, topologies=parts)
+    paths = write_cluster(document, args.out)
+    print(f"\n{document['duration_s']:.0f} s; wrote " + ", ".join(map(str, paths.values())))
+    failed = [
+        f"{t}/{b}" for t, p in parts.items() for b, r in p["backends"].items() if "error" in r
+    ]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
