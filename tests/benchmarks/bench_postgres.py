@@ -366,8 +366,8 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             "text into `isoformat()` strings by a psycopg loader on the adapter's "
             "connections, instead of a `datetime` then `astimezone().isoformat()` "
             "(~2.8 us per row before). SQL statements are rendered to text once and cached.",
-            *([_standby_note(ops, sync_commit)] if standbys else []),
         ],
+        topology_notes=[_standby_note(ops, sync_commit)] if standbys else [],
     )
 
 

@@ -325,18 +325,6 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             f"driver sending the same EVAL makes {many['raw_eval']:,.0f} turns/s; the best "
             f"bulk path without de-duplication {many['raw']:,.0f}; the adapter's old path "
             f"(that MULTI/EXEC plus one LREM per turn) {many['raw_lrem']:,.0f}.",
-            *(
-                [
-                    f"Redis Cluster of {len(nodes)} nodes on this machine: each command goes "
-                    "to its slot's primary. A batch is one EVAL per hash slot, pipelined per "
-                    "node (the raw EVAL path does the same); the adapter first sends TYPE of "
-                    "every key (one pipeline per node) so that a wrong-typed key refuses the "
-                    "whole batch before anything is written: that round is the gap to "
-                    "raw_eval. server_cpu_s: CPU seconds of each node during the run."
-                ]
-                if nodes
-                else []
-            ),
             "The adapter's own cost per call, measured in-process against a client that "
             "answers at once (no network, so nothing but code): about 2.8 us for retrieve, "
             "3.5 us for search and 2.8 us for store, of which the shared metrics are 1.0-1.6 "
@@ -351,6 +339,16 @@ async def run(outputs: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             "topology": f"Redis Cluster, {len(nodes)} nodes" if nodes else "one server",
         },
         facts={"server_cpu_s": cpu_s} if cpu_s else None,
+        topology_notes=[
+            f"Redis Cluster of {len(nodes)} nodes on this machine: each command goes "
+            "to its slot's primary. A batch is one EVAL per hash slot, pipelined per "
+            "node (the raw EVAL path does the same); the adapter first sends TYPE of "
+            "every key (one pipeline per node) so that a wrong-typed key refuses the "
+            "whole batch before anything is written: that round is the gap to "
+            "raw_eval. server_cpu_s: CPU seconds of each node during the run."
+        ]
+        if nodes
+        else [],
     )
 
 

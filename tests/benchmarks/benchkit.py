@@ -370,8 +370,12 @@ def backend_result(
     extra: dict[str, Any] | None = None,
     notes: Iterable[str] = (),
     tables: Iterable[dict[str, Any]] = (),
+    topology_notes: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Assemble one backend's result and evaluate its targets against it.
+
+    ``topology_notes`` say what the topology measured (a cluster) adds: they follow the
+    ``notes`` and are also kept apart, for the single-node-beside-cluster report.
 
     ``tables`` are extra figures a backend reports in a shape of its own (a title, a header
     and rows of already formatted cells), printed and written after its main tables.
@@ -386,7 +390,8 @@ def backend_result(
         "settings": {"repetitions": REPS, **settings},
         "facts": facts or {},
         "extra": extra or {},
-        "notes": list(notes),
+        "notes": [*notes, *topology_notes],
+        "topology_notes": list(topology_notes),
         "tables": list(tables),
     }
     result["targets"] = evaluate(targets, result)

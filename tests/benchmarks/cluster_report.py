@@ -11,7 +11,7 @@ after the other by one invocation::
 Per backend: every contender's ops/s, ratio to raw and p50 in both topologies and the cluster
 ÷ single ratio; the batch and concurrency paths; the CPU seconds of each server node over the
 backend's run (``facts.server_cpu_s``, from ``benchkit.ServerCpu``) and what share of one core
-that is; and the notes only the cluster run has (what a write costs there). Pure functions of
+that is; and the cluster run's ``topology_notes`` (what a write costs there). Pure functions of
 the document (unit-tested in ``tests/unit/bench``) plus the writer at the end.
 """
 
@@ -137,10 +137,8 @@ def _backend_section(backend: str, results: Mapping[str, Mapping[str, Any]]) -> 
             *_table(["topology", "node", "CPU s", "share of one core"], cpu),
             "",
         ]
-    single_notes = set(single.get("notes", []))
-    for note in cluster.get("notes", []):
-        if note not in single_notes:
-            lines.append(f"- {note}")
+    for note in cluster.get("topology_notes", []):
+        lines.append(f"- {note}")
     return [*lines, ""]
 
 

@@ -349,6 +349,10 @@ def _run_topologies(
     parts: dict[str, dict[str, Any]] = {}
     for topology in TOPOLOGIES:
         stack = Stack(ROOT / ".mas" / "bench-cluster" / topology, topology=topology)
+        # up applies <root>/migrations: this repository's, as in the user's own stack.
+        stack.root.mkdir(parents=True, exist_ok=True)
+        if not (stack.root / "migrations").exists():
+            (stack.root / "migrations").symlink_to(ROOT / "migrations")
         print(f"== {topology}: mas-devstack --root {stack.root} up {' '.join(args.backends)}")
         began = time.perf_counter()
         try:

@@ -48,17 +48,18 @@ def _result(topology: str, scale: float, cpu: dict[str, float], notes: list[str]
             "loadavg_end": [3.0, 2.0, 2.0],
             "seconds": 10.0,
         },
-        notes=notes,
+        notes=["shared note"],
+        topology_notes=notes,
     )
 
 
 def _document() -> dict[str, Any]:
-    single = _result("single", 1.0, {"typesense": 4.0}, ["shared note"])
+    single = _result("single", 1.0, {"typesense": 4.0}, [])
     cluster = _result(
         "cluster",
         0.5,
         {"typesense-0": 5.0, "typesense-1": 2.5, "typesense-2": 2.5},
-        ["shared note", "a write is a Raft log entry"],
+        ["a write is a Raft log entry"],
     )
     return {
         "generated_at": "2026-12-06T13:00:00+00:00",
