@@ -384,8 +384,8 @@ def _standby_note(ops: dict[str, Any], level: str) -> str:
     return (
         f"Primary + synchronous hot standby (`synchronous_commit={level}`): a commit waits until "
         "the standby has received, flushed and applied its WAL, one round trip to the standby "
-        f"and its apply per commit. A bare single-row INSERT took {sync_ms:.3f} ms (p50) so and "
-        f"{local_ms:.3f} ms with `synchronous_commit=local` (no wait for the standby): "
+        f"and its apply per commit. A bare single-row INSERT took {sync_ms:.3f} ms (p50) with "
+        f"it and {local_ms:.3f} ms with `synchronous_commit=local` (no wait for the standby): "
         f"{sync_ms - local_ms:+.3f} ms per commit, {store['raw_bare']['ops_per_s']:,.0f} against "
         f"{store['raw_bare_commit_local']['ops_per_s']:,.0f} commits/s one at a time. Reads with "
         f'`read_from="prefer-standby"` (the standby answers): {reads}.'

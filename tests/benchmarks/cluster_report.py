@@ -100,13 +100,31 @@ def _cpu_rows(results: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
         cpu: Mapping[str, float] = facts.get("server_cpu_s") or {}
         seconds = facts.get("seconds")
         for node, used in cpu.items():
-            share = f"{100 * used / seconds:.0f} %" if seconds else "-"
-            rows.append([topology, node, f"{used:.2f}", share])
+            rows.append([topology, node, f"{used:.2f}", _share(used, seconds)])
         if len(cpu) > 1:
             total = sum(cpu.values())
-            share = f"{100 * total / seconds:.0f} %" if seconds else "-"
-            rows.append([topology, "**all nodes**", f"{total:.2f}", share])
+            rows.append([topology, "**all nodes**", f"{total:.2f}", _share(total, seconds)])
     return rows
+
+
+def _share(used: float, seconds: float | None) -> str:
+    """``used`` CPU seconds as a share of one core over ``seconds`` of wall time."""
+    if not seconds:
+        return "-"
+    share = 100 * used / seconds
+    return f"{share:.1f} %" if share < 10 else f"{share:.0f} %"
+
+
+def _loads(part: Mapping[str, Any]) -> str:
+    """The lowest and highest 1-minute load average seen at a backend's start or end."""
+    seen = [
+        facts[key][0]
+        for result in part.get("backends", {}).values()
+        for facts in [result.get("facts", {})]
+        for key in ("loadavg_start", "loadavg_end")
+        if facts.get(key)
+    ]
+    return f"{min(seen):.2f} to {max(seen):.2f}" if seen else "unknown"
 
 
 def _backend_section(backend: str, results: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -163,8 +181,10 @@ def cluster_markdown(run: Mapping[str, Any]) -> str:
         *_machine_lines(run),
     ]
     for topology, part in topologies.items():
-        if "up_s" in part:
-            lines.append(f"- **{topology} stack** started in {part['up_s']:.0f} s")
+        lines.append(
+            f"- **{topology} stack**: started in {part.get('up_s', 0):.0f} s; 1-minute load "
+            f"average {_loads(part)} at its backends' starts and ends"
+        )
     lines += [
         "",
         "**How to read.** All nodes of a cluster share this machine's cores with the client, "
@@ -174,7 +194,10 @@ def cluster_markdown(run: Mapping[str, Any]) -> str:
         "failover), not speed on one host. **÷ raw** compares the adapter with the bare "
         "driver on the same topology (the raw side on the cluster talks to the same primary, "
         "leader or node the adapter's requests reach); **cluster ÷ single** compares the two "
-        "topologies; the CPU tables show where the cluster's extra work runs.",
+        "topologies; the CPU tables show where the cluster's extra work runs. The two "
+        "topologies ran one after the other, so a change in the machine's load between them "
+        "weighs on **cluster ÷ single** (the load averages are beside each backend), not on "
+        "the ratios to raw, whose contenders alternate within each run.",
         "",
     ]
     for backend in backends:

@@ -97,6 +97,7 @@ def test_markdown_puts_the_topologies_side_by_side() -> None:
 def test_markdown_gives_cpu_per_node_and_the_cluster_notes_only() -> None:
     text = cluster_report.cluster_markdown(_document())
     assert _row(text, "| single | typesense |") == ["single", "typesense", "4.00", "40 %"]
+    assert cluster_report._share(0.73, 171.7) == "0.4 %"
     assert _row(text, "| cluster | typesense-0 |") == ["cluster", "typesense-0", "5.00", "50 %"]
     assert _row(text, "| cluster | **all nodes** |") == [
         *("cluster", "**all nodes**", "10.00", "100 %"),
@@ -104,7 +105,10 @@ def test_markdown_gives_cpu_per_node_and_the_cluster_notes_only() -> None:
     assert "- a write is a Raft log entry" in text
     assert "- shared note" not in text
     assert "**cluster** (Raft cluster, 3 nodes): load average 2.00 → 3.00 over 10 s" in text
-    assert "- **cluster stack** started in 40 s" in text
+    assert (
+        "- **cluster stack**: started in 40 s; 1-minute load average 2.00 to 3.00 at its "
+        "backends' starts and ends" in text
+    )
 
 
 def test_markdown_reports_a_failed_topology() -> None:
