@@ -163,7 +163,7 @@ class RawAiohttp:
         self.docs = f"/collections/{collection}/documents"
 
     async def search(self, q: str, session: str) -> list[dict[str, Any]]:
-        params = {
+        params: dict[str, str | int] = {
             "q": q,
             "query_by": "content",
             "filter_by": f"session_id:=`{session}`",

@@ -41,7 +41,7 @@ import os
 import ssl
 import statistics
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter, process_time
@@ -464,7 +464,9 @@ class ServerCpu:
 # -- the command line of one module ---------------------------------------------------------------
 
 
-def main(run: Callable[..., Awaitable[dict[str, Any]]], doc: str | None, *needs: str) -> None:
+def main(
+    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]], doc: str | None, *needs: str
+) -> None:
     """``python bench_<backend>.py [--quick] [--json]``: run one backend, print its table.
 
     ``needs`` are stack-outputs keys of which at least one must be set to reach the backend.

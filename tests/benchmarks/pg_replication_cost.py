@@ -184,8 +184,10 @@ def summarise(result: dict[str, Any]) -> str:
     """The Markdown tables of a run (``main``'s result)."""
 
     def med(arm: str, op: str, who: str) -> float:
-        return statistics.median(
-            run["figures"]["ops"][op][who]["ops_per_s"] for run in result["runs"][arm]
+        return float(
+            statistics.median(
+                run["figures"]["ops"][op][who]["ops_per_s"] for run in result["runs"][arm]
+            )
         )
 
     lines = [

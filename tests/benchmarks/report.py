@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
     return out
 
 
-def _targets_table(targets: list[Mapping[str, Any]], backend: str | None = None) -> list[str]:
+def _targets_table(targets: Sequence[Mapping[str, Any]], backend: str | None = None) -> list[str]:
     header = ["target", "source", "goal", "measured", "met?"]
     if backend is not None:
         header.insert(0, "backend")

@@ -137,7 +137,7 @@ def _git_commit() -> str:
 def machine_facts() -> dict[str, Any]:
     """CPU count and model, platform, Python, commit and the load average now."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        usable: int | None = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
     return {
