@@ -53,6 +53,7 @@ from faults import (
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from mas_storage import StorageTimeoutError
 from mas_storage_redis import RedisAdapter, session_key
 
 pytestmark = pytest.mark.timeout(300)
@@ -354,6 +355,44 @@ async def test_primary_killed_under_load(
         assert unread is not None and unread <= set(report.acked_missing), (
             f"reads missed turns that are not lost: {sorted(unread - set(report.acked_missing))}"
         )
+
+
+async def test_a_call_to_a_hung_primary_fails_within_one_timeout(
+    cluster: Any, faults: StackFaults, stack_outputs: dict[str, Any], stack_admin: dict[str, Any]
+) -> None:
+    """A primary that stops answering (SIGSTOP: a hang, or a host cut off) fails a call with
+    ``StorageTimeoutError`` within one ``socket_timeout``: redis-py's cluster client retries
+    after a timeout too, so without the adapter's one deadline per call a read took
+    (``retries`` + 1) x ``socket_timeout`` (seen on the simulated hosts: 3.60 s for 2 s)."""
+    view = ClusterView(cluster)
+    session = f"test-rel-rcl-{uuid.uuid4().hex[:10]}"
+    slot = key_slot(session_key(session).encode())
+    victim = await asyncio.to_thread(view.primary_of, slot)
+    assert victim is not None, "the cluster does not agree on who serves the slot"
+    timeout = 1.0
+    async with (
+        faults.locked(),
+        cluster_target(stack_outputs, stack_admin, session, socket_timeout=timeout) as target,
+    ):
+        await target.write(0)
+        procs = faults.processes(victim)
+        signal_all(procs, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageTimeoutError) as caught:
+                await target.read(0)
+            took = time.monotonic() - started
+        finally:
+            signal_all(procs, signal.SIGCONT)
+        # A hang past cluster-node-timeout may start a failover: let the shard settle first.
+        await until(lambda: view.primary_of(slot) is not None, 30, f"slot {slot} has a primary")
+        owner = await asyncio.to_thread(view.primary_of, slot)
+        assert owner is not None
+        replica = await asyncio.to_thread(view.replica_of, owner)
+        await until(lambda: view.in_sync(replica), 30, f"{replica} in sync again")
+        await target.read(0)  # the same adapter reads the turn again
+    assert took < timeout + 0.5, f"a call to a hung primary took {took:.2f} s for {timeout} s"
+    assert "did not answer within 1 s" in str(caught.value)
 
 
 def _other_primary_session(view: ClusterView, victim: str) -> str:

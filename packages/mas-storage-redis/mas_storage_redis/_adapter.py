@@ -58,6 +58,8 @@ __all__ = ["RedisAdapter"]
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("session_id", "turn_id", "content")
+#: The one-server client's calls need no deadline of their own: it never retries a timeout.
+_NO_DEADLINE: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
 _SEARCH_KEYS = frozenset({"session_id", "limit", "offset"})
 
 #: Driver exception -> storage error; the first match wins (subclasses before their bases).
@@ -138,6 +140,7 @@ class RedisAdapter(StorageAdapter):
         self._owns_client = client is None
         # The writes' fast path: one server, no WAIT (one EVAL, nothing to decide per call).
         self._plain = False
+        self._deadline: float | None = None  # on a cluster: see _one_call
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -214,6 +217,7 @@ class RedisAdapter(StorageAdapter):
             raise
         self._client = client
         self._plain = not isinstance(client, RedisCluster) and self._wait is None
+        self._deadline = self.config.socket_timeout if isinstance(client, RedisCluster) else None
         self._connected = True
         logger.info(
             "Connected to Redis%s at %s (window %d, ttl %ds, refresh on read %s, wait %s)",
@@ -262,6 +266,11 @@ class RedisAdapter(StorageAdapter):
             if isinstance(cause, Exception) and not isinstance(cause, rx.RedisClusterException):
                 return self._map_error(cause, op)
             return StorageConnectionError(f"Redis Cluster at {self._where}: {exc}")
+        if isinstance(exc, TimeoutError) and self._deadline is not None:
+            return StorageTimeoutError(
+                f"Redis Cluster at {self._where} did not answer within {self._deadline:g} s "
+                "(one deadline for the call and the cluster client's retries)"
+            )
         if isinstance(exc, rx.AuthenticationError):
             return StorageConnectionError(f"Redis at {self._where} refused the credentials: {exc}")
         if isinstance(exc, rx.ResponseError) and _is_wrongtype(exc):
@@ -321,17 +330,18 @@ class RedisAdapter(StorageAdapter):
         session_id, turn_id = parse_record_id(id)
         key = KEY_PREFIX + session_id + KEY_SUFFIX
         client = self._redis
-        if turn_id is None:
-            return bool(await client.delete(key))
-        # LREM by value: immune to concurrent pushes shifting positions.
-        items: list[Any] = await client.lrange(key, 0, -1)
-        matches = {raw: None for raw in items if decode_turn(raw, key).get("turn_id") == turn_id}
-        if not matches:
-            return False
-        pipe = client.pipeline(transaction=True)
-        for raw in matches:
-            pipe.lrem(key, 0, raw)
-        return any(await pipe.execute())
+        async with self._one_call():
+            if turn_id is None:
+                return bool(await client.delete(key))
+            # LREM by value: immune to concurrent pushes shifting positions.
+            items: list[Any] = await client.lrange(key, 0, -1)
+            matches = {r: None for r in items if decode_turn(r, key).get("turn_id") == turn_id}
+            if not matches:
+                return False
+            pipe = client.pipeline(transaction=True)
+            for raw in matches:
+                pipe.lrem(key, 0, raw)
+            return any(await pipe.execute())
 
     # -- batch -------------------------------------------------------------------------------
 
@@ -397,19 +407,23 @@ class RedisAdapter(StorageAdapter):
 
     async def clear_session(self, session_id: str) -> bool:
         """Drop a session's cache; ``True`` if it existed."""
-        return bool(await self._redis.delete(session_key(session_id)))
+        async with self._one_call():
+            return bool(await self._redis.delete(session_key(session_id)))
 
     async def get_session_size(self, session_id: str) -> int:
         """How many turns are cached for the session (0 when none)."""
-        return int(await self._redis.llen(session_key(session_id)))
+        async with self._one_call():
+            return int(await self._redis.llen(session_key(session_id)))
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether the session has cached turns."""
-        return bool(await self._redis.exists(session_key(session_id)))
+        async with self._one_call():
+            return bool(await self._redis.exists(session_key(session_id)))
 
     async def refresh_ttl(self, session_id: str, ttl: int | None = None) -> bool:
         """Reset the session's TTL to ``ttl`` (default ``ttl_seconds``); ``False`` if absent."""
-        return bool(await self._redis.expire(session_key(session_id), self._ttl(ttl)))
+        async with self._one_call():
+            return bool(await self._redis.expire(session_key(session_id), self._ttl(ttl)))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -446,17 +460,27 @@ class RedisAdapter(StorageAdapter):
         if self._plain:
             await self._redis.eval(PUSH_SCRIPT, 1, key, window, ttl, len(payloads), *payloads)
         else:
-            await push(self._redis, {key: payloads}, window, ttl, self._wait)
+            async with self._one_call():
+                await push(self._redis, {key: payloads}, window, ttl, self._wait)
+
+    def _one_call(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """One deadline, ``socket_timeout``, for a session call on a cluster: redis-py's
+        cluster client retries after a timeout too (the node may be failing over), which
+        would let a call against a node cut off from the network take (``retries`` + 1) x
+        ``socket_timeout``; one server's client never retries a timeout, so no deadline."""
+        deadline = self._deadline
+        return _NO_DEADLINE if deadline is None else asyncio.timeout(deadline)
 
     async def _read(self, key: str, start: int, end: int) -> list[Any]:
         client = self._redis
-        if self.refresh_ttl_on_read:
-            pipe = client.pipeline(transaction=False)
-            pipe.lrange(key, start, end)
-            pipe.expire(key, self.ttl_seconds)
-            items, _ = await pipe.execute()
-            return cast(list[Any], items)
-        return cast(list[Any], await client.lrange(key, start, end))  # redis-py's stubs: Any
+        async with self._one_call():
+            if self.refresh_ttl_on_read:
+                pipe = client.pipeline(transaction=False)
+                pipe.lrange(key, start, end)
+                pipe.expire(key, self.ttl_seconds)
+                items, _ = await pipe.execute()
+                return cast(list[Any], items)
+            return cast(list[Any], await client.lrange(key, start, end))  # stubs: Any
 
     async def _recent(self, session_id: Any, limit: Any, offset: Any) -> list[dict[str, Any]]:
         key = session_key(session_id)

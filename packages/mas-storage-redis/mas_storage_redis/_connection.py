@@ -13,7 +13,8 @@ sends each command to its slot's primary, follows ``MOVED`` (and re-reads the ma
 ``ASK``, and, after a connection error, a ``CLUSTERDOWN`` or an uncovered slot, re-reads the map
 and tries again, up to ``retries`` more times: a failover is followed with no new ``connect()``.
 Unlike the single-server client it retries after a timeout too (the node may be failing over),
-so a call against a hung node fails after up to (``retries`` + 1) x ``socket_timeout``. The
+so the adapter gives each session call one deadline, ``socket_timeout``, for all its attempts
+(``RedisAdapter._one_call``): a call against a hung or cut-off node fails within it. The
 seeds' own connections are closed once the map is read: the nodes' connections serve.
 ``max_connections`` bounds each node's connections; beyond it a call fails at once
 (``StorageConnectionError``): redis-py's cluster client has no waiting pool.
