@@ -320,8 +320,9 @@ async def _fault_run(
         up_after_s=round(up - down, 2),
     )
     row["notes"] = [
-        f"killed {victim.name}; leader {leader_before} -> {leader_after}; restarted node "
-        f"caught up in {catch_up_s:.2f}s; calls failed by kind {report.failed_by_kind}; "
+        f"{'cut off' if cut else 'killed'} {victim.name}; leader {leader_before} -> "
+        f"{leader_after}; {'reconnected' if cut else 'restarted'} node caught up in "
+        f"{catch_up_s:.2f}s; calls failed by kind {report.failed_by_kind}; "
         f"served during the outage {report.served_during}; longest gap between successes "
         f"{report.longest_gap_s}; stale reads (acked s before the kill, read s after) {stale}"
     ]
