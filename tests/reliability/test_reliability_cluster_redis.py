@@ -42,6 +42,7 @@ import contextlib
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
