@@ -338,11 +338,16 @@ def restore_roles(view: ClusterView) -> None:
     for node in view.cluster.nodes()[:3]:
         if _serves_slots(view, node.name):
             continue
-        with node.admin() as client:
-            client.cluster("failover")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
+        asked = 0.0
         while not _serves_slots(view, node.name):
             assert time.monotonic() < deadline, f"{node.name} did not take over its shard"
+            # A manual failover that does not complete in 5 s (the replica not caught up, its
+            # link still in TCP backoff after a heal) is dropped by Redis: ask again.
+            if time.monotonic() - asked > 6.0:
+                with node.admin() as client:
+                    client.cluster("failover")
+                asked = time.monotonic()
             time.sleep(0.1)
     deadline = time.monotonic() + 30
     while not (
