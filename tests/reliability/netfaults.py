@@ -32,9 +32,11 @@ import httpx
 from faults import HOLD, FaultTimes, OutageReport, StackFaults, open_target, run_outage
 
 __all__ = [
+    "HOSTS_CLUSTER_SKIP",
     "LATENCY_MS",
     "LOSS_PERCENT",
     "NETWORK_FAULTS",
+    "HostCut",
     "NetworkFaults",
     "Toxiproxy",
     "network_fault_run",
@@ -224,3 +226,46 @@ async def network_fault_run(
         }[fault]
         async with open_target(backend, outputs) as target:
             return await run_outage(target, inject, name)
+
+
+#: Why a cluster test that cuts a simulated host off skips on loopback.
+HOSTS_CLUSTER_SKIP = (
+    "needs the cluster on simulated hosts: scripts/test-cluster --hosts "
+    "(mas-devstack up --hosts Pulumi.dev.yaml --topology cluster)"
+)
+
+
+class HostCut:
+    """The simulated host of a cluster node, cut off (its link down, as
+    :meth:`NetworkFaults.partition`) by a cluster failover test, and healed.
+
+    The caller holds the devstack lock (:meth:`faults.StackFaults.locked`). :meth:`heal` is
+    idempotent: a test calls it when its scenario reconnects the host, and again in a
+    ``finally``, so an interrupted test leaves the network whole.
+    """
+
+    def __init__(self, control: StackFaults, address: str) -> None:
+        import pytest
+
+        if control.stack.plan is None:
+            pytest.skip(HOSTS_CLUSTER_SKIP)
+        self.control = control
+        self.network = control.stack.network
+        self.host = str(self.network.plan.host_at(address).name)
+        self.address = address
+        self.cut_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"HostCut(host={self.host!r}, cut={self.cut_at is not None})"
+
+    async def cut(self) -> float:
+        """Take the host's link down; returns the moment (monotonic seconds)."""
+        self.cut_at = time.monotonic()
+        await self.control._run(self.network.partition, self.host)
+        return self.cut_at
+
+    async def heal(self) -> None:
+        """Reconnect the host (nothing happens when it is not cut)."""
+        if self.cut_at is not None:
+            await self.control._run(self.network.heal, self.host)
+            self.cut_at = None

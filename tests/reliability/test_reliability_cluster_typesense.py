@@ -22,6 +22,15 @@ Reads after a failover go to a follower, which applies a write up to one Raft he
 here) after the leader acknowledged it: the workload reads keys acknowledged at least
 :data:`READ_LAG` s before (``test_a_follower_serves_a_write_within_a_heartbeat`` measures it).
 
+On simulated hosts (``scripts/test-cluster --hosts``), a network fault: **the leader's host cut
+off** (its link down, the node running on). The leader is first moved (a vote) to the node alone
+on its host (``typesense-1`` on lab-b; lab-a holds ``typesense-0`` and ``typesense-2``): cut
+off, it cannot commit anything, and the two on lab-a elect a new leader. "Up" as for the kill;
+then the host is reconnected and the old leader must rejoin as a follower holding exactly what
+the others hold. Cutting lab-a instead would take the majority away: nothing could be written
+until it came back (what ``test_an_acknowledged_write_needs_a_majority`` shows with kills).
+It skips on loopback.
+
 ``test_an_acknowledged_write_needs_a_majority`` checks what the zero-loss claim rests on: with
 two of the three nodes killed, no write is acknowledged; with the majority back, it is.
 """
@@ -53,6 +62,7 @@ from faults import (
     fact_workload,
     run_outage,
 )
+from netfaults import HostCut
 from stack_tls import httpx_verify
 
 from mas_storage import StorageConnectionError, StorageTimeoutError
@@ -212,14 +222,31 @@ async def _kill_until_served(faults: StackFaults, cluster: Any, victim: Any) -> 
     return FaultTimes(down, time.monotonic())
 
 
+async def _cut_until_served(cluster: Any, cut: HostCut, victim: Any) -> FaultTimes:
+    """Cut ``victim``'s host off (the victim alone on it, running on); "up" once the nodes of
+    the other hosts lead and are healthy."""
+    down = await cut.cut()
+    survivors = [n for n in cluster.nodes() if n.host != victim.host]
+    await asyncio.to_thread(cluster.wait_formed, ELECTION_WITHIN, survivors)
+    return FaultTimes(down, time.monotonic())
+
+
 async def _restart_and_catch_up(
-    faults: StackFaults, cluster: Any, victim: Any, collection_keys: Counter[int], check: Any
+    faults: StackFaults,
+    cluster: Any,
+    victim: Any,
+    collection_keys: Counter[int],
+    check: Any,
+    cut: HostCut | None = None,
 ) -> float:
-    """Start ``victim`` again and wait until it is healthy and holds what the leader holds;
-    returns the seconds from the start to that moment."""
+    """Start ``victim`` again (or reconnect its ``cut`` host) and wait until it is healthy and
+    holds what the leader holds; returns the seconds from the start to that moment."""
     began = time.monotonic()
-    await faults._run(faults.stack.start, victim.name)
-    faults._down.discard(victim.name)
+    if cut is not None:
+        await cut.heal()
+    else:
+        await faults._run(faults.stack.start, victim.name)
+        faults._down.discard(victim.name)
     await asyncio.to_thread(cluster.wait_formed, CATCH_UP_WITHIN)
     deadline = time.monotonic() + CATCH_UP_WITHIN
     while True:
@@ -239,20 +266,27 @@ async def _fault_run(
     admin: dict[str, Any],
     victim_index: int,
     fault_name: str,
+    cut: HostCut | None = None,
 ) -> dict[str, Any]:
-    """One kill under load, the restart, the catch-up, and the census on every node."""
+    """One kill under load (or, with ``cut``, the victim's host cut off: the victim leads
+    first), the restart (the reconnection), the catch-up, and the census on every node."""
     async with faults.locked():
         await _prepare(faults, cluster)
         nodes = list(cluster.nodes())
         victim = nodes[victim_index]
-        assert (await _leader(cluster)) is nodes[0]
+        if cut is not None:
+            await asyncio.to_thread(cluster.lead_from, victim, ELECTION_WITHIN)
+        assert (await _leader(cluster)) is (victim if cut is not None else nodes[0])
         # The adapter prefers the victim: its failover is what the fault exercises.
         order = [victim.url, *(n.url for n in nodes if n is not victim)]
         log = ReadLog()
         times: list[FaultTimes] = []
 
         async def fault() -> FaultTimes:
-            times.append(await _kill_until_served(faults, cluster, victim))
+            if cut is not None:
+                times.append(await _cut_until_served(cluster, cut, victim))
+            else:
+                times.append(await _kill_until_served(faults, cluster, victim))
             return times[0]
 
         async with cluster_target(cluster, outputs, admin, order, log) as target:
@@ -271,7 +305,7 @@ async def _fault_run(
                 return await _export(url, collection, admin, outputs)
 
             expected = await held((await _leader(cluster)).url)
-            catch_up_s = await _restart_and_catch_up(faults, cluster, victim, expected, held)
+            catch_up_s = await _restart_and_catch_up(faults, cluster, victim, expected, held, cut)
             per_node = {n.name: await held(n.url) for n in nodes}
     down, up = times[0].down, times[0].up
     # A stale read: (seconds its key was acknowledged before the kill, seconds after the kill).
@@ -286,8 +320,9 @@ async def _fault_run(
         up_after_s=round(up - down, 2),
     )
     row["notes"] = [
-        f"killed {victim.name}; leader {leader_before} -> {leader_after}; restarted node "
-        f"caught up in {catch_up_s:.2f}s; calls failed by kind {report.failed_by_kind}; "
+        f"{'cut off' if cut else 'killed'} {victim.name}; leader {leader_before} -> "
+        f"{leader_after}; {'reconnected' if cut else 'restarted'} node caught up in "
+        f"{catch_up_s:.2f}s; calls failed by kind {report.failed_by_kind}; "
         f"served during the outage {report.served_during}; longest gap between successes "
         f"{report.longest_gap_s}; stale reads (acked s before the kill, read s after) {stale}"
     ]
@@ -311,9 +346,15 @@ async def test_kill_9_of_the_leader_under_load(
     admin: dict[str, Any],
 ) -> None:
     run = await _fault_run(faults, ts_cluster, stack_outputs, admin, 0, "kill -9 leader")
+    _check_leader_lost(run, "typesense-0")
+
+
+def _check_leader_lost(run: dict[str, Any], old_leader: str) -> None:
+    """What a lost leader must show: every assertion of the harness, a new leader, writes
+    failed and reads served meanwhile, stale reads only within a heartbeat, every node alike."""
     report = run["report"]
     report.check()
-    assert run["row"]["leader_after"] != "typesense-0", "the survivors elected no new leader"
+    assert run["row"]["leader_after"] != old_leader, "the survivors elected no new leader"
     assert report.failed_by_kind.get("write", 0) > 0, "no write failed: no leader was lost"
     assert report.served_during.get("read", 0) > 0, "no read was served during the election"
     # What the survivors cannot serve until the new leader commits: the writes the old leader
@@ -340,6 +381,30 @@ async def test_kill_9_of_a_follower_under_load(
     assert report.calls_failed == 0, f"calls failed: {report.error_types}"
     assert run["stale"] == [], "the adapter read from a lagging node after the failover"
     _same_on_every_node(run)
+
+
+async def test_leaders_host_cut_off_under_load(
+    faults: StackFaults,
+    ts_cluster: Any,
+    stack_outputs: dict[str, Any],
+    admin: dict[str, Any],
+) -> None:
+    """The leader's host cut off mid-load: the same outcome as its kill -9 (a new leader on the
+    other host, writes back on the same adapter, reads served all along, nothing lost)."""
+    nodes = list(ts_cluster.nodes())
+    per_host = Counter(n.host for n in nodes)
+    alone = [i for i, n in enumerate(nodes) if per_host[n.host] == 1]
+    cut = HostCut(faults, nodes[alone[0] if alone else 0].host)  # skips on loopback
+    assert alone, f"no node is alone on its host: {dict(per_host)}"
+    victim = nodes[alone[0]]
+    try:
+        run = await _fault_run(
+            faults, ts_cluster, stack_outputs, admin, alone[0], "leader's host cut off", cut
+        )
+    finally:
+        await cut.heal()
+    assert run["row"]["leader_before"] == victim.name
+    _check_leader_lost(run, victim.name)
 
 
 def _same_on_every_node(run: dict[str, Any]) -> None:

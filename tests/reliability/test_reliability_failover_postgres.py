@@ -8,6 +8,13 @@
   that the standby did not have. With ``read_from="prefer-standby"`` the reads go to the
   standby all along: they keep succeeding while the primary is dead, and (``remote_apply``)
   every read finds the write acknowledged before it.
+* **Failover after a network cut** (on simulated hosts only: ``scripts/test-cluster --hosts``;
+  it skips on loopback). The primary's host is cut off mid-load (its link down, the primary
+  running on, unreachable); after the same detection time the harness fences the old primary
+  (kill -9, as Patroni's watchdog would: a primary left running would take writes again once
+  its host is back, a second primary) and promotes the standby on the other host, then
+  reconnects the host. Synchronous replication means the cut primary could acknowledge nothing
+  its standby did not have: 0 acknowledged writes lost.
 * **Read-your-writes on the standby.** With ``remote_apply`` a turn acknowledged by the
   primary is already applied on the standby: a ``read_from="prefer-standby"`` read issued
   after the acknowledgement finds it, every time (with ``on`` it is flushed there, not yet
@@ -34,6 +41,7 @@ from typing import Any
 import psycopg
 import pytest
 from faults import HOLD, REPORTS, FaultTimes, StackFaults, open_target, run_outage
+from netfaults import HostCut
 
 from mas_storage import StorageTimeoutError
 from mas_storage_postgres import PostgresAdapter
@@ -85,26 +93,45 @@ class WriteLog:
 
 
 @pytest.mark.parametrize("read_from", ["primary", "prefer-standby"])
+@pytest.mark.parametrize("cause", ["kill", "cut"])
 async def test_postgres_fails_over_to_the_promoted_standby(
-    read_from: str, pg_cluster: Any, faults: StackFaults, stack_outputs: dict[str, Any]
+    cause: str,
+    read_from: str,
+    pg_cluster: Any,
+    faults: StackFaults,
+    stack_outputs: dict[str, Any],
 ) -> None:
     old, new = pg_cluster.primary, pg_cluster.standby
+    cut = HostCut(faults, old.host) if cause == "cut" else None  # skips on loopback
+    assert cut is None or cut.host != HostCut(faults, new.host).host, "primary, standby: 1 host"
     assert _sync_state(pg_cluster) == (old.name, new.name, "sync")
     promote_s: list[float] = []
     report_kill_time: list[float] = []
 
     async def failover() -> FaultTimes:
-        down = await faults.kill_only(old.name)
+        if cut is None:
+            down = await faults.kill_only(old.name)
+        else:
+            down = await cut.cut()
         report_kill_time.append(down)
         await asyncio.sleep(max(0.0, down + HOLD - time.monotonic()))  # detection
+        if cut is not None:  # fence the old primary before anything can reach it again
+            await faults.kill_only(old.name)
         promote_s.append(await faults.call(pg_cluster.promote, new.name))
+        if cut is not None:
+            await cut.heal()
         return FaultTimes(down, time.monotonic())
 
-    fault = f"failover: kill -9 primary, promote (reads: {read_from})"
+    what = "kill -9 primary" if cut is None else "primary's host cut off, fenced"
+    fault = f"failover: {what}, promote (reads: {read_from})"
     async with faults.locked(), open_target("postgres", stack_outputs, read_from=read_from) as t:
         writes = WriteLog(t.write)
         t.write = writes
-        report = await run_outage(t, failover, fault)
+        try:
+            report = await run_outage(t, failover, fault)
+        finally:
+            if cut is not None:
+                await cut.heal()
         # The same adapter's pools now reach the promoted node, for writes and reads.
         backend = (await t.adapter.get_metrics())["backend_specific"]
         assert backend["server"] == new.address
@@ -113,7 +140,7 @@ async def test_postgres_fails_over_to_the_promoted_standby(
     killed = report_kill_time[0]
     REPORTS[-1]["notes"] = [
         f"promote (pg_ctl promote -w) {promote_s[0]:.2f} s",
-        f"writes: first acknowledged write {writes.outage_from(killed)} s after the kill",
+        f"writes: first acknowledged write {writes.outage_from(killed)} s after the {cause}",
     ]
     report.check()
     assert pg_cluster.primary_name == new.name
