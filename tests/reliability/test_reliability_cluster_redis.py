@@ -130,13 +130,27 @@ class ClusterView:
         raise AssertionError(f"{primary} has no replica")
 
     def in_sync(self, name: str) -> bool:
-        """``name`` is a replica whose link to its primary is up."""
+        """``name`` is a replica whose link to its primary is up, and which that primary counts
+        for ``WAIT``: online, with an acknowledged offset. A replica's link is up as soon as it
+        has loaded the primary's data, but the primary streams to it, and so counts it, only
+        from its first ``REPLCONF ACK``, up to a second later (seen: 4 writes with WAIT 1
+        refused in that gap, right after the link came up)."""
         try:
             with self.cluster.node(name).admin(timeout=2.0) as client:
                 info = client.info("replication")
+            if info.get("role") != "slave" or info.get("master_link_status") != "up":
+                return False
+            primary = self.by_address.get(f"{info['master_host']}:{info['master_port']}")
+            if primary is None:
+                return False
+            with primary.admin(timeout=2.0) as client:
+                seen = client.info("replication")
         except Exception:
             return False
-        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+        replicas = [v for k, v in seen.items() if k.startswith("slave") and isinstance(v, dict)]
+        return bool(replicas) and all(
+            r.get("state") == "online" and int(r.get("offset", 0)) > 0 for r in replicas
+        )
 
     def session_on(self, primary: str, prefix: str) -> str:
         """A fresh session id whose slot ``primary`` serves."""
