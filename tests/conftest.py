@@ -31,6 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# Imported here, at start-up, for every run: hypothesis's pytest plugin imports hypothesis in
+# its terminal summary otherwise, and pytest's assertion rewriting then parses its modules at
+# the end of a run that never used it, among the garbage a fault run leaves; CPython 3.11 can
+# fail that parse with "SystemError: AST constructor recursion depth mismatch" (seen once, after
+# the network faults), which crashed the whole run after every test had passed.
+import hypothesis  # noqa: F401
 import pytest
 from ownership import Ownership, QdrantServer, ownership_of, qdrant_server_from_env
 from qdrant_modes import MODES, Mode, require_mode
